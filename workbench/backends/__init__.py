@@ -1,0 +1,1 @@
+"""Runners: one module per backend, all behind the ``Runner`` contract in ``base``."""

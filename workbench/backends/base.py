@@ -1,0 +1,103 @@
+"""The one contract every backend implements: validated ``infer(feed) -> outputs``.
+
+Modelled on Polygraphy's runners: a runner is a context manager; ``infer`` checks
+names, ranks and dtypes before the backend sees the feed, so a mismatch is a
+one-line ``InputMismatchError`` rather than an error from deep inside a library.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from workbench.errors import InputMismatchError
+
+Feed = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, dtype and shape of a model input; ``None``/str dims are dynamic."""
+
+    name: str
+    dtype: str  # numpy dtype name, e.g. "int64"
+    shape: tuple[int | str | None, ...]
+
+
+class Runner(ABC):
+    """Base class: subclasses implement ``input_specs`` and ``_infer``.
+
+    Example::
+
+        with OrtRunner("model.onnx") as r:
+            logits = r.infer(feed)["logits"]
+    """
+
+    name: str = "runner"
+    backend: str = "unknown"
+    precision: str = "fp32"
+    device: str = "cpu"
+
+    @property
+    @abstractmethod
+    def input_specs(self) -> list[TensorSpec]:
+        """The inputs this runner expects."""
+
+    @abstractmethod
+    def _infer(self, feed: Feed) -> dict[str, np.ndarray]:
+        """Run the model on an already validated feed."""
+
+    def infer(self, feed: Feed) -> dict[str, np.ndarray]:
+        """Validate ``feed`` against ``input_specs``, then run the model."""
+        return self._infer(self.validate_feed(feed))
+
+    def validate_feed(self, feed: Feed) -> Feed:
+        """Return the feed restricted to the model's inputs, cast to their dtypes."""
+        specs = self.input_specs
+        missing = [s.name for s in specs if s.name not in feed]
+        if missing:
+            raise InputMismatchError(
+                f"{self.name}: feed lacks input(s) {missing}; the model expects "
+                f"{[s.name for s in specs]} — does the tokenizer match the model?"
+            )
+        out: Feed = {}
+        for spec in specs:
+            arr = np.asarray(feed[spec.name])
+            if arr.ndim != len(spec.shape):
+                raise InputMismatchError(
+                    f"{self.name}: input {spec.name!r} has rank {arr.ndim}, the model expects "
+                    f"shape {spec.shape}"
+                )
+            for dim, want in zip(arr.shape, spec.shape):
+                if isinstance(want, int) and want > 0 and dim != want:
+                    raise InputMismatchError(
+                        f"{self.name}: input {spec.name!r} has shape {arr.shape}, the model "
+                        f"expects {spec.shape}"
+                    )
+            want_dtype = np.dtype(spec.dtype)
+            if arr.dtype != want_dtype:
+                if arr.dtype.kind != want_dtype.kind:
+                    raise InputMismatchError(
+                        f"{self.name}: input {spec.name!r} is {arr.dtype}, the model expects "
+                        f"{want_dtype}"
+                    )
+                arr = arr.astype(want_dtype)
+            out[spec.name] = np.ascontiguousarray(arr)
+        return out
+
+    def close(self) -> None:
+        """Release the backend's resources (sessions, engines, device buffers)."""
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

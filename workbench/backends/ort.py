@@ -1,0 +1,87 @@
+"""ONNX Runtime runner (CPU here; CUDA provider when onnxruntime-gpu is installed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from workbench.backends.base import Feed, Runner, TensorSpec
+from workbench.errors import BackendUnavailableError, ModelError
+
+_ORT_DTYPES = {
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+}
+
+
+class OrtRunner(Runner):
+    """Runs an ONNX model with ONNX Runtime.
+
+    Example::
+
+        with OrtRunner("model.onnx", name="ort-fp32") as r:
+            logits = r.infer(feed)["logits"]
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        name: str = "ort",
+        precision: str = "fp32",
+        providers: list[str] | None = None,
+        intra_op_threads: int = 0,
+        optimized_model_path: str | Path | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"ONNX model {path} does not exist; export or quantize it first")
+        providers = providers or ["CPUExecutionProvider"]
+        missing = [p for p in providers if p not in ort.get_available_providers()]
+        if missing:
+            raise BackendUnavailableError(
+                f"ONNX Runtime provider(s) {missing} unavailable (have "
+                f"{ort.get_available_providers()}); install onnxruntime-gpu for CUDA"
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.log_severity_level = 3
+        if optimized_model_path is not None:
+            opts.optimized_model_filepath = str(optimized_model_path)
+        try:
+            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; all mean "bad model"
+            raise ModelError(
+                f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}; "
+                "is it a valid, complete ONNX file?"
+            ) from exc
+        self.name = name
+        self.precision = precision
+        self.model_path = path
+        self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
+        self._specs = [
+            TensorSpec(i.name, _ORT_DTYPES.get(i.type, "float32"), tuple(i.shape))
+            for i in self._sess.get_inputs()
+        ]
+        self._outputs = [o.name for o in self._sess.get_outputs()]
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return self._specs
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._outputs)
+
+    def _infer(self, feed: Feed) -> dict[str, np.ndarray]:
+        values = self._sess.run(self._outputs, feed)
+        return dict(zip(self._outputs, values))
+
+    def close(self) -> None:
+        self._sess = None  # type: ignore[assignment]

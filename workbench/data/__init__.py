@@ -1,0 +1,1 @@
+"""Data: labelled datasets, splits, tokenization and calibration sets."""

