@@ -1,0 +1,76 @@
+"""``workbench`` command line: a thin shell over the library.
+
+Each subcommand lives in ``workbench/commands/<name>.py`` exposing
+``register(subparsers) -> None`` (adds its parser and sets ``func=run``) and
+``run(args) -> int``. Command modules import nothing heavy at module level, so
+``workbench --help`` works with only the core installed. Errors from the
+workbench print one line and exit with the error's code (2 bad input, 3 backend
+unavailable); a failed gate exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from workbench import __version__
+from workbench.errors import WorkbenchError
+
+COMMANDS = (
+    "demo",
+    "prepare",
+    "evaluate",
+    "calibset",
+    "calibrate",
+    "report",
+    "gate",
+    "doctor",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Is the INT8 (or FP16) build accurate enough, and how much faster is it?",
+    )
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"workbench.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"workbench.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``workbench`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
