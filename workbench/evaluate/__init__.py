@@ -1,0 +1,1 @@
+"""Evaluation: task metrics and fidelity per sample, latency and memory."""
