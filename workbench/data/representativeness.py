@@ -1,0 +1,264 @@
+"""How well a calibration set represents the traffic it will meet.
+
+Compares token lengths (PSI, Kolmogorov–Smirnov), labels (total variation, Jensen–Shannon),
+word-piece coverage, ``[UNK]`` and truncation rates, and gives a verdict: PSI above 0.25 is
+"not representative", 0.1–0.25 "drifting". The record is saved as ``calibset_report.json``
+in a run directory and in the calibration set's manifest; the HTML report renders it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.data.sampling import quantile_bins
+from workbench.data.shapes import length_stats
+from workbench.data.tokenize import TextTokenizer
+from workbench.errors import DataError
+from workbench.results.records import SCHEMA_VERSION, load_record, save_record
+
+REPORT_FILE = "calibset_report.json"
+REPRESENTATIVE, DRIFTING, NOT_REPRESENTATIVE = "representative", "drifting", "not representative"
+VERDICTS = (REPRESENTATIVE, DRIFTING, NOT_REPRESENTATIVE)
+THRESHOLDS: dict[str, float] = {
+    "psi_drifting": 0.10,
+    "psi_not_representative": 0.25,
+    "label_tv_drifting": 0.15,
+    "truncation_gap_drifting": 0.05,
+    "unk_gap_drifting": 0.01,
+    "vocab_token_coverage_drifting": 0.80,
+}
+_EPS = 1e-4  # floor on a bin's share so an empty bin gives a large, finite PSI
+
+
+@dataclass(frozen=True)
+class TextProfile:
+    """What the checks need of one sample: token lengths, optional labels and token ids."""
+
+    lengths: np.ndarray
+    labels: np.ndarray | None = None
+    token_ids: list[list[int]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_texts(
+        cls, texts: Sequence[str], tokenizer: TextTokenizer, labels: Sequence[int] | None = None
+    ) -> TextProfile:
+        """Tokenize once (untruncated) and keep lengths + ids."""
+        ids = tokenizer.token_ids(list(texts))
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        lab = None if labels is None else np.asarray(labels, dtype=np.int64)
+        if lab is not None and (lab < 0).any():
+            lab = None  # partly unlabelled: treat as unlabelled
+        return cls(lengths, lab, ids)
+
+
+@dataclass(frozen=True)
+class LengthSummary:
+    """Token-length summary of one sample (untruncated lengths, special tokens included)."""
+
+    n: int
+    mean: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    truncated_share: float  # share longer than max_length
+
+
+@dataclass(frozen=True)
+class RepresentativenessReport:
+    """A calibration set compared with a target sample; written as ``calibset_report.json``."""
+
+    schema_version: int
+    calibration_set: str  # calibration set directory ("" if not saved)
+    manifest_sha256: str  # of the set's manifest ("" if not saved)
+    target: str  # where the target came from: a file path or e.g. "test split"
+    max_length: int
+    verdict: str  # one of VERDICTS
+    warnings: list[str]  # one line per failed check; empty when representative
+    thresholds: dict[str, float]
+    length_psi: float
+    length_ks_statistic: float
+    length_ks_pvalue: float
+    length_bin_edges: list[float]  # inner edges (target deciles); bin i is (e[i-1], e[i]]
+    calibration_bin_share: list[float]
+    target_bin_share: list[float]
+    calibration_lengths: LengthSummary
+    target_lengths: LengthSummary
+    label_names: list[str]
+    calibration_label_share: list[float] | None  # None when either side is unlabelled
+    target_label_share: list[float] | None
+    label_tv_distance: float | None
+    label_js_distance: float | None  # Jensen–Shannon distance, base 2 (0..1)
+    vocab_token_coverage: float | None  # target token occurrences whose id occurs in the set
+    vocab_type_coverage: float | None  # distinct target ids that occur in the set
+    calibration_unk_rate: float | None  # share of tokens that are [UNK]
+    target_unk_rate: float | None
+    profile_suggestion: dict[str, Any]  # TensorRT min/opt/max from the target's lengths
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, edges: np.ndarray) -> float:
+    """Population stability index of ``actual`` against ``expected`` over ``edges`` bins."""
+    e, a = _shares(expected, edges), _shares(actual, edges)
+    e, a = np.maximum(e, _EPS), np.maximum(a, _EPS)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def _shares(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    bins = np.searchsorted(edges, np.asarray(x), side="left")
+    return np.bincount(bins, minlength=len(edges) + 1) / max(len(x), 1)
+
+
+def _summary(lengths: np.ndarray, max_length: int) -> LengthSummary:
+    return LengthSummary(**length_stats(lengths, max_length))  # type: ignore[arg-type]
+
+
+def _token_stats(
+    cal: TextProfile, tgt: TextProfile, unk_id: int | None
+) -> tuple[float | None, float | None, float | None, float | None]:
+    if cal.token_ids is None or tgt.token_ids is None:
+        return None, None, None, None
+    cal_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in cal.token_ids])
+    tgt_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in tgt.token_ids])
+    seen = np.isin(tgt_ids, np.unique(cal_ids))
+    token_cov = float(seen.mean())
+    types = np.unique(tgt_ids)
+    type_cov = float(np.isin(types, np.unique(cal_ids)).mean())
+    if unk_id is None:
+        return token_cov, type_cov, None, None
+    return token_cov, type_cov, float((cal_ids == unk_id).mean()), float((tgt_ids == unk_id).mean())
+
+
+def _label_shares(
+    cal: TextProfile, tgt: TextProfile, n_labels: int
+) -> tuple[list[float] | None, list[float] | None, float | None, float | None]:
+    if cal.labels is None or tgt.labels is None or len(cal.labels) == 0 or len(tgt.labels) == 0:
+        return None, None, None, None
+    from scipy.spatial.distance import jensenshannon
+
+    k = max(n_labels, int(cal.labels.max()) + 1, int(tgt.labels.max()) + 1)
+    p = np.bincount(cal.labels, minlength=k) / len(cal.labels)
+    q = np.bincount(tgt.labels, minlength=k) / len(tgt.labels)
+    tv = float(0.5 * np.abs(p - q).sum())
+    js = float(jensenshannon(p, q, base=2))
+    return p.tolist(), q.tolist(), tv, js
+
+
+def assess(
+    calibration: TextProfile,
+    target: TextProfile,
+    max_length: int,
+    unk_id: int | None = None,
+    label_names: Sequence[str] = (),
+    target_name: str = "target",
+    calibration_set: str = "",
+    manifest_sha256: str = "",
+) -> RepresentativenessReport:
+    """Compare a calibration sample with a target sample; the verdict uses ``THRESHOLDS``.
+
+    Example::
+
+        cal = TextProfile.from_texts(cal_texts, tok)
+        report = assess(cal, TextProfile.from_texts(traffic, tok), max_length=tok.max_length,
+                        unk_id=tok.unk_id, target_name="traffic.txt")
+        report.verdict  # "representative" | "drifting" | "not representative"
+    """
+    from scipy.stats import ks_2samp
+
+    from workbench.data.shapes import suggest_profile
+
+    if len(calibration.lengths) == 0 or len(target.lengths) == 0:
+        raise DataError("representativeness needs a non-empty calibration set and target")
+    edges = quantile_bins(target.lengths)
+    length_psi = psi(target.lengths, calibration.lengths, edges)
+    ks = ks_2samp(calibration.lengths, target.lengths)
+    cal_sum = _summary(calibration.lengths, max_length)
+    tgt_sum = _summary(target.lengths, max_length)
+    cal_share, tgt_share, tv, js = _label_shares(calibration, target, len(label_names))
+    token_cov, type_cov, cal_unk, tgt_unk = _token_stats(calibration, target, unk_id)
+    warnings = _warnings(length_psi, cal_sum, tgt_sum, tv, token_cov, cal_unk, tgt_unk)
+    verdict = REPRESENTATIVE
+    if length_psi > THRESHOLDS["psi_not_representative"]:
+        verdict = NOT_REPRESENTATIVE
+    elif warnings:
+        verdict = DRIFTING
+    return RepresentativenessReport(
+        schema_version=SCHEMA_VERSION,
+        calibration_set=calibration_set,
+        manifest_sha256=manifest_sha256,
+        target=target_name,
+        max_length=max_length,
+        verdict=verdict,
+        warnings=warnings,
+        thresholds=dict(THRESHOLDS),
+        length_psi=length_psi,
+        length_ks_statistic=float(ks.statistic),
+        length_ks_pvalue=float(ks.pvalue),
+        length_bin_edges=[float(e) for e in edges],
+        calibration_bin_share=_shares(calibration.lengths, edges).tolist(),
+        target_bin_share=_shares(target.lengths, edges).tolist(),
+        calibration_lengths=cal_sum,
+        target_lengths=tgt_sum,
+        label_names=list(label_names),
+        calibration_label_share=cal_share,
+        target_label_share=tgt_share,
+        label_tv_distance=tv,
+        label_js_distance=js,
+        vocab_token_coverage=token_cov,
+        vocab_type_coverage=type_cov,
+        calibration_unk_rate=cal_unk,
+        target_unk_rate=tgt_unk,
+        profile_suggestion=suggest_profile(target.lengths, max_length),
+    )
+
+
+def _warnings(
+    length_psi: float,
+    cal: LengthSummary,
+    tgt: LengthSummary,
+    tv: float | None,
+    token_cov: float | None,
+    cal_unk: float | None,
+    tgt_unk: float | None,
+) -> list[str]:
+    t = THRESHOLDS
+    out: list[str] = []
+    if length_psi > t["psi_drifting"]:
+        level = "not representative" if length_psi > t["psi_not_representative"] else "drifting"
+        out.append(
+            f"token-length PSI {length_psi:.2f} ({level}; limits {t['psi_drifting']}/"
+            f"{t['psi_not_representative']}): calibration p50/p90 {cal.p50:.0f}/{cal.p90:.0f} "
+            f"vs target {tgt.p50:.0f}/{tgt.p90:.0f} tokens"
+        )
+    gap = tgt.truncated_share - cal.truncated_share
+    if gap > t["truncation_gap_drifting"]:
+        out.append(
+            f"{tgt.truncated_share:.0%} of the target is truncated at max length but only "
+            f"{cal.truncated_share:.0%} of the calibration set"
+        )
+    if tv is not None and tv > t["label_tv_drifting"]:
+        out.append(f"label mix differs: total variation {tv:.2f} (limit {t['label_tv_drifting']})")
+    if token_cov is not None and token_cov < t["vocab_token_coverage_drifting"]:
+        out.append(
+            f"the calibration set covers only {token_cov:.0%} of the target's word-piece "
+            f"occurrences (limit {t['vocab_token_coverage_drifting']:.0%})"
+        )
+    if cal_unk is not None and tgt_unk is not None and tgt_unk - cal_unk > t["unk_gap_drifting"]:
+        out.append(f"[UNK] rate: target {tgt_unk:.1%} vs calibration {cal_unk:.1%}")
+    return out
+
+
+def save_report(report: RepresentativenessReport, run_dir: str | Path) -> Path:
+    """Write ``calibset_report.json`` into a run directory (atomically)."""
+    return save_record(report, Path(run_dir) / REPORT_FILE)
+
+
+def load_report(path: str | Path) -> RepresentativenessReport:
+    """Read ``calibset_report.json`` (a run directory or the file itself)."""
+    p = Path(path)
+    return load_record(RepresentativenessReport, p / REPORT_FILE if p.is_dir() else p)
