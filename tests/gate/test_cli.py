@@ -1,0 +1,97 @@
+"""``workbench gate`` in-process: exit codes 0 pass, 1 fail, 2 bad input; outputs written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+
+PASSING = "max_accuracy_drop = 0.02\nmin_samples = 100\nmin_speedup = 1.5\n"
+
+
+def _policy(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "gate.toml"
+    p.write_text(text)
+    return p
+
+
+def test_pass_exits_0_and_writes_outputs(make_paired, tmp_path, capsys):
+    run = make_paired(n=2000, n_b=5, n_c=5)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "gate",
+            "--baseline",
+            f"{run}/base",
+            "--candidate",
+            f"{run}/cand",
+            "--policy",
+            str(_policy(tmp_path, PASSING)),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("cand accuracy +0.00 pts vs base, 95% CI [") for line in lines)
+    assert lines[-1].startswith("gate PASS")
+    assert {p.name for p in out.iterdir()} == {"gate.json", "gate.md", "gate-junit.xml"}
+
+
+def test_fail_exits_1_and_defaults_to_the_candidate_run(make_paired, tmp_path, capsys):
+    run = make_paired(n=1000, n_b=40, n_c=5)
+    code = main(
+        [
+            "gate",
+            "--baseline",
+            f"{run}/base",
+            "--candidate",
+            f"{run}/cand/",
+            "--policy",
+            str(_policy(tmp_path, PASSING)),
+        ]
+    )
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "→ FAIL" in captured.out
+    assert captured.err.startswith("error: gate failed: 1 of ")
+    assert (run / "gate.json").is_file() and (run / "gate-junit.xml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "policy", "message"),
+    [
+        (["{run}/base", "{run}/cand"], "max_acuracy_drop = 0.01\n", "did you mean"),
+        (["{run}/base", "{run}/nope"], PASSING, "has no build 'nope'"),
+        (["{run}/base", "cand"], PASSING, "must be <run dir>/<build name>"),
+        (["{tmp}/missing/base", "{run}/cand"], PASSING, "is not a run directory"),
+    ],
+)
+def test_bad_input_exits_2(make_paired, tmp_path, capsys, args, policy, message):
+    run = make_paired()
+    base, cand = (a.format(run=run, tmp=tmp_path) for a in args)
+    code = main(
+        [
+            "gate",
+            "--baseline",
+            base,
+            "--candidate",
+            cand,
+            "--policy",
+            str(_policy(tmp_path, policy)),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1  # one line, no traceback
+
+
+def test_cross_device_flag(make_paired, tmp_path):
+    a = make_paired(name="a", cpu="Intel Xeon")
+    b = make_paired(name="b", cpu="AMD EPYC")
+    pol = str(_policy(tmp_path, "min_speedup = 1.5\n"))
+    argv = ["gate", "--baseline", f"{a}/base", "--candidate", f"{b}/cand", "--policy", pol]
+    assert main(argv) == 1
+    assert main([*argv, "--allow-cross-device"]) == 0

@@ -1,0 +1,96 @@
+"""``workbench gate``: A/B-gate a candidate build against a baseline under a TOML policy.
+
+Example::
+
+    workbench gate --baseline reports/r1/ort-fp32 --candidate reports/r2/ort-int8-dynamic \\
+        --policy gate.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.errors import ConfigError, GateFailedError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "gate",
+        help="pass/fail a candidate build against a baseline (exit 0 pass, 1 fail)",
+        description=(
+            "Compare two builds' result records under a TOML policy (see docs/gate.example.toml): "
+            "paired bootstrap CI and exact McNemar on the accuracy difference, agreement, "
+            "speed-up, p99 and memory limits. Writes gate.json, gate.md and gate-junit.xml. "
+            "Exit codes: 0 pass, 1 fail, 2 bad input, 3 backend unavailable."
+        ),
+    )
+    p.add_argument(
+        "--baseline",
+        required=True,
+        metavar="RUN/BUILD",
+        help="baseline as <run dir>/<build name>, e.g. reports/r1/ort-fp32",
+    )
+    p.add_argument(
+        "--candidate",
+        required=True,
+        metavar="RUN/BUILD",
+        help="candidate as <run dir>/<build name>",
+    )
+    p.add_argument("--policy", required=True, type=Path, help="TOML gate policy")
+    p.add_argument(
+        "--allow-cross-device",
+        action="store_true",
+        help="allow a speed-up between runs timed on different hardware",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write gate.json/.md/-junit.xml (default: the candidate's run)",
+    )
+    p.set_defaults(func=run)
+
+
+def split_ref(ref: str, flag: str) -> tuple[Path, str]:
+    """``reports/r1/ort-fp32`` -> (Path("reports/r1"), "ort-fp32")."""
+    run_dir, sep, build = ref.rstrip("/").rpartition("/")
+    if not sep or not run_dir or not build:
+        raise ConfigError(
+            f"{flag} {ref!r} must be <run dir>/<build name>, e.g. reports/20250101-abc/ort-fp32"
+        )
+    path = Path(run_dir)
+    if not (path / "run.json").is_file():
+        raise ConfigError(
+            f"{flag}: {path} is not a run directory (no run.json); run `workbench demo` or "
+            "`workbench evaluate` first, or fix the path"
+        )
+    return path, build
+
+
+def run(args: argparse.Namespace) -> int:
+    from workbench.gate import evaluate_gate, load_policy, write_gate_outputs
+
+    policy = load_policy(args.policy)
+    base_dir, base_build = split_ref(args.baseline, "--baseline")
+    cand_dir, cand_build = split_ref(args.candidate, "--candidate")
+    decision = evaluate_gate(
+        base_dir,
+        base_build,
+        cand_dir,
+        cand_build,
+        policy,
+        allow_cross_device=args.allow_cross_device,
+    )
+    paths = write_gate_outputs(decision, args.out or cand_dir)
+    for check in decision.checks:
+        print(check.message)
+    verdict = "PASS" if decision.passed else "FAIL"
+    print(f"gate {verdict}: {decision.candidate} vs {decision.baseline} ({paths['markdown']})")
+    if not decision.passed:
+        failed = len(decision.reasons)
+        raise GateFailedError(
+            f"gate failed: {failed} of {len(decision.checks)} checks did not pass; "
+            f"see {paths['markdown']}"
+        )
+    return 0
