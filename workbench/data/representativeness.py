@@ -30,9 +30,9 @@ THRESHOLDS: dict[str, float] = {
     "label_tv_drifting": 0.15,
     "truncation_gap_drifting": 0.05,
     "unk_gap_drifting": 0.01,
-    "vocab_token_coverage_drifting": 0.80,
+    "vocab_coverage_gap_drifting": 0.10,
 }
-_EPS = 1e-4  # floor on a bin's share so an empty bin gives a large, finite PSI
+_MIN_PER_BIN = 20  # PSI uses at most n_calibration / 20 bins (2..10): small sets get coarse bins
 
 
 @dataclass(frozen=True)
@@ -97,41 +97,78 @@ class RepresentativenessReport:
     label_js_distance: float | None  # Jensen–Shannon distance, base 2 (0..1)
     vocab_token_coverage: float | None  # target token occurrences whose id occurs in the set
     vocab_type_coverage: float | None  # distinct target ids that occur in the set
+    vocab_token_coverage_reference: float | None  # what a same-size random target sample reaches
     calibration_unk_rate: float | None  # share of tokens that are [UNK]
     target_unk_rate: float | None
     profile_suggestion: dict[str, Any]  # TensorRT min/opt/max from the target's lengths
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, edges: np.ndarray) -> float:
-    """Population stability index of ``actual`` against ``expected`` over ``edges`` bins."""
-    e, a = _shares(expected, edges), _shares(actual, edges)
-    e, a = np.maximum(e, _EPS), np.maximum(a, _EPS)
+    """Population stability index of ``actual`` against ``expected`` over ``edges`` bins.
+
+    Counts get +0.5 per bin (Laplace) so an empty bin gives a large, finite value.
+    """
+    k = len(edges) + 1
+    e = (_counts(expected, edges) + 0.5) / (len(expected) + 0.5 * k)
+    a = (_counts(actual, edges) + 0.5) / (len(actual) + 0.5 * k)
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _shares(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def psi_bins(target: np.ndarray, n_calibration: int) -> np.ndarray:
+    """Inner PSI bin edges: target quantiles, as many bins as the smaller sample supports."""
+    n_bins = int(np.clip(n_calibration // _MIN_PER_BIN, 2, 10))
+    return quantile_bins(target, n_bins)
+
+
+def _counts(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     bins = np.searchsorted(edges, np.asarray(x), side="left")
-    return np.bincount(bins, minlength=len(edges) + 1) / max(len(x), 1)
+    return np.bincount(bins, minlength=len(edges) + 1).astype(np.float64)
+
+
+def _shares(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return _counts(x, edges) / max(len(x), 1)
 
 
 def _summary(lengths: np.ndarray, max_length: int) -> LengthSummary:
     return LengthSummary(**length_stats(lengths, max_length))  # type: ignore[arg-type]
 
 
-def _token_stats(
-    cal: TextProfile, tgt: TextProfile, unk_id: int | None
-) -> tuple[float | None, float | None, float | None, float | None]:
+@dataclass(frozen=True)
+class _TokenStats:
+    token_cov: float | None = None
+    type_cov: float | None = None
+    reference_cov: float | None = None
+    cal_unk: float | None = None
+    tgt_unk: float | None = None
+
+
+def _flat(ids: list[list[int]]) -> np.ndarray:
+    return np.concatenate([np.asarray(x, dtype=np.int64) for x in ids] or [np.zeros(0, np.int64)])
+
+
+def _reference_coverage(tgt_ids: list[list[int]], n_cal: int, seed: int = 0) -> float | None:
+    """Coverage a same-size random sample of the target reaches on the rest of the target."""
+    m = min(n_cal, len(tgt_ids) // 2)
+    if m < 1:
+        return None
+    order = np.random.default_rng(seed).permutation(len(tgt_ids))
+    seen = np.unique(_flat([tgt_ids[i] for i in order[:m]]))
+    held = _flat([tgt_ids[i] for i in order[m:]])
+    return float(np.isin(held, seen).mean()) if held.size else None
+
+
+def _token_stats(cal: TextProfile, tgt: TextProfile, unk_id: int | None) -> _TokenStats:
     if cal.token_ids is None or tgt.token_ids is None:
-        return None, None, None, None
-    cal_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in cal.token_ids])
-    tgt_ids = np.concatenate([np.asarray(x, dtype=np.int64) for x in tgt.token_ids])
-    seen = np.isin(tgt_ids, np.unique(cal_ids))
-    token_cov = float(seen.mean())
-    types = np.unique(tgt_ids)
-    type_cov = float(np.isin(types, np.unique(cal_ids)).mean())
-    if unk_id is None:
-        return token_cov, type_cov, None, None
-    return token_cov, type_cov, float((cal_ids == unk_id).mean()), float((tgt_ids == unk_id).mean())
+        return _TokenStats()
+    cal_ids, tgt_ids = _flat(cal.token_ids), _flat(tgt.token_ids)
+    cal_types = np.unique(cal_ids)
+    return _TokenStats(
+        token_cov=float(np.isin(tgt_ids, cal_types).mean()),
+        type_cov=float(np.isin(np.unique(tgt_ids), cal_types).mean()),
+        reference_cov=_reference_coverage(tgt.token_ids, len(cal.token_ids)),
+        cal_unk=None if unk_id is None else float((cal_ids == unk_id).mean()),
+        tgt_unk=None if unk_id is None else float((tgt_ids == unk_id).mean()),
+    )
 
 
 def _label_shares(
@@ -174,14 +211,14 @@ def assess(
 
     if len(calibration.lengths) == 0 or len(target.lengths) == 0:
         raise DataError("representativeness needs a non-empty calibration set and target")
-    edges = quantile_bins(target.lengths)
+    edges = psi_bins(target.lengths, len(calibration.lengths))
     length_psi = psi(target.lengths, calibration.lengths, edges)
     ks = ks_2samp(calibration.lengths, target.lengths)
     cal_sum = _summary(calibration.lengths, max_length)
     tgt_sum = _summary(target.lengths, max_length)
     cal_share, tgt_share, tv, js = _label_shares(calibration, target, len(label_names))
-    token_cov, type_cov, cal_unk, tgt_unk = _token_stats(calibration, target, unk_id)
-    warnings = _warnings(length_psi, cal_sum, tgt_sum, tv, token_cov, cal_unk, tgt_unk)
+    tokens = _token_stats(calibration, target, unk_id)
+    warnings = _warnings(length_psi, cal_sum, tgt_sum, tv, tokens)
     verdict = REPRESENTATIVE
     if length_psi > THRESHOLDS["psi_not_representative"]:
         verdict = NOT_REPRESENTATIVE
@@ -209,10 +246,11 @@ def assess(
         target_label_share=tgt_share,
         label_tv_distance=tv,
         label_js_distance=js,
-        vocab_token_coverage=token_cov,
-        vocab_type_coverage=type_cov,
-        calibration_unk_rate=cal_unk,
-        target_unk_rate=tgt_unk,
+        vocab_token_coverage=tokens.token_cov,
+        vocab_type_coverage=tokens.type_cov,
+        vocab_token_coverage_reference=tokens.reference_cov,
+        calibration_unk_rate=tokens.cal_unk,
+        target_unk_rate=tokens.tgt_unk,
         profile_suggestion=suggest_profile(target.lengths, max_length),
     )
 
@@ -222,9 +260,7 @@ def _warnings(
     cal: LengthSummary,
     tgt: LengthSummary,
     tv: float | None,
-    token_cov: float | None,
-    cal_unk: float | None,
-    tgt_unk: float | None,
+    tokens: _TokenStats,
 ) -> list[str]:
     t = THRESHOLDS
     out: list[str] = []
@@ -243,11 +279,13 @@ def _warnings(
         )
     if tv is not None and tv > t["label_tv_drifting"]:
         out.append(f"label mix differs: total variation {tv:.2f} (limit {t['label_tv_drifting']})")
-    if token_cov is not None and token_cov < t["vocab_token_coverage_drifting"]:
+    cov, ref = tokens.token_cov, tokens.reference_cov
+    if cov is not None and ref is not None and ref - cov > t["vocab_coverage_gap_drifting"]:
         out.append(
-            f"the calibration set covers only {token_cov:.0%} of the target's word-piece "
-            f"occurrences (limit {t['vocab_token_coverage_drifting']:.0%})"
+            f"the calibration set covers {cov:.0%} of the target's word-piece occurrences; a "
+            f"random target sample of the same size covers {ref:.0%}"
         )
+    cal_unk, tgt_unk = tokens.cal_unk, tokens.tgt_unk
     if cal_unk is not None and tgt_unk is not None and tgt_unk - cal_unk > t["unk_gap_drifting"]:
         out.append(f"[UNK] rate: target {tgt_unk:.1%} vs calibration {cal_unk:.1%}")
     return out
