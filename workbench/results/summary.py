@@ -1,0 +1,69 @@
+"""The summary table of a run as a pandas DataFrame (CLI, notebook and report share it)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from workbench.errors import ResultsError
+from workbench.results.records import BuildResult, LatencyResult, RunResult
+
+
+def latency_at(build: BuildResult, batch: int, seq: int | None = None) -> LatencyResult | None:
+    """The build's latency record at ``batch`` (and ``seq``), if measured."""
+    for lat in build.latency:
+        if lat.batch_size == batch and (seq is None or lat.seq_len == seq):
+            return lat
+    return None
+
+
+def speedup(run: RunResult, build: BuildResult, baseline: str, batch: int) -> float:
+    """Median-latency ratio baseline / build at one batch size (NaN when either is missing)."""
+    try:
+        base = run.build(baseline)
+    except ResultsError:  # the baseline build is not part of this run
+        return math.nan
+    a, b = latency_at(base, batch), latency_at(build, batch)
+    if a is None or b is None or b.p50_ms <= 0:
+        return math.nan
+    return a.p50_ms / b.p50_ms
+
+
+def summary_frame(run: RunResult) -> pd.DataFrame:
+    """One row per build: accuracy, delta vs reference, agreement, latency, speed-ups, coverage."""
+    ref = run.build(run.reference_build)
+    ref_acc = ref.accuracy.accuracy if ref.accuracy else math.nan
+    batches = sorted({lat.batch_size for b in run.builds for lat in b.latency})
+    rows = []
+    for b in run.builds:
+        acc = b.accuracy
+        row: dict[str, object] = {
+            "build": b.name,
+            "backend": b.backend,
+            "precision": b.precision,
+            "accuracy": acc.accuracy if acc else math.nan,
+            "Δ acc (pts)": 100 * (acc.accuracy - ref_acc) if acc else math.nan,
+            "macro F1": acc.macro_f1 if acc else math.nan,
+            "agreement": acc.agreement if acc else math.nan,
+            "logit cos": acc.logit_cosine_mean if acc else math.nan,
+        }
+        for batch in batches:
+            lat = latency_at(b, batch)
+            row[f"p50 b{batch} (ms)"] = lat.p50_ms if lat else math.nan
+            row[f"p99 b{batch} (ms)"] = lat.p99_ms if lat else math.nan
+            row[f"seq/s b{batch}"] = lat.throughput_seq_per_s if lat else math.nan
+        for batch in batches:
+            row[f"× torch-fp32 b{batch}"] = speedup(run, b, "torch-fp32", batch)
+            row[f"× ort-fp32 b{batch}"] = speedup(run, b, "ort-fp32", batch)
+        row["peak RSS (MB)"] = b.peak_rss_mb
+        row["INT8 coverage"] = b.int8_coverage.share if b.int8_coverage else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_summary(run: RunResult) -> str:
+    """The summary table as aligned text for the terminal."""
+    df = summary_frame(run)
+    keep = [c for c in df.columns if not c.startswith("p99") and not c.startswith("seq/s")]
+    return df[keep].to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="—")
