@@ -199,6 +199,7 @@ class TensorBuffers:
         self.api = api
         self._host: dict[str, PinnedArray] = {}
         self._device: dict[str, DeviceBuffer] = {}
+        self._staged: dict[str, int] = {}  # bytes last staged per name
         self._closed = False
 
     def _pair(self, name: str) -> tuple[PinnedArray, DeviceBuffer]:
@@ -215,15 +216,23 @@ class TensorBuffers:
         host, _ = self._pair(name)
         pinned = host.view(arr.shape, arr.dtype)
         np.copyto(pinned, arr)
+        self._staged[name] = pinned.nbytes
         return pinned
 
     def upload(self, name: str, array: np.ndarray, stream: int) -> int:
         """Stage ``array`` in pinned memory, enqueue its H2D copy; return the device pointer."""
-        pinned = self.stage(name, array)
-        _, dev = self._pair(name)
-        ptr = dev.ensure(max(1, pinned.nbytes))
-        if pinned.nbytes:
-            self.api.memcpy_htod_async(ptr, self._host[name].ptr, pinned.nbytes, stream)
+        self.stage(name, array)
+        return self.enqueue_upload(name, stream)
+
+    def enqueue_upload(self, name: str, stream: int) -> int:
+        """Enqueue the H2D copy of what ``stage`` last put in this name's pinned buffer."""
+        host, dev = self._pair(name)
+        if name not in self._staged:
+            raise InputMismatchError(f"nothing staged for {name!r}; call stage() first")
+        nbytes = self._staged[name]
+        ptr = dev.ensure(max(1, nbytes))
+        if nbytes:
+            self.api.memcpy_htod_async(ptr, host.ptr, nbytes, stream)
         return ptr
 
     def device_for(self, name: str, shape: tuple[int, ...], dtype: np.dtype | type) -> int:
@@ -266,6 +275,7 @@ class TensorBuffers:
             dev.free()
         self._host.clear()
         self._device.clear()
+        self._staged.clear()
         self._closed = True
 
     def __enter__(self) -> TensorBuffers:
