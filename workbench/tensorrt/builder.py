@@ -167,7 +167,7 @@ def _config(
     for name in names:
         profile.set_shape(name, spec.profile.min, spec.profile.opt, spec.profile.max)
     config.add_optimization_profile(profile)
-    if plan.fp16_flag and not plan.int8_calibrator:
+    if plan.fp16_flag and not plan.uses_calibrator:
         from workbench.tensorrt.trt10 import apply_fp16_flag
 
         apply_fp16_flag(trt, config)
@@ -190,7 +190,7 @@ def _build(
     config = _config(trt, builder, spec, plan, names)
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=False)
-    if plan.int8_calibrator:
+    if plan.uses_calibrator:
         assert isinstance(calibration, ImplicitCalibration) and spec.calibration_shape
         serialized = _build_implicit(
             trt, builder, network, config, calibration, spec, api, work_dir

@@ -24,7 +24,7 @@ class PrecisionPlan:
     trt_major: int
     strongly_typed: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED
     fp16_flag: bool  # BuilderFlag.FP16 (TensorRT 10 only)
-    int8_calibrator: bool  # BuilderFlag.INT8 + IInt8EntropyCalibrator2 (TensorRT 10 only)
+    uses_calibrator: bool  # BuilderFlag.INT8 + IInt8EntropyCalibrator2 (TensorRT 10 only)
     onnx_transform: str  # "none" | "fp16-cast" | "qdq"
     clear_tf32: bool  # FP32 builds must not silently use TF32 matmuls
     note: str
