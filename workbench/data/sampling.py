@@ -129,7 +129,9 @@ def sample_indices(
     if strategy == "matched":
         if target_lengths is None or len(target_lengths) == 0:
             raise DataError("strategy 'matched' needs a target (e.g. --target traffic.txt)")
-        strata, weights = _matched_strata(lengths, lab, target_lengths, target_labels)
+        strata, quota_of, notes = _matched_quotas(n, lengths, lab, target_lengths, target_labels)
+        keys, inverse = np.unique(strata, return_inverse=True)
+        quota = np.array([quota_of.get(int(k), 0) for k in keys], dtype=np.int64)
     else:
         buckets = length_buckets(lengths, max_length)
         if strategy == "label":
@@ -138,19 +140,9 @@ def sample_indices(
             strata = buckets
         else:
             strata = lab * (int(buckets.max()) + 1) + buckets  # type: ignore[operator]
-        weights = None
-    keys, inverse = np.unique(strata, return_inverse=True)
-    capacity = np.bincount(inverse, minlength=len(keys))
-    w = capacity.astype(np.float64) if weights is None else np.array([weights[k] for k in keys])
-    quota = allocate(n, w, capacity)
-    if weights is not None:
-        ideal = n * w / w.sum()
-        short = float(np.clip(ideal - capacity, 0, None).sum())
-        if short >= 1:
-            notes.append(
-                f"the pool lacks about {short:.0f} of {n} examples in the target's length/label "
-                "mix; they were filled from other length/label strata"
-            )
+        keys, inverse = np.unique(strata, return_inverse=True)
+        capacity = np.bincount(inverse, minlength=len(keys))
+        quota = allocate(n, capacity.astype(np.float64), capacity)
     if lab is not None and strategy in ("label", "stratified"):
         n_buckets = int(length_buckets(lengths, max_length).max()) + 1
         _ensure_each_label(quota, keys, lab, inverse, n, strategy, n_buckets)
@@ -189,38 +181,82 @@ def _ensure_each_label(
         quota[target] += 1
 
 
-def _matched_strata(
+def nearest_fill(desired: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Cap each ordered bin at its capacity and move the excess to the nearest bins with room.
+
+    Bins are ordered (token-length bins), so a target the pool lacks is approximated by the
+    closest lengths the pool has. ``desired`` are integers summing to at most ``capacity.sum()``.
+    """
+    q = np.minimum(desired, capacity).astype(np.int64)
+    for b in np.flatnonzero(desired > capacity):
+        excess = int(desired[b] - capacity[b])
+        for d in range(1, len(q)):
+            for nb in (b + d, b - d):  # ties go to the longer side
+                if excess and 0 <= nb < len(q):
+                    take = min(excess, int(capacity[nb] - q[nb]))
+                    q[nb] += take
+                    excess -= take
+            if not excess:
+                break
+    return q
+
+
+def _matched_quotas(
+    n: int,
     lengths: np.ndarray,
     labels: np.ndarray | None,
     target_lengths: np.ndarray,
     target_labels: np.ndarray | None,
-) -> tuple[np.ndarray, dict[int, float]]:
-    """Strata (target-quantile length bin x label) and each one's target weight."""
+) -> tuple[np.ndarray, dict[int, int], list[str]]:
+    """Strata (length bin x label) of the pool and their quotas following the target's mix."""
     tl = np.asarray(target_lengths, dtype=np.int64)
-    edges = quantile_bins(tl)
+    # target deciles, plus edges at its min and max so pool rows outside its range get weight 0;
+    # outside that range, pool quantiles (every 5%) keep "nearest length" meaningful
+    lo, hi = tl.min() - 1, tl.max()
+    pool_edges = quantile_bins(lengths, 20)
+    outside = pool_edges[(pool_edges < lo) | (pool_edges > hi)]
+    edges = np.unique(np.concatenate([[lo], quantile_bins(tl), [hi], outside]))
     n_bins = len(edges) + 1
     pool_bin = np.searchsorted(edges, lengths, side="left")
     target_bin = np.searchsorted(edges, tl, side="left")
-    bin_share = np.bincount(target_bin, minlength=n_bins) / len(tl)
+    share = np.bincount(target_bin, minlength=n_bins) / len(tl)
+    capacity = np.bincount(pool_bin, minlength=n_bins)
+    desired = allocate(n, share, np.full(n_bins, n))
+    bin_quota = nearest_fill(desired, capacity)
+    moved = int(np.clip(desired - capacity, 0, None).sum())
+    notes = []
+    if moved:
+        notes.append(
+            f"the pool lacks {moved} of the {n} examples the target's length mix asks for; "
+            "they were taken from the nearest lengths the pool has"
+        )
     if labels is None:
-        return pool_bin, {b: float(bin_share[b]) for b in range(n_bins)}
+        return pool_bin, {b: int(q) for b, q in enumerate(bin_quota)}, notes
     n_labels = int(labels.max()) + 1
     tlab = None if target_labels is None else np.asarray(target_labels, dtype=np.int64)
     if tlab is not None and (tlab >= 0).all():
-        n_labels = max(n_labels, int(tlab.max()) + 1)
         missing = sorted(set(tlab.tolist()) - set(labels.tolist()))
         if missing:
             raise DataError(
                 f"strategy 'matched' cannot be satisfied: the target has label(s) {missing} "
                 "that the pool has no examples of"
             )
-        joint = np.bincount(target_bin * n_labels + tlab, minlength=n_bins * n_labels) / len(tl)
-        weights = {int(k): float(joint[k]) for k in range(n_bins * n_labels)}
-    else:  # labels unknown in the target: keep the pool's class prior inside every length bin
-        prior = np.bincount(labels, minlength=n_labels) / len(labels)
-        weights = {
-            b * n_labels + y: float(bin_share[b] * prior[y])
-            for b in range(n_bins)
-            for y in range(n_labels)
-        }
-    return pool_bin * n_labels + labels, weights
+        n_labels = max(n_labels, int(tlab.max()) + 1)
+        overall = np.bincount(tlab, minlength=n_labels) / len(tlab)
+    else:  # target labels unknown: keep the pool's class prior inside every length bin
+        tlab = None
+        overall = np.bincount(labels, minlength=n_labels) / len(labels)
+    strata = pool_bin * n_labels + labels
+    quotas: dict[int, int] = {}
+    for b in range(n_bins):
+        cap = np.bincount(labels[pool_bin == b], minlength=n_labels)
+        in_bin = None if tlab is None else tlab[target_bin == b]
+        w = (
+            overall
+            if in_bin is None or len(in_bin) == 0
+            else np.bincount(in_bin, minlength=n_labels)
+        )
+        if bin_quota[b]:
+            q = allocate(int(bin_quota[b]), w.astype(np.float64), cap)
+            quotas.update({b * n_labels + y: int(q[y]) for y in range(n_labels)})
+    return strata, quotas, notes

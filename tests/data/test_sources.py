@@ -1,0 +1,123 @@
+"""Pool and traffic sources on real files written to tmp_path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.data.calibset import build_calibration_set
+from workbench.data.sources import load_pool, load_traffic
+from workbench.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def frame(rt) -> pd.DataFrame:
+    ds = rt.dataset.select(range(200))
+    names = rt.label_names
+    return pd.DataFrame({"review": ds["text"], "sentiment": [names[y] for y in ds["label"]]})
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_files_load_with_string_labels(frame, tmp_path, suffix):
+    path = tmp_path / f"reviews{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path, index=False)
+    pool = load_pool(path, text_column="review", label_column="sentiment")
+    assert len(pool) == 200 and pool.labelled
+    assert pool.label_names == ["fresh", "rotten"]
+    assert pool.dataset["text"][:3] == frame["review"].tolist()[:3]
+    first = pool.label_names[pool.dataset["label"][0]]
+    assert first == frame["sentiment"].iloc[0]
+    assert pool.source_path == str(path) and len(pool.source_sha256) == 64
+    assert pool.name == "reviews"
+
+
+def test_saved_dataset_dir_and_arrow_file(rt, tmp_path):
+    ds = rt.dataset.select(range(120))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    pool = load_pool(tmp_path / "saved")
+    assert len(pool) == 120 and pool.label_names == rt.label_names
+    arrow = next((tmp_path / "saved").glob("data-*.arrow"))
+    assert not list((tmp_path / "saved").glob("cache-*"))  # the source is never written to
+    pool2 = load_pool(arrow)
+    assert pool2.dataset["text"] == ds["text"]
+
+
+def test_dataframe_list_and_int_labels(rt, tok, tmp_path):
+    texts = rt.dataset["text"][:150]
+    from_list = load_pool(texts)
+    assert not from_list.labelled and from_list.source_path == ""
+    assert load_pool(texts).source_sha256 == from_list.source_sha256
+    df = pd.DataFrame({"text": texts, "label": rt.dataset["label"][:150]})
+    from_df = load_pool(df)
+    assert from_df.label_names == ["0", "1"]
+    assert from_df.source_sha256 != from_list.source_sha256
+    cs = build_calibration_set(
+        from_df.dataset, 20, tok, root=tmp_path, source_sha256=from_df.source_sha256
+    )
+    assert sum(cs.manifest.label_histogram.values()) == 20
+    cs2 = build_calibration_set(from_list.dataset, 20, tok, strategy="length", root=tmp_path)
+    assert cs2.manifest.label_names == []
+
+
+def test_bad_pool_inputs(frame, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_pool(tmp_path / "missing.csv")
+    path = tmp_path / "r.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataError, match="no column 'text'.*--text-column"):
+        load_pool(path)
+    with pytest.raises(DataError, match="no column 'stars'"):
+        load_pool(path, text_column="review", label_column="stars")
+    odd = tmp_path / "r.xlsx"
+    odd.write_text("x")
+    with pytest.raises(DataError, match="unknown format"):
+        load_pool(odd)
+    with pytest.raises(DataError, match="empty"):
+        load_pool([])
+    blank = tmp_path / "blank.csv"
+    blank.write_text("text,label\n,1\n   ,0\n")
+    with pytest.raises(DataError, match="no non-empty texts"):
+        load_pool(blank)
+    no_rows = tmp_path / "no_rows.csv"
+    no_rows.write_text("text,label\n\n")
+    with pytest.raises(DataError, match="has no rows"):
+        load_pool(no_rows)
+
+
+def test_traffic_txt_and_csv(frame, tmp_path):
+    txt = tmp_path / "traffic.txt"
+    txt.write_text("first  line\n\n  second line \nthird\n", encoding="utf-8")
+    t = load_traffic(txt)
+    assert t.texts == ["first  line", "second line", "third"] and t.labels is None
+    csv = tmp_path / "traffic.csv"
+    frame.to_csv(csv, index=False)
+    t2 = load_traffic(csv, text_column="review", label_column="sentiment")
+    assert len(t2) == 200 and t2.label_names == ["fresh", "rotten"]
+    assert isinstance(t2.labels, np.ndarray)
+    t3 = load_traffic(csv, text_column="review")
+    assert t3.labels is None
+
+
+def test_bad_traffic(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_traffic(tmp_path / "nope.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(DataError, match="is empty"):
+        load_traffic(empty)
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataError, match="unreadable"):
+        load_traffic(binary)
+    zero = tmp_path / "zero.csv"
+    zero.write_text("")
+    with pytest.raises(DataError, match="is empty"):
+        load_traffic(zero)

@@ -1,0 +1,228 @@
+"""Where calibration pools and target samples come from.
+
+Pools: local CSV/TSV/JSONL/Parquet/Arrow/TXT files read with ``datasets.load_dataset``, a saved
+``Dataset`` directory (``load_from_disk``), a pandas DataFrame, a list of strings, or a Dataset.
+Targets: a "traffic sample" of raw production texts (``.txt`` one per line, or CSV/JSONL/Parquet
+with a text column), labels optional. Everything comes back with a content hash for manifests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.errors import DataError
+from workbench.fileio import cache_root, sha256_file, sha256_strings
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from datasets import Dataset
+
+log = logging.getLogger(__name__)
+
+_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+    ".txt": "text",
+}
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Texts (and labels when known) to sample a calibration set from, with their identity."""
+
+    name: str
+    source_path: str
+    source_sha256: str
+    dataset: Dataset  # text (str), label (ClassLabel / int; -1 = unknown) when labelled
+    label_names: list[str]
+
+    @property
+    def labelled(self) -> bool:
+        return "label" in self.dataset.column_names
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+@dataclass(frozen=True)
+class TrafficSample:
+    """A target sample: raw texts the model will meet (labels when the file has them)."""
+
+    path: str
+    sha256: str
+    texts: list[str]
+    labels: np.ndarray | None
+    label_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _format_of(path: Path) -> tuple[str, dict[str, Any]]:
+    suffixes = [s.lower() for s in path.suffixes]
+    for s in reversed(suffixes):
+        if s in _FORMATS:
+            return _FORMATS[s], ({"delimiter": "\t"} if s == ".tsv" else {})
+    raise DataError(
+        f"{path}: unknown format {''.join(suffixes) or '(no suffix)'}; use .csv, .tsv, .jsonl, "
+        ".parquet, .arrow, .txt or a saved Dataset directory"
+    )
+
+
+def _dir_sha256(path: Path) -> str:
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return sha256_strings(f"{p.relative_to(path)}:{sha256_file(p)}" for p in files)
+
+
+def read_dataset_file(path: str | Path) -> Dataset:
+    """A local file (or saved Dataset directory) as one ``datasets.Dataset``; DataError if not."""
+    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+
+    p = Path(path)
+    if p.is_dir():
+        try:
+            loaded = load_from_disk(str(p))
+        except (FileNotFoundError, ValueError) as exc:
+            raise DataError(f"{p} is not a saved Dataset directory ({exc})") from exc
+        if isinstance(loaded, DatasetDict):
+            split = "train" if "train" in loaded else next(iter(loaded))
+            log.info("%s holds splits %s; using %r", p, list(loaded), split)
+            loaded = loaded[split]
+        return loaded
+    if not p.is_file():
+        raise DataError(f"{p} does not exist; pass an existing data file or Dataset directory")
+    if p.stat().st_size == 0:
+        raise DataError(f"{p} is empty; it needs at least one text")
+    fmt, kwargs = _format_of(p)
+    try:
+        ds = load_dataset(
+            fmt,
+            data_files=str(p),
+            split="train",
+            cache_dir=str(cache_root() / "hf-datasets"),
+            **kwargs,
+        )
+    except (ValueError, OSError, TypeError) as exc:
+        if "corresponds to no data" in str(exc):
+            raise DataError(f"{p} has no rows; it needs at least one text") from exc
+        raise DataError(f"{p} could not be read as {fmt} ({exc}); check the file") from exc
+    except Exception as exc:  # datasets wraps parser errors in its own DatasetGenerationError
+        if type(exc).__name__ != "DatasetGenerationError":
+            raise
+        raise DataError(f"{p} could not be read as {fmt} ({exc.__cause__ or exc})") from exc
+    if not isinstance(ds, Dataset):
+        raise DataError(f"{p} did not load as a single table")
+    return ds
+
+
+def _normalise(
+    ds: Dataset, text_column: str, label_column: str | None, where: str
+) -> tuple[Dataset, list[str]]:
+    """Keep text (+label) columns renamed to text/label; drop rows without text."""
+    from datasets import ClassLabel
+
+    cols = ds.column_names
+    if text_column not in cols:
+        raise DataError(f"{where} has no column {text_column!r} (columns: {cols}); --text-column")
+    use_label = label_column is not None and label_column in cols
+    if label_column is not None and not use_label and label_column != "label":
+        raise DataError(f"{where} has no column {label_column!r} (columns: {cols}); --label-column")
+    keep = [text_column] + ([label_column] if use_label and label_column else [])
+    ds = ds.select_columns(keep)
+    if text_column != "text":
+        ds = ds.rename_column(text_column, "text")
+    if use_label and label_column != "label":
+        ds = ds.rename_column(str(label_column), "label")
+    ds = ds.filter(
+        lambda r: r["text"] is not None and bool(str(r["text"]).strip()), keep_in_memory=True
+    )
+    if len(ds) == 0:
+        raise DataError(f"{where} has no non-empty texts in column {text_column!r}")
+    if not use_label:
+        return ds, []
+    feature = ds.features["label"]
+    if isinstance(feature, ClassLabel):
+        return ds, list(feature.names)
+    ds = ds.filter(lambda r: r["label"] is not None, keep_in_memory=True)
+    values = ds["label"]
+    if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+        names = [str(i) for i in range(int(max(values)) + 1)]
+        return ds.cast_column("label", ClassLabel(names=names)), names
+    names = sorted({str(v) for v in values})
+    index = {n: i for i, n in enumerate(names)}
+    ds = ds.map(lambda r: {"label": index[str(r["label"])]}, keep_in_memory=True)
+    return ds.cast_column("label", ClassLabel(names=names)), names
+
+
+def load_pool(
+    source: str | Path | pd.DataFrame | Sequence[str] | Dataset,
+    text_column: str = "text",
+    label_column: str | None = "label",
+) -> Pool:
+    """A calibration pool from a file, a Dataset dir, a DataFrame, a list of strings or a Dataset.
+
+    Labels are used when ``label_column`` exists (pass None for an unlabelled pool); string labels
+    become a ClassLabel with sorted names. Example::
+
+        pool = load_pool("reviews.jsonl", text_column="body", label_column="stars")
+    """
+    import pandas as pd
+    from datasets import Dataset
+
+    if isinstance(source, Dataset):
+        ds, name, path, sha = source, "dataset", "", ""
+    elif isinstance(source, pd.DataFrame):
+        ds = Dataset.from_pandas(source.reset_index(drop=True), preserve_index=False)
+        name, path, sha = "dataframe", "", ""
+    elif isinstance(source, str | Path):
+        p = Path(source)
+        ds = read_dataset_file(p)
+        name, path = p.name.split(".")[0] or "data", str(p)
+        sha = _dir_sha256(p) if p.is_dir() else sha256_file(p)
+    elif isinstance(source, Sequence):
+        texts = [str(t) for t in source]
+        if not texts:
+            raise DataError("the list of texts is empty; a pool needs at least one text")
+        ds, name, path, sha = Dataset.from_dict({"text": texts}), "texts", "", ""
+        text_column, label_column = "text", None
+    else:
+        raise DataError(f"cannot make a pool from {type(source).__name__}; see load_pool's doc")
+    ds, names = _normalise(ds, text_column, label_column, path or name)
+    if not sha:  # in-memory sources: hash the content
+        labels = ds["label"] if "label" in ds.column_names else [-1] * len(ds)
+        sha = sha256_strings(f"{t}\t{y}" for t, y in zip(ds["text"], labels, strict=True))
+    return Pool(name=name, source_path=path, source_sha256=sha, dataset=ds, label_names=names)
+
+
+def load_traffic(
+    path: str | Path, text_column: str = "text", label_column: str | None = None
+) -> TrafficSample:
+    """A traffic sample file: ``.txt`` (one text per line) or CSV/JSONL/Parquet with a text column.
+
+    Example: ``traffic = load_traffic("traffic.txt")``
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"target file {p} does not exist; pass a .txt/.csv/.jsonl traffic sample")
+    if p.suffix.lower() == ".txt":
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"target file {p} is unreadable ({exc}); save it as UTF-8") from exc
+        texts = [line.strip() for line in lines if line.strip()]
+        if not texts:
+            raise DataError(f"target file {p} is empty; it needs one text per line")
+        return TrafficSample(str(p), sha256_file(p), texts, None, [])
+    pool = load_pool(p, text_column=text_column, label_column=label_column)
+    labels = np.asarray(pool.dataset["label"], dtype=np.int64) if pool.labelled else None
+    return TrafficSample(str(p), pool.source_sha256, pool.dataset["text"], labels, pool.label_names)
