@@ -1,0 +1,161 @@
+"""Matplotlib charts as ``data:image/svg+xml;base64`` URIs (self-contained, script-free).
+
+Figures are built with the object API (no pyplot, no global backend switch) and saved
+with a fixed hash salt and no date, so the same records give byte-identical SVG.
+An SVG loaded through ``<img>`` cannot run scripts, whatever its text contains.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563"]
+_RC: Any = {  # typed loosely: matplotlib types rc keys as Literal
+    "svg.hashsalt": "workbench-report",
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _to_uri(fig: Any) -> str:
+    import matplotlib
+
+    buf = io.BytesIO()
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _horizontal() -> dict[str, Any]:
+    """Horizontal box plots: ``orientation`` since Matplotlib 3.10, ``vert`` before."""
+    import matplotlib
+
+    major, minor = (int(x) for x in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points not beaten on both latency (lower) and accuracy (higher), by latency."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def accuracy_latency_scatter(
+    names: Sequence[str], latency_ms: Sequence[float], accuracy: Sequence[float], shape_label: str
+) -> str:
+    """Accuracy vs p50 latency per build, Pareto front drawn as a step line."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = _figure(6.4, 3.6)
+        ax = fig.add_subplot()
+        pts = list(zip(latency_ms, accuracy, strict=True))
+        front = pareto_front(pts)
+        if len(front) > 1:
+            fx = [pts[i][0] for i in front]
+            fy = [pts[i][1] * 100 for i in front]
+            ax.step(fx, fy, where="post", color="#9ca3af", lw=1.2, ls="--", label="Pareto front")
+        for i, (name, (x, y)) in enumerate(zip(names, pts, strict=True)):
+            on = i in front
+            ax.scatter(
+                [x],
+                [y * 100],
+                s=60 if on else 36,
+                color=PALETTE[i % len(PALETTE)],
+                edgecolor="black" if on else "none",
+                zorder=3,
+                label=name,
+            )
+            ax.annotate(name, (x, y * 100), xytext=(5, 4), textcoords="offset points", fontsize=8)
+        ax.set_xlabel(f"p50 latency (ms), {shape_label}")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=7, frameon=False)
+        return _to_uri(fig)
+
+
+def latency_distribution(shapes: Sequence[str], series: Sequence[dict[str, list[float]]]) -> str:
+    """One panel per shape: a box plot of every build's per-iteration latencies."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = _figure(6.4, 1.0 + 0.45 * max(len(s) for s in series) * len(shapes))
+        axes = fig.subplots(len(shapes), 1, squeeze=False)[:, 0]
+        for ax, shape, data in zip(axes, shapes, series, strict=True):
+            names = list(data)
+            ax.boxplot(
+                [data[n] for n in names],
+                widths=0.6,
+                showfliers=True,
+                flierprops={"markersize": 2, "alpha": 0.5},
+                **_horizontal(),
+            )
+            ax.set_yticks(range(1, len(names) + 1), names)
+            ax.set_title(shape, fontsize=9, loc="left")
+            ax.grid(axis="x", alpha=0.3)
+        axes[-1].set_xlabel("latency per iteration (ms)")
+        return _to_uri(fig)
+
+
+def threshold_histogram(
+    name: str, counts: Sequence[float], edges: Sequence[float], thresholds: dict[str, float]
+) -> str:
+    """A tensor's |x| histogram (log counts) with each method's threshold as a vertical line."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = _figure(3.2, 2.0)
+        ax = fig.add_subplot()
+        e = np.asarray(edges, dtype=np.float64)
+        c = np.asarray(counts, dtype=np.float64)
+        ax.stairs(np.maximum(c, 0.5), e, fill=True, color="#cbd5e1")
+        ax.set_yscale("log")
+        for i, (method, t) in enumerate(sorted(thresholds.items())):
+            ax.axvline(t, color=PALETTE[i % len(PALETTE)], lw=1.2, label=f"{method} {t:.3g}")
+        ax.set_title(name if len(name) <= 48 else "…" + name[-47:], fontsize=7, loc="left")
+        ax.set_xlabel("|x|", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, frameon=False)
+        return _to_uri(fig)
+
+
+def share_bars(
+    categories: Sequence[str],
+    first: Sequence[float],
+    second: Sequence[float],
+    labels: tuple[str, str],
+    xlabel: str,
+) -> str:
+    """Two distributions over the same categories as side-by-side bars (e.g. length buckets)."""
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        fig = _figure(6.4, 2.6)
+        ax = fig.add_subplot()
+        x = np.arange(len(categories))
+        ax.bar(x - 0.2, first, width=0.4, color=PALETTE[0], label=labels[0])
+        ax.bar(x + 0.2, second, width=0.4, color=PALETTE[4], label=labels[1])
+        ax.set_xticks(x, categories, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("share")
+        ax.set_xlabel(xlabel)
+        ax.legend(frameon=False, fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        return _to_uri(fig)

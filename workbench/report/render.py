@@ -1,0 +1,152 @@
+"""``render_report``: one self-contained HTML file per run, from its records only.
+
+No network: CSS is embedded, charts are SVG data URIs, and a Content-Security-Policy
+forbids scripts and remote loads. Templates autoescape, so dataset text (untrusted)
+is always shown as text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from workbench import __version__
+from workbench.fileio import atomic_write_text
+from workbench.report import charts, context, sections
+from workbench.results.serde import to_dict
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+TEMPLATE = "report.html.j2"
+
+
+def _fmt(x: Any, spec: str, suffix: str = "") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "—"
+    return f"{x:{spec}}{suffix}"
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x * 100:.{digits}f}%"
+
+
+def _pts(x: Any) -> str:
+    """A difference as signed points with a real minus sign."""
+    return "—" if x is None or not math.isfinite(x) else f"{x * 100:+.2f}".replace("-", "−")
+
+
+def _environment() -> Any:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    env = Environment(
+        loader=PackageLoader("workbench.report", "templates"),
+        autoescape=True,  # every template, whatever its extension: dataset text is untrusted
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        pct=_pct,
+        pts=_pts,
+        ms=lambda x: _fmt(x, ".2f"),
+        num=lambda x, spec=".3f": _fmt(x, spec),
+        x=lambda x: _fmt(x, ".2f", "×"),
+        mb=lambda x: _fmt(x, ".0f"),
+    )
+    return env
+
+
+def _charts(loaded: context.LoadedRun) -> dict[str, str | None]:
+    run = loaded.run
+    shape = context.primary_shape(run)
+    out: dict[str, str | None] = {"scatter": None, "latency": None}
+    if shape is None:
+        return out
+    label = f"batch {shape[0]} × seq {shape[1]}"
+    pts = [
+        (b.name, lat.p50_ms, b.accuracy.accuracy)
+        for b in run.builds
+        if b.accuracy and (lat := context.latency_at(b, shape)) and math.isfinite(lat.p50_ms)
+    ]
+    if pts:
+        names, lat_ms, acc = zip(*pts, strict=True)
+        out["scatter"] = charts.accuracy_latency_scatter(names, lat_ms, acc, label)
+    shapes = sorted({(x.batch_size, x.seq_len) for b in run.builds for x in b.latency})
+    series = [
+        {
+            b.name: list(x.samples_ms)
+            for b in run.builds
+            for x in b.latency
+            if (x.batch_size, x.seq_len) == s and x.samples_ms
+        }
+        for s in shapes
+    ]
+    keep = [i for i, s in enumerate(series) if s]
+    if keep:
+        out["latency"] = charts.latency_distribution(
+            [f"batch {shapes[i][0]} × seq {shapes[i][1]}" for i in keep], [series[i] for i in keep]
+        )
+    return out
+
+
+def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dict[str, Any]:
+    """Everything the template shows (plain data), from the run's records."""
+    loaded = context.LoadedRun.load(run_dir)
+    run = loaded.run
+    decision, gate_problem = context.gate_verdict(loaded.run_dir)
+    shape = context.primary_shape(run)
+    comparison = None
+    if compare is not None:
+        other = context.LoadedRun.load(compare)
+        loaded.problems += [f"compare run: {p}" for p in other.problems]
+        comparison = context.compare_rows(loaded, other)
+    prov = run.provenance
+    samples = context.changed_samples(loaded)
+    flipped = [s["name"] for s in samples if s["n_flipped"]]
+    return {
+        "run": run,
+        "version": __version__,
+        "rendered_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "gate": decision,
+        "gate_problem": gate_problem,
+        "shape": shape,
+        "summary": context.summary_rows(loaded),
+        "latency_rows": context.latency_rows(run),
+        "confusion": context.confusion_tables(run),
+        "samples": samples,
+        "open_samples": flipped[0] if flipped else (samples[0]["name"] if samples else ""),
+        "notes": context.build_notes(run),
+        "calibration": sections.calibration_section(loaded.run_dir),
+        "calibset": sections.calibset_section(loaded.run_dir),
+        "comparison": comparison,
+        "charts": _charts(loaded),
+        "problems": loaded.problems,
+        "provenance": to_dict(prov),
+        "calibration_summary": to_dict(run.calibration) if run.calibration else None,
+        "config_json": json.dumps(run.config, indent=2, sort_keys=True, default=str),
+    }
+
+
+def render_report(
+    run_dir: str | Path, compare: str | Path | None = None, out: Path | None = None
+) -> Path:
+    """Render ``run_dir``'s records to ``run_dir/report.html`` (or ``out``), atomically.
+
+    Example::
+
+        path = render_report("reports/20250101-120000-rotten_tomatoes")
+        path = render_report("reports/new", compare="reports/last-release")
+    """
+    run_path = Path(run_dir)
+    run_path = run_path.parent if run_path.suffix == ".json" else run_path
+    ctx = build_context(run_path, compare)
+    html = _environment().get_template(TEMPLATE).render(**ctx)
+    target = Path(out) if out is not None else run_path / REPORT_FILE
+    atomic_write_text(target, html)
+    log.info("report written to %s", target)
+    return target
