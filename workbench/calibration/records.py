@@ -1,0 +1,107 @@
+"""The method comparison record (``calibration_comparison.json``) the HTML report draws from.
+
+Everything the report needs is here, so it never recomputes: per-method accuracy
+and FP32 agreement of each method's Q/DQ model, per-tensor thresholds and SQNR per
+method, and down-sampled |x| histograms of the most sensitive tensors. Saved and
+loaded with ``workbench.results.records.save_record`` / ``load_record``.
+
+Example::
+
+    from workbench.results.records import load_record
+    cmp = load_record(CalibrationComparison, run_dir / COMPARISON_FILE)
+    best = cmp.method(cmp.best_method)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import ResultsError
+from workbench.results.records import Provenance
+
+COMPARISON_FILE = "calibration_comparison.json"
+
+
+@dataclass(frozen=True)
+class MethodComparison:
+    """One method's ranges turned into a Q/DQ model and evaluated on the test split."""
+
+    method: str  # "entropy", "percentile-99.99", "max", "mse", ...
+    table_file: str  # CalibrationTable JSON, relative to the run directory
+    trt_cache_file: str  # TensorRT calibration cache, relative to the run directory
+    qdq_model_file: str  # Q/DQ ONNX model, relative to the run directory
+    n_test: int
+    accuracy: float  # of the Q/DQ model on the test split (0..1)
+    agreement: float  # share of test predictions equal to the FP32 model's (0..1)
+    logit_max_abs_err: float  # vs FP32 logits
+    logit_cosine_mean: float
+    logit_cosine_min: float
+    sqnr_db_mean: float  # mean over tensors of TensorComparison.sqnr_db[method]
+    sqnr_db_min: float
+    clipped_fraction_mean: float  # mean over tensors of the share of values beyond amax
+
+
+@dataclass(frozen=True)
+class TensorComparison:
+    """One calibrated tensor under every method."""
+
+    name: str
+    consumers: list[str]  # names of the MatMul/Gemm nodes that read it
+    count: int  # calibration values seen (real tokens only)
+    absmax: float
+    amax: dict[str, float]  # method -> threshold
+    sqnr_db: dict[str, float]  # method -> SQNR of fake-quantized vs FP32 values (test samples);
+    # null in JSON (NaN when loaded) means no quantization noise at all
+    clipped_fraction: dict[str, float]  # method -> share of calibration values with |x| > amax
+    sensitivity_db: float  # max - min of sqnr_db over methods: how much the choice matters
+
+
+@dataclass(frozen=True)
+class TensorHistogram:
+    """A down-sampled |x| histogram with each method's threshold, for one tensor."""
+
+    name: str
+    bin_width: float  # bins are [k * bin_width, (k + 1) * bin_width), k = 0..len(counts)-1
+    counts: list[int]  # up to 128 bins, trailing empty bins dropped
+    absmax: float
+    amax: dict[str, float]  # method -> threshold (draw as vertical lines)
+    sensitivity_db: float
+
+
+@dataclass(frozen=True)
+class CalibrationComparison:
+    """Side-by-side comparison of calibration methods on one model, calibration set and test set."""
+
+    schema_version: int
+    model_path: str
+    model_sha256: str
+    calibration_set_sha256: str
+    n_calibration_samples: int
+    test_set_sha256: str
+    n_test: int
+    labels: list[str]
+    fp32_accuracy: float
+    methods: list[MethodComparison]  # in the order requested
+    best_method: str  # highest accuracy; ties -> higher agreement, then higher mean SQNR
+    tensors: list[TensorComparison]  # graph order
+    histograms: list[TensorHistogram]  # the 12 most sensitive tensors, most sensitive first
+    sqnr_samples: int  # test samples whose activations the SQNR was measured on
+    per_channel: bool
+    exclude: list[str]
+    statistics_seconds: float  # the one statistics pass over the calibration set
+    statistics_peak_rss_mb: float  # process peak RSS after that pass
+    provenance: Provenance
+
+    def method(self, name: str) -> MethodComparison:
+        """The result of method ``name``; a ResultsError lists the ones there are."""
+        for m in self.methods:
+            if m.method == name:
+                return m
+        have = ", ".join(m.method for m in self.methods)
+        raise ResultsError(f"comparison has no method {name!r}; it has: {have}")
+
+
+def comparison_path(run_dir: str | Path) -> Path:
+    """Where a run directory keeps its comparison record."""
+    return Path(run_dir) / COMPARISON_FILE
