@@ -162,6 +162,7 @@ def test_calibration_and_calibset_sections(tmp_path, gated_run):
     cs = _text(_section(html, "calibset"))
     assert "not representative" in cs and "length_psi" in cs and "test split" in cs
     assert _section(html, "calibset").count("data:image/svg+xml") == 1
+    assert "sequence length min / opt / max" in cs
 
 
 def test_compare_runs(tmp_path, gated_run):
