@@ -1,0 +1,73 @@
+"""Result records round-trip through JSON and refuse incomplete or foreign files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from workbench.errors import ResultsError
+from workbench.results.records import (
+    AccuracyResult,
+    BuildResult,
+    LatencyResult,
+    Provenance,
+    RunResult,
+    load_run,
+    save_run,
+)
+
+
+def _run() -> RunResult:
+    lat = LatencyResult(1, 128, 10, 2, 1.0, 1.5, 2.0, 1.1, 1000.0, False, "perf_counter_ns",
+                        [1.0, 1.2])
+    acc = AccuracyResult(10, 0.8, 0.79, 1.0, 0.0, 1.0, 1.0, [[4, 1], [1, 4]], "p.parquet")
+    build = BuildResult("ort-fp32", "onnxruntime", "fp32", "cpu", "m.onnx", "ab", acc, [lat],
+                        100.0, None, None, ["note"])
+    prov = Provenance("sha", {"numpy": "2"}, "3.11", "linux", "cpu", 2, "", "now", {"split": 0})
+    return RunResult(1, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov,
+                     {"quick": True})
+
+
+def test_run_round_trips(tmp_path):
+    run = _run()
+    save_run(run, tmp_path)
+    assert load_run(tmp_path) == run
+
+
+def test_nan_is_saved_as_null_and_read_back_as_nan(tmp_path):
+    run = _run()
+    lat = run.builds[0].latency[0]
+    bad = LatencyResult(**{**lat.__dict__, "p99_ms": math.nan})
+    build = BuildResult(**{**run.builds[0].__dict__, "latency": [bad]})
+    save_run(RunResult(**{**run.__dict__, "builds": [build]}), tmp_path)
+    assert json.loads((tmp_path / "run.json").read_text())["builds"][0]["latency"][0][
+        "p99_ms"] is None
+    assert math.isnan(load_run(tmp_path).builds[0].latency[0].p99_ms)
+
+
+def test_missing_field_names_the_field(tmp_path):
+    save_run(_run(), tmp_path)
+    data = json.loads((tmp_path / "run.json").read_text())
+    del data["builds"][0]["accuracy"]["macro_f1"]
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"macro_f1 is missing"):
+        load_run(tmp_path)
+
+
+def test_other_schema_version_and_corrupt_json_are_refused(tmp_path):
+    save_run(_run(), tmp_path)
+    data = json.loads((tmp_path / "run.json").read_text())
+    data["schema_version"] = 99
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match="schema_version 99"):
+        load_run(tmp_path)
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        load_run(tmp_path)
+
+
+def test_unknown_build_lists_the_known_ones():
+    with pytest.raises(ResultsError, match="has: ort-fp32"):
+        _run().build("nope")
