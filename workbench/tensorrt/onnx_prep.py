@@ -51,10 +51,38 @@ def fp16_cast_model(
         raise ModelError(f"cannot load ONNX model {src}: {exc}") from exc
     block = [*DEFAULT_OP_BLOCK_LIST, *FP32_OPS, *extra_fp32_ops]
     m16 = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=block)
+    toposort(m16.graph)  # the converter appends its Cast nodes at the end
     onnx.checker.check_model(m16)
     out = atomic_write_with(dst, lambda tmp: onnx.save(m16, tmp))
     log.info("wrote FP16-cast model %s (FP32 ops kept: %s)", out, ", ".join(sorted(set(block))))
     return out
+
+
+def toposort(graph: Any) -> None:
+    """Reorder ``graph.node`` in place so every node follows its inputs' producers (Kahn)."""
+    from collections import deque
+
+    nodes = list(graph.node)
+    producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    deps = [{producer[x] for x in n.input if x in producer} for n in nodes]
+    users: dict[int, list[int]] = {}
+    for i, d in enumerate(deps):
+        for j in d:
+            users.setdefault(j, []).append(i)
+    pending = [len(d) for d in deps]
+    ready = deque(i for i, k in enumerate(pending) if k == 0)
+    order = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for u in users.get(i, []):
+            pending[u] -= 1
+            if pending[u] == 0:
+                ready.append(u)
+    if len(order) != len(nodes):
+        raise ModelError("the ONNX graph has a cycle; it cannot be sorted for TensorRT")
+    del graph.node[:]
+    graph.node.extend(nodes[i] for i in order)
 
 
 def onnx_tensor_names(path: str | Path) -> list[str]:
@@ -69,14 +97,8 @@ def onnx_tensor_names(path: str | Path) -> list[str]:
 
 
 def _table_names(table: Any) -> set[str]:
-    for attr in ("tensors", "ranges", "entries"):
-        obj = getattr(table, attr, None)
-        if isinstance(obj, dict):
-            return set(obj)
-    try:
-        return set(table)  # a mapping-like table iterates its tensor names
-    except TypeError:
-        return set()
+    amax = getattr(table, "amax", None)  # workbench.calibration.table.CalibrationTable
+    return set(amax) if isinstance(amax, dict) else set()
 
 
 def trt_cache_to_qdq(
@@ -101,17 +123,16 @@ def trt_cache_to_qdq(
     table = read_trt_cache(cache_path, expected_tensors=None)
     onnx_names = set(onnx_tensor_names(fp32_onnx))
     in_table = _table_names(table)
-    if in_table and not (in_table & onnx_names):
+    if not in_table & onnx_names:
         raise CalibrationError(
             f"none of the {len(in_table)} tensors in {cache_path} is in {fp32_onnx}; "
             "was the cache made from another model?"
         )
-    if in_table:
-        log.info(
-            "TRT cache %s: %d of %d tensors match ONNX values (the rest are TensorRT-internal)",
-            cache_path,
-            len(in_table & onnx_names),
-            len(in_table),
-        )
+    log.info(
+        "TRT cache %s: %d of %d tensors match ONNX values (the rest are TensorRT-internal)",
+        cache_path,
+        len(in_table & onnx_names),
+        len(in_table),
+    )
     write_qdq_model(fp32_onnx, table, out_path, per_channel=per_channel, exclude=tuple(exclude))
     return Path(out_path)

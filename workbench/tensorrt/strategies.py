@@ -39,10 +39,14 @@ class Int8Strategy(Protocol):
 
 
 def table_sha256(table: Any) -> str:
-    """A content hash of a CalibrationTable (its own ``sha256()`` if it has one)."""
-    own = getattr(table, "sha256", None)
-    if callable(own):
-        return str(own())
+    """Hash of what a CalibrationTable contributes to a Q/DQ model: its ranges and method.
+
+    Provenance such as ``created_utc`` is left out, so re-reading the same cache or table
+    file reuses the Q/DQ model and the engine.
+    """
+    amax = getattr(table, "amax", None)
+    if isinstance(amax, dict):
+        return sha256_json({"amax": amax, "method": getattr(table, "method", "")})
     if is_dataclass(table) and not isinstance(table, type):
         return sha256_json(to_dict(table))
     return sha256_json(repr(table))
