@@ -62,10 +62,12 @@ class TensorHistogram:
     """A down-sampled |x| histogram with each method's threshold, for one tensor."""
 
     name: str
-    bin_width: float  # bins are [k * bin_width, (k + 1) * bin_width), k = 0..len(counts)-1
-    counts: list[int]  # up to 128 bins, trailing empty bins dropped
+    counts: list[int]  # |x| histogram, up to 128 bins from 0, trailing empty bins dropped
+    edges: list[float]  # len(counts) + 1 bin edges: bin k is [edges[k], edges[k + 1])
+    bin_width: float
     absmax: float
     amax: dict[str, float]  # method -> threshold (draw as vertical lines)
+    sqnr_db: dict[str, float]  # method -> SQNR, as in TensorComparison
     sensitivity_db: float
 
 
@@ -84,8 +86,8 @@ class CalibrationComparison:
     fp32_accuracy: float
     methods: list[MethodComparison]  # in the order requested
     best_method: str  # highest accuracy; ties -> higher agreement, then higher mean SQNR
-    tensors: list[TensorComparison]  # graph order
-    histograms: list[TensorHistogram]  # the 12 most sensitive tensors, most sensitive first
+    all_tensors: list[TensorComparison]  # every calibrated tensor, graph order
+    sensitive_tensors: list[TensorHistogram]  # the 12 most sensitive, most sensitive first
     sqnr_samples: int  # test samples whose activations the SQNR was measured on
     per_channel: bool
     exclude: list[str]

@@ -1,0 +1,67 @@
+"""Method comparison: one run writes tables, caches, Q/DQ models and a record that round-trips."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tests.calibration.conftest import random_texts
+from workbench.calibration.compare import compare_methods
+from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
+from workbench.calibration.stats import quantizable_tensors
+from workbench.calibration.table import CalibrationTable
+from workbench.calibration.trt_cache import read_trt_cache
+from workbench.errors import ConfigError, DataError
+from workbench.results.records import load_record
+
+
+@pytest.fixture(scope="module")
+def test_set(tiny_tokenizer):
+    texts = random_texts(24, seed=5)
+    feeds = [tiny_tokenizer.encode(texts[i : i + 8]) for i in range(0, 24, 8)]
+    labels = np.arange(24) % 2
+    return feeds, labels
+
+
+def test_compare_writes_a_complete_record(tiny_onnx, unpadded_feeds, test_set, tmp_path):
+    feeds, labels = test_set
+    methods = ["entropy", "percentile-99.99", "max", "mse"]
+    rec = compare_methods(
+        tiny_onnx, unpadded_feeds[:4], feeds, labels, tmp_path, methods,
+        labels=["rotten", "fresh"], calibration_set_sha256="c" * 64, sqnr_samples=16,
+    )  # fmt: skip
+    back = load_record(CalibrationComparison, tmp_path / COMPARISON_FILE)
+    assert json.loads((tmp_path / COMPARISON_FILE).read_text())["schema_version"] == 1
+    assert [m.method for m in back.methods] == methods
+    assert back.best_method in methods and back.n_test == 24 and back.sqnr_samples == 16
+    names = quantizable_tensors(tiny_onnx)
+    assert [t.name for t in back.all_tensors] == names
+    assert len(back.sensitive_tensors) == 12
+    sens = [h.sensitivity_db for h in back.sensitive_tensors]
+    assert sens == sorted(sens, reverse=True)
+    for h in back.sensitive_tensors:
+        assert 0 < len(h.counts) <= 128 and len(h.edges) == len(h.counts) + 1
+        assert set(h.amax) == set(methods)
+    for t in back.all_tensors:
+        assert t.amax["max"] == pytest.approx(t.absmax)
+        assert t.clipped_fraction["max"] == 0.0
+        assert all(math.isnan(v) or -50 < v < 200 for v in t.sqnr_db.values())
+    for m in back.methods:
+        assert 0 <= m.accuracy <= 1 and m.agreement > 0.8 and m.logit_cosine_min > 0.99
+        table = CalibrationTable.load(tmp_path / m.table_file)
+        assert table.method == m.method and len(table.amax) == len(rec.all_tensors)
+        assert read_trt_cache(tmp_path / m.trt_cache_file, names).amax.keys() == table.amax.keys()
+        assert (tmp_path / m.qdq_model_file).is_file()
+
+
+def test_compare_bad_input(tiny_onnx, unpadded_feeds, test_set, tmp_path):
+    feeds, labels = test_set
+    with pytest.raises(ConfigError, match="unknown calibration method"):
+        compare_methods(tiny_onnx, unpadded_feeds, feeds, labels, tmp_path, ["kl"])
+    with pytest.raises(DataError, match="empty"):
+        compare_methods(tiny_onnx, unpadded_feeds, [], [], tmp_path, ["max"])
+    with pytest.raises(DataError, match="labels"):
+        compare_methods(tiny_onnx, unpadded_feeds[:1], feeds, labels[:5], tmp_path, ["max"])
