@@ -66,9 +66,7 @@ def test_matched_follows_a_longer_target(pool, rt_splits, tok):
     lengths, labels = pool
     test_len = tok.lengths(rt_splits.test["text"])
     target = test_len[test_len >= np.percentile(test_len, 50)]  # traffic: the longer half
-    idx, notes = sample_indices(
-        "matched", 256, lengths, labels, 128, seed=0, target_lengths=target
-    )
+    idx, notes = sample_indices("matched", 256, lengths, labels, 128, seed=0, target_lengths=target)
     assert notes == []
     assert abs(np.median(lengths[idx]) - np.median(target)) <= 2
     assert np.median(lengths[idx]) > np.median(lengths) + 5
@@ -84,7 +82,7 @@ def test_matched_with_target_labels_and_shortfall(pool):
     )
     assert len(idx) == 64 and notes and "lacks 64 of the 64" in notes[0]
     assert lengths[idx].min() >= np.percentile(lengths, 95) - 1  # the nearest: the longest
-    with pytest.raises(DataError, match="cannot be satisfied.*label"):
+    with pytest.raises(DataError, match=r"cannot be satisfied.*label"):
         sample_indices(
             "matched",
             64,

@@ -72,7 +72,7 @@ def test_bad_pool_inputs(frame, tmp_path):
         load_pool(tmp_path / "missing.csv")
     path = tmp_path / "r.csv"
     frame.to_csv(path, index=False)
-    with pytest.raises(DataError, match="no column 'text'.*--text-column"):
+    with pytest.raises(DataError, match=r"no column 'text'.*--text-column"):
         load_pool(path)
     with pytest.raises(DataError, match="no column 'stars'"):
         load_pool(path, text_column="review", label_column="stars")

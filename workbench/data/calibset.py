@@ -321,8 +321,14 @@ def _write_set(
             target_name=target_name,
             calibration_set=str(out),
         )
-        for w in report.warnings:
-            log.warning("%s vs %s: %s", manifest_fields["name"], target_name, w)
+        if report.warnings:
+            log.warning(
+                "%s is %s vs %s: %s",
+                manifest_fields["name"],
+                report.verdict,
+                target_name,
+                "; ".join(report.warnings),
+            )
     manifest = CalibrationManifest(
         schema_version=MANIFEST_SCHEMA_VERSION,
         created_utc=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -32,6 +32,7 @@ THRESHOLDS: dict[str, float] = {
     "unk_gap_drifting": 0.01,
     "vocab_coverage_gap_drifting": 0.10,
 }
+MIN_TARGET = 50  # fewer target texts than this: the verdict is at best "drifting"
 _MIN_PER_BIN = 20  # PSI uses at most n_calibration / 20 bins (2..10): small sets get coarse bins
 
 
@@ -219,6 +220,11 @@ def assess(
     cal_share, tgt_share, tv, js = _label_shares(calibration, target, len(label_names))
     tokens = _token_stats(calibration, target, unk_id)
     warnings = _warnings(length_psi, cal_sum, tgt_sum, tv, tokens)
+    if len(target.lengths) < MIN_TARGET:
+        warnings.append(
+            f"the target has only {len(target.lengths)} texts; these numbers are unreliable "
+            f"below {MIN_TARGET} (collect a larger traffic sample)"
+        )
     verdict = REPRESENTATIVE
     if length_psi > THRESHOLDS["psi_not_representative"]:
         verdict = NOT_REPRESENTATIVE

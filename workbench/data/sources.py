@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     import pandas as pd
     from datasets import Dataset
 
+    from workbench.data.representativeness import TextProfile
+    from workbench.data.tokenize import TextTokenizer
+
 log = logging.getLogger(__name__)
 
 _FORMATS = {
@@ -226,3 +229,74 @@ def load_traffic(
     pool = load_pool(p, text_column=text_column, label_column=label_column)
     labels = np.asarray(pool.dataset["label"], dtype=np.int64) if pool.labelled else None
     return TrafficSample(str(p), pool.source_sha256, pool.dataset["text"], labels, pool.label_names)
+
+
+def default_pool(
+    data_file: str | Path | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    split_seed: int = 0,
+    whole_file: bool = False,
+) -> tuple[Pool, Dataset | None]:
+    """The pool the CLI samples from, and the test split when there is one.
+
+    No file: the shipped Rotten Tomatoes calibration pool (``make_splits(...).calibration_pool``,
+    the same split the demo uses, so the set never overlaps the test split). A labelled file is
+    split the same way unless ``whole_file``; an unlabelled file is the pool as a whole.
+    """
+    from workbench.data.datasets import (
+        LabelledData,
+        load_labelled_file,
+        load_rotten_tomatoes,
+        make_splits,
+    )
+
+    if data_file is None:
+        data: LabelledData = load_rotten_tomatoes()
+    else:
+        pool = load_pool(data_file, text_column=text_column, label_column=label_column)
+        if not pool.labelled or whole_file:
+            return pool, None
+        if Path(data_file).suffix.lower() in (".csv", ".tsv", ".jsonl", ".json", ".parquet"):
+            data = load_labelled_file(data_file, text_column, label_column)  # as the demo does
+        else:
+            data = LabelledData(
+                pool.name, pool.source_path, pool.source_sha256, pool.dataset, pool.label_names
+            )
+    splits = make_splits(data, seed=split_seed)
+    pool = Pool(
+        data.name, data.source_path, data.source_sha256, splits.calibration_pool, data.label_names
+    )
+    return pool, splits.test
+
+
+def load_target(
+    target: str,
+    tokenizer: TextTokenizer,
+    test: Dataset | None = None,
+    label_names: Sequence[str] = (),
+    text_column: str = "text",
+    label_column: str | None = None,
+) -> tuple[TextProfile, str]:
+    """A target profile: ``"test"`` (the test split) or a traffic-sample file.
+
+    Target labels are matched to ``label_names`` by name; unknown names are a DataError.
+    """
+    from workbench.data.representativeness import TextProfile
+
+    if target in ("test", "test-split"):
+        if test is None:
+            raise DataError("--target test needs a labelled dataset with a test split")
+        return TextProfile.from_texts(test["text"], tokenizer, test["label"]), "test split"
+    traffic = load_traffic(target, text_column=text_column, label_column=label_column)
+    labels = traffic.labels
+    if labels is not None and label_names:
+        unknown = sorted(set(traffic.label_names) - set(label_names))
+        if unknown:
+            raise DataError(
+                f"{target}: labels {unknown} are not among the pool's {list(label_names)}; "
+                "drop --target-label-column or rename them"
+            )
+        remap = np.array([list(label_names).index(n) for n in traffic.label_names])
+        labels = remap[labels]
+    return TextProfile.from_texts(traffic.texts, tokenizer, labels), traffic.path
