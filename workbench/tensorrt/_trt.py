@@ -16,9 +16,8 @@ from workbench.errors import BackendUnavailableError
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "pip install tensorrt (wheels come from NVIDIA's index: "
-    "pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu12), "
-    "or the workbench extra: pip install -e '.[tensorrt]'"
+    "pip install tensorrt (NVIDIA index; or the extra: pip install -e '.[tensorrt]'), "
+    "on a machine with an NVIDIA GPU and driver"
 )
 
 

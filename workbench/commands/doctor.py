@@ -1,0 +1,175 @@
+"""``workbench doctor``: which backends are usable on this machine, and why not.
+
+The first thing to run on a new GPU box. Each probe imports its library lazily and never
+raises: a missing package, driver or device is a row saying so. Example::
+
+    workbench doctor          # table
+    workbench doctor --json   # machine-readable
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Check:
+    """One probed component."""
+
+    component: str
+    ok: bool
+    version: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """All probes plus the backends they make usable."""
+
+    checks: list[Check]
+    gpus: list[str]
+    backends: dict[str, bool] = field(default_factory=dict)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def probe_tensorrt() -> Check:
+    from workbench.tensorrt._trt import availability, version_tuple
+
+    ok, info = availability()
+    if not ok:
+        return Check("tensorrt", False, "", info)
+    major = version_tuple(info)[0]
+    precisions = "fp32, fp16, int8-explicit" + (", int8-implicit" if major < 11 else "")
+    return Check("tensorrt", True, info, f"precisions: {precisions}")
+
+
+def probe_nvidia_smi() -> tuple[Check, list[str]]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return Check("nvidia-smi", False, "", "not found (no NVIDIA driver on PATH)"), []
+    query = ["--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+    try:
+        res = subprocess.run([exe, *query], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("nvidia-smi", False, "", f"failed: {exc}"), []
+    if res.returncode != 0:
+        return Check("nvidia-smi", False, "", (res.stderr or res.stdout).strip()[:200]), []
+    rows = [r.strip() for r in res.stdout.splitlines() if r.strip()]
+    driver = rows[0].split(",")[1].strip() if rows and rows[0].count(",") >= 2 else ""
+    gpus = [r.split(",")[0].strip() for r in rows]
+    return Check("nvidia-smi", bool(rows), driver, "; ".join(rows) or "no GPU listed"), gpus
+
+
+def probe_cuda_python() -> Check:
+    from workbench.errors import BackendUnavailableError
+    from workbench.tensorrt.cuda import CudaRuntimeApi
+
+    version = _version("cuda-bindings") or _version("cuda-python")
+    if not version:
+        return Check("cuda-python", False, "", "not installed (extra: gpu)")
+    try:
+        api = CudaRuntimeApi()
+    except BackendUnavailableError as exc:
+        return Check("cuda-python", False, version, str(exc))
+    return Check("cuda-python", True, version, f"device 0: {api.device_name()}")
+
+
+def probe_cupy() -> Check:
+    version = next((v for d in ("cupy-cuda12x", "cupy-cuda13x", "cupy") if (v := _version(d))), "")
+    if not version:
+        return Check("cupy", False, "", "not installed (optional)")
+    from workbench.errors import BackendUnavailableError
+    from workbench.tensorrt.cuda import CupyApi
+
+    try:
+        return Check("cupy", True, version, f"device 0: {CupyApi().device_name()}")
+    except BackendUnavailableError as exc:
+        return Check("cupy", False, version, str(exc))
+
+
+def probe_torch() -> Check:
+    try:
+        import torch
+    except ImportError:
+        return Check("torch", False, "", "not installed (extra: torch)")
+    cuda = torch.version.cuda or "none (CPU build)"
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return Check("torch", True, torch.__version__, f"CUDA {cuda}: {', '.join(names)}")
+    return Check("torch", True, torch.__version__, f"CUDA {cuda}; no CUDA device visible")
+
+
+def probe_onnxruntime() -> Check:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return Check("onnxruntime", False, "", "not installed")
+    providers = ort.get_available_providers()
+    return Check("onnxruntime", True, ort.__version__, "providers: " + ", ".join(providers))
+
+
+def collect() -> DoctorReport:
+    """Run every probe and decide which backends are usable here."""
+    trt = probe_tensorrt()
+    smi, gpus = probe_nvidia_smi()
+    cudapy, cupy, torch_c, ort_c = (
+        probe_cuda_python(),
+        probe_cupy(),
+        probe_torch(),
+        probe_onnxruntime(),
+    )
+    checks = [trt, smi, cudapy, cupy, torch_c, ort_c]
+    cuda_mem = cudapy.ok or cupy.ok
+    backends = {
+        "pytorch-cpu": torch_c.ok,
+        "pytorch-cuda": torch_c.ok and "no CUDA device" not in torch_c.detail,
+        "onnxruntime-cpu": ort_c.ok and "CPUExecutionProvider" in ort_c.detail,
+        "onnxruntime-cuda": ort_c.ok and "CUDAExecutionProvider" in ort_c.detail and bool(gpus),
+        "tensorrt": trt.ok and cuda_mem,
+    }
+    return DoctorReport(checks=checks, gpus=gpus, backends=backends)
+
+
+def format_table(report: DoctorReport) -> str:
+    """The report as an aligned plain-text table plus a backend summary."""
+    rows = [("component", "ok", "version", "detail")]
+    rows += [
+        (c.component, "yes" if c.ok else "no", c.version or "-", c.detail) for c in report.checks
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
+    usable = [b for b, ok in report.backends.items() if ok]
+    lines += ["", "usable backends: " + (", ".join(usable) or "none")]
+    if not report.backends.get("tensorrt"):
+        lines.append("tensorrt unusable: needs the tensorrt wheel, cuda-python (or CuPy) and a GPU")
+    return "\n".join(lines)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "doctor", help="show which backends (TensorRT, CUDA, ORT, torch) work here"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = collect()
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        print(format_table(report))
+    return 0
