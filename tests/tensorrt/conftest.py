@@ -28,3 +28,37 @@ def tiny_tok(tiny_model) -> TextTokenizer:
 def tiny_feeds(tiny_tok) -> list[dict[str, np.ndarray]]:
     """Four tokenizer batches of two texts each (each padded to its own longest row)."""
     return [tiny_tok.encode(TEXTS[i : i + 2]) for i in range(0, len(TEXTS), 2)]
+
+
+def _tensorrt_missing() -> str | None:
+    from workbench.tensorrt._trt import availability
+
+    ok, why = availability()
+    return None if ok else why
+
+
+def _gpu_missing() -> str | None:
+    from workbench.errors import BackendUnavailableError
+    from workbench.tensorrt.cuda import get_memory_api
+
+    try:
+        get_memory_api()
+    except BackendUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip ``tensorrt``/``gpu`` tests with a reason where the machine lacks them."""
+    if item.get_closest_marker("tensorrt") and _tensorrt_missing():
+        pytest.skip("TensorRT not installed")
+    if item.get_closest_marker("gpu") and (why := _gpu_missing()):
+        pytest.skip(f"no usable CUDA GPU: {why}")
+
+
+@pytest.fixture()
+def memory_api():
+    """The real GPU memory API (gpu-marked tests only)."""
+    from workbench.tensorrt.cuda import get_memory_api
+
+    return get_memory_api()

@@ -264,6 +264,10 @@ class TensorBuffers:
         self.api.stream_synchronize(stream)
         return pinned.copy()  # the pinned buffer is reused by the next call
 
+    def pinned_ptr(self, name: str) -> int:
+        """Host address of this name's pinned buffer (0 before anything was staged)."""
+        return self._pair(name)[0].ptr
+
     def names(self) -> Iterator[str]:
         return iter(list(self._host))
 
