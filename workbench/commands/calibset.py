@@ -68,7 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sweep.add_argument("--seeds", default="0,1,2", help="seeds per size")
     sweep.add_argument("--method", default="entropy", help="calibration method")
     sweep.add_argument("--onnx", help="FP32 ONNX classifier (default: the prepared default)")
-    sweep.add_argument("--n-test", type=int, help="evaluate on at most this many test texts")
+    sweep.add_argument(
+        "--n-test", type=int, default=1000, help="evaluate on at most this many test texts"
+    )
     sweep.add_argument("--out", default="reports/calibset-sweep", help="sweep output directory")
     p.set_defaults(func=run)
 
@@ -223,6 +225,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         seeds=_ints(args.seeds, "--seeds"),
         method=args.method,
         onnx_path=args.onnx,
+        tokenizer=_tokenizer(args) if args.onnx else None,
         n_test=args.n_test,
         out_dir=Path(args.out),
         data_file=args.data,
