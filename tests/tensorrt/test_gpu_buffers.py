@@ -43,9 +43,18 @@ def test_device_roundtrip_through_pinned_memory(memory_api) -> None:
 
 
 @pytest.mark.gpu
-def test_calibration_feeder_serves_device_pointers(memory_api, tiny_feeds) -> None:
+def test_calibration_feeder_serves_device_pointers(memory_api) -> None:
     api = memory_api
-    batches = fixed_shape_batches(tiny_feeds, batch=2, seq=32)
+    rng = np.random.default_rng(0)
+    feeds = [
+        {
+            "input_ids": rng.integers(100, 30000, size=(3, w)),
+            "attention_mask": np.ones((3, w), np.int64),
+            "token_type_ids": np.zeros((3, w), np.int64),
+        }
+        for w in (7, 19, 32)
+    ]
+    batches = fixed_shape_batches(feeds, batch=2, seq=32)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     stream = api.stream_create()
     with CalibrationFeeder(batches, api) as feeder, TensorBuffers(api) as check:

@@ -134,7 +134,7 @@ class CupyApi:
         self._rt.free(ptr)
 
     def malloc_host(self, nbytes: int) -> int:
-        return int(self._rt.mallocHost(nbytes))
+        return int(self._rt.hostAlloc(nbytes, 0))  # cudaHostAllocDefault: pinned
 
     def free_host(self, ptr: int) -> None:
         self._rt.freeHost(ptr)
