@@ -78,7 +78,7 @@ def make_logger(trt: ModuleType) -> Any:
     Its ``errors`` list lets a failed build name TensorRT's own reason.
     """
 
-    class _Logger(trt.ILogger):  # type: ignore[name-defined,misc]
+    class _Logger(trt.ILogger):  # type: ignore[name-defined]
         def __init__(self) -> None:
             trt.ILogger.__init__(self)  # pybind trampolines need the base __init__ called
             self.errors: list[str] = []

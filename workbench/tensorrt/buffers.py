@@ -124,7 +124,7 @@ def _host_view(ptr: int, nbytes: int) -> np.ndarray:
     if nbytes == 0:
         return np.empty(0, dtype=np.uint8)
     raw = (ctypes.c_ubyte * nbytes).from_address(ptr)
-    return np.frombuffer(raw, dtype=np.uint8)
+    return np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)
 
 
 class DeviceBuffer:

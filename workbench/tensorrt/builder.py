@@ -189,7 +189,11 @@ def _build(
     names = input_names(network)
     config = _config(trt, builder, spec, plan, names)
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
-    config.set_timing_cache(timing, ignore_mismatch=False)
+    if not config.set_timing_cache(timing, ignore_mismatch=False):
+        log.warning(
+            "timing cache %s does not fit this TensorRT/GPU; starting a new one", timing_path
+        )
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
     if plan.uses_calibrator:
         assert isinstance(calibration, ImplicitCalibration) and spec.calibration_shape
         serialized = _build_implicit(

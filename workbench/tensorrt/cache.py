@@ -113,7 +113,7 @@ class EngineCache:
 
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of every readable entry (with its ``dir``)."""
-        out = []
+        out: list[dict[str, Any]] = []
         if not self.root.is_dir():
             return out
         for d in sorted(p for p in self.root.iterdir() if p.is_dir()):

@@ -27,7 +27,7 @@ def _import_cudart() -> ModuleType:
     try:
         from cuda import cudart  # older cuda-python layout
 
-        return cudart  # type: ignore[no-any-return]
+        return cudart
     except ImportError as exc:
         raise BackendUnavailableError(f"cuda-python is not installed: {GPU_HINT}") from exc
 

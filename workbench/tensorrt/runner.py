@@ -118,7 +118,8 @@ class TensorRTRunner(Runner):
         self._slots = [_Slot(self._engine, api) for _ in range(contexts)]
 
     def _io_names(self) -> tuple[list[str], list[str]]:
-        inputs, outputs = [], []
+        inputs: list[str] = []
+        outputs: list[str] = []
         for i in range(self._engine.num_io_tensors):
             tname = self._engine.get_tensor_name(i)
             is_input = self._engine.get_tensor_mode(tname) == self._trt.TensorIOMode.INPUT
