@@ -47,6 +47,18 @@ def _horizontal() -> dict[str, Any]:
     return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
 
 
+def _log_if_wide(ax: Any, values: Sequence[float]) -> None:
+    """Log x-axis when values span more than 10x, so a slow eager baseline hides nothing."""
+    v = np.asarray([x for x in values if np.isfinite(x) and x > 0], dtype=np.float64)
+    if v.size and v.max() / v.min() > 10:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of points not beaten on both latency (lower) and accuracy (higher), by latency."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
@@ -85,6 +97,7 @@ def accuracy_latency_scatter(
                 label=name,
             )
             ax.annotate(name, (x, y * 100), xytext=(5, 4), textcoords="offset points", fontsize=8)
+        _log_if_wide(ax, latency_ms)
         ax.set_xlabel(f"p50 latency (ms), {shape_label}")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
@@ -109,6 +122,7 @@ def latency_distribution(shapes: Sequence[str], series: Sequence[dict[str, list[
                 **_horizontal(),
             )
             ax.set_yticks(range(1, len(names) + 1), names)
+            _log_if_wide(ax, [v for n in names for v in data[n]])
             ax.set_title(shape, fontsize=9, loc="left")
             ax.grid(axis="x", alpha=0.3)
         axes[-1].set_xlabel("latency per iteration (ms)")
