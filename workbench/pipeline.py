@@ -55,7 +55,7 @@ class DemoConfig:
     n_test: int | None = None
     calib_n: int = 512
     calib_strategy: str = "stratified"
-    calibrator: str = "ort"
+    calibrator: str = "workbench"
     calib_method: str = "entropy"
     max_length: int = 128
     latency_shapes: tuple[tuple[int, int], ...] = ((1, 128), (8, 128))

@@ -1,0 +1,72 @@
+"""`workbench demo --quick` end to end on the shipped model and data (real numbers, real HTML)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from workbench.cli import main
+from workbench.results.records import load_run
+
+pytestmark = pytest.mark.slow
+
+# On the quick subset (300 test samples) INT8 may lose a few points; more than this is a bug.
+INT8_TOLERANCE = 0.06
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    code = main(["demo", "--quick", "--reports", str(root / "reports"), "--calibration-sets",
+                 str(root / "calib"), "--run-id", "quick", "--no-progress", "--iterations", "5"])
+    assert code == 0
+    return root / "reports" / "quick"
+
+
+def test_run_record_has_sane_numbers(quick_run):
+    run = load_run(quick_run)
+    names = [b.name for b in run.builds]
+    assert names == ["torch-fp32", "ort-fp32", "ort-int8-static", "ort-int8-dynamic"]
+    ref = run.build("torch-fp32").accuracy
+    assert ref is not None and ref.n == 300 and 0.6 < ref.accuracy < 0.95
+    for b in run.builds:
+        assert b.accuracy is not None
+        assert abs(b.accuracy.accuracy - ref.accuracy) <= INT8_TOLERANCE, b.name
+        assert b.accuracy.agreement > 0.8
+        assert [(lat.batch_size, lat.seq_len) for lat in b.latency] == [(1, 128), (8, 128)]
+        assert all(0 < lat.p50_ms < 10_000 for lat in b.latency)
+        assert 50 < b.peak_rss_mb < 8000
+    assert run.build("ort-fp32").accuracy.agreement > 0.99  # same model, other runtime
+    for name in ("ort-int8-static", "ort-int8-dynamic"):
+        cov = run.build(name).int8_coverage
+        assert cov is not None and cov.quantized_matmul > 0
+    assert run.calibration is not None and run.calibration.n_samples == 64
+    assert (quick_run / run.calibration.table_file).is_file()
+
+
+def test_predictions_are_saved_per_sample(quick_run):
+    run = load_run(quick_run)
+    static = run.build("ort-int8-static")
+    df = pd.read_parquet(quick_run / static.accuracy.predictions_file)
+    assert len(df) == 300 and set(df.columns) >= {"idx", "label", "pred", "logits"}
+    assert math.isclose((df["pred"] == df["label"]).mean(), static.accuracy.accuracy)
+
+
+def test_report_contains_the_table(quick_run):
+    html = (quick_run / "report.html").read_text()
+    for name in ("torch-fp32", "ort-int8-static", "ort-int8-dynamic"):
+        assert name in html
+    assert "<script src=" not in html and "http://" not in html.replace("http://www.w3.org", "")
+
+
+def test_second_run_reuses_cached_stages(quick_run, tmp_path):
+    code = main(["demo", "--quick", "--reports", str(tmp_path), "--calibration-sets",
+                 str(quick_run.parent.parent / "calib"), "--run-id", "again", "--no-progress",
+                 "--iterations", "3"])
+    assert code == 0
+    a, b = load_run(quick_run), load_run(tmp_path / "again")
+    assert a.config["model_dir"] == b.config["model_dir"]
+    assert a.config["onnx_sha256"] == b.config["onnx_sha256"]
+    assert a.build("ort-int8-static").accuracy == b.build("ort-int8-static").accuracy

@@ -1,0 +1,25 @@
+"""Notebooks run top to bottom (quick mode) and show the summary table and a chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def test_quickstart_executes(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(tmp_path))
+    nb = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    assert "ort-int8-dynamic" in html and "<table" in html
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert list((tmp_path / "reports").glob("*/report.html"))
