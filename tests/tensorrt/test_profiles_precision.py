@@ -102,3 +102,23 @@ def test_engine_spec_validation_and_dict() -> None:
     with pytest.raises(ConfigError, match="optimization_level"):
         EngineSpec("fp32", prof, optimization_level=9)
     assert set(PRECISIONS) == {"fp32", "fp16", "int8-implicit", "int8-explicit"}
+
+
+def test_profile_from_the_calibration_set_suggestion() -> None:
+    from workbench.data.shapes import suggest_profile
+
+    lengths = np.array([5, 9, 14, 22, 30, 41])
+    prof = ShapeProfile.from_suggestion(suggest_profile(lengths, 128, batch_sizes=(1, 8, 32)))
+    assert prof.min[0] == 1 and prof.opt[0] == 8 and prof.max[0] == 32
+    assert prof.min[1] <= prof.opt[1] <= prof.max[1] <= 128
+
+
+def test_implicit_calibration_keeps_a_generator_reusable() -> None:
+    from workbench.tensorrt import ImplicitCalibration
+
+    def gen():
+        for _ in range(3):
+            yield {k: np.ones((2, 4), np.int64) for k in ("input_ids", "attention_mask")}
+
+    calib = ImplicitCalibration(gen(), shape=(2, 8))
+    assert len(calib.batches()) == 3 and len(calib.batches()) == 3

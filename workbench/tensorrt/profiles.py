@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,18 @@ class ShapeProfile:
     def as_dict(self) -> dict[str, list[int]]:
         """JSON-ready form (for cache keys and records)."""
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_suggestion(cls, suggestion: dict[str, Any]) -> ShapeProfile:
+        """From ``workbench.data.shapes.suggest_profile`` (a calibration manifest's suggestion).
+
+        Note that suggestion caps ``max`` at the longest length seen, not ``max_length``:
+        longer texts at evaluation time would then fall outside the engine's profile.
+        """
+        shapes = suggestion["shapes"]
+        first = next(iter(shapes.values()))
+        as2 = lambda v: (int(v[0]), int(v[1]))  # noqa: E731
+        return cls(as2(first["min"]), as2(first["opt"]), as2(first["max"]))
 
     @classmethod
     def fixed(cls, batch: int, seq: int) -> ShapeProfile:

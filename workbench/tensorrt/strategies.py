@@ -110,6 +110,10 @@ class ImplicitCalibration:
     seed_table: Any = None
     name: str = field(default="implicit-entropy2", init=False)
 
+    def __post_init__(self) -> None:
+        # A generator (e.g. CalibrationSet.batches) would be used up by the first pass.
+        object.__setattr__(self, "feeds", tuple(self.feeds))
+
     def batches(self) -> list[Feed]:
         return fixed_shape_batches(self.feeds, self.shape[0], self.shape[1], pad_id=self.pad_id)
 
