@@ -254,3 +254,26 @@ def test_load_decision_rejects_foreign_json(tmp_path):
     p.write_text('{"schema_version": 99}')
     with pytest.raises(ResultsError, match="not a gate decision"):
         load_decision(p)
+
+
+def test_speedup_refused_between_devices_of_one_run(tmp_path):
+    import numpy as np
+
+    from tests.run_fixtures import SyntheticBuild, write_run
+
+    labels = np.random.default_rng(0).integers(0, 2, 200)
+    logits = np.eye(2)[labels] * 2.0
+    builds = [
+        SyntheticBuild("ort-fp32", "onnxruntime", "fp32", logits, {(1, 128): 6.0}),
+        SyntheticBuild(
+            "trt-int8", "tensorrt", "int8", logits, {(1, 128): 0.8}, device="NVIDIA H100"
+        ),
+    ]
+    write_run(tmp_path / "r", labels, builds, gpu="NVIDIA H100 80GB HBM3")
+    pol = parse_policy({"min_speedup": 2.0})
+    c = check(evaluate_gate(tmp_path / "r", "ort-fp32", tmp_path / "r", "trt-int8", pol), "speedup")
+    assert c.status == "error" and "device cpu" in c.message and "NVIDIA H100" in c.message
+    d = evaluate_gate(
+        tmp_path / "r", "ort-fp32", tmp_path / "r", "trt-int8", pol, allow_cross_device=True
+    )
+    assert check(d, "speedup").passed and d.passed

@@ -196,3 +196,13 @@ def test_run_without_latency_or_accuracy_still_renders(tmp_path, quiet_run):
     write_run(tmp_path / "r", labels, builds, gpu="NVIDIA H100", with_calibration=False)
     html = render_report(tmp_path / "r").read_text()
     assert 'data-build="trt-int8"' in html and "No build has both accuracy and latency" in html
+
+
+def test_cli_open_uses_the_file_uri(tmp_path, gated_run, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda uri: opened.append(uri) or True)
+    out = tmp_path / "o.html"
+    assert main(["report", str(gated_run), "--out", str(out), "--open"]) == 0
+    assert opened == [out.resolve().as_uri()]
