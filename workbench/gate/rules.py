@@ -180,7 +180,8 @@ def check_metric(
     conf = f"{policy.confidence * 100:g}%"
     msg = (
         f"{cand.build.name} {policy.metric} {_pts(ci.diff)} pts vs {base.build.name}, "
-        f"{conf} CI [{_pts(ci.low)}, {_pts(ci.high)}], limit {limit * 100:.2f}, "
+        f"{conf} CI [{_pts(ci.low)}, {_pts(ci.high)}], limit {limit * 100:.2f} pts drop "
+        f"(worst case {max(drop_upper, 0.0) * 100:.2f}), "
         f"n={len(pc)}, McNemar p={mc.p_value:.3g}"
     )
     return _check(
