@@ -100,8 +100,9 @@ def measure_gpu_latency(
     device_feed = runner.to_device(feed)
     if runner.cuda_graphs:  # write once into the graph's own buffers: no device copy either
         static = runner.graph_inputs(batch, seq)
-        for k, buf in static.items():
-            buf.copy_(device_feed[k])
+        with torch.inference_mode():  # graph buffers are inference tensors
+            for k, buf in static.items():
+                buf.copy_(device_feed[k])
         device_feed = static
 
     def once() -> None:
@@ -189,7 +190,7 @@ class _Slot:
         self.host_out = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
 
     def enqueue(self, torch: Any) -> None:
-        with torch.cuda.stream(self.stream):
+        with torch.cuda.stream(self.stream), torch.inference_mode():
             for k, buf in self.dev_in.items():
                 buf.copy_(self.host_in[k], non_blocking=True)
             out = self.runner.run_device(self.dev_in, self.index)
