@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from html import unescape
@@ -119,31 +118,83 @@ def test_missing_predictions_are_reported_not_hidden(tmp_path, gated_run):
     assert 'data-build="ort-int8-static"' in _section(html, "summary")
 
 
-def _calibration_comparison() -> dict:
+def _calibration_comparison():
+    """A real CalibrationComparison record (workbench/calibration/records.py)."""
+    from tests.run_fixtures import provenance
+    from workbench.calibration.records import (
+        CalibrationComparison,
+        MethodComparison,
+        TensorComparison,
+        TensorHistogram,
+    )
+
     rng = np.random.default_rng(0)
-    tensors = []
-    for i in range(3):
-        counts = (rng.exponential(1.0, 64) * 1000).astype(int).tolist()
-        tensors.append(
-            {
-                "name": f"/encoder/layer.{i}/attention/self/query/MatMul_output_0<b>",
-                "hist_counts": counts,
-                "hist_edges": np.linspace(0, 8.0, 65).tolist(),
-                "thresholds": {"max": 8.0, "entropy": 3.1, "percentile-99.99": 5.2, "mse": 2.8},
-                "sqnr_db": {"max": 18.2, "entropy": 27.5, "percentile-99.99": 24.0, "mse": 28.1},
-            }
+    methods = ["max", "entropy", "mse"]
+    amax = {"max": 8.0, "entropy": 3.1, "mse": 2.8}
+    sqnr = {"max": 18.2, "entropy": 27.5, "mse": float("inf")}
+    names = [f"/encoder/layer.{i}/attention/self/query/MatMul_output_0<b>" for i in range(3)]
+    hists = [
+        TensorHistogram(
+            n,
+            rng.integers(0, 5000, 64).tolist(),
+            np.linspace(0, 8, 65).tolist(),
+            0.125,
+            8.0,
+            amax,
+            sqnr,
+            9.3,
         )
-    methods = [
-        {"method": m, "accuracy": a, "agreement": g, "model": f"qdq-{m}.onnx"}
+        for n in names
+    ]
+    tensors = [
+        TensorComparison(n, ["MatMul_1"], 4096, 8.0, amax, sqnr, {m: 0.001 for m in methods}, 9.3)
+        for n in [*names, "/pooler/dense/MatMul_input"]
+    ]
+    rows = [
+        MethodComparison(
+            m,
+            f"t-{m}.json",
+            f"c-{m}.cache",
+            f"q-{m}.onnx",
+            400,
+            a,
+            g,
+            0.5,
+            0.99,
+            0.9,
+            25.0,
+            12.0,
+            0.001,
+        )
         for m, a, g in [("max", 0.741, 0.93), ("entropy", 0.779, 0.985), ("mse", 0.781, 0.99)]
     ]
-    return {"schema_version": 1, "methods": methods, "tensors": tensors, "n_samples": 512}
+    return CalibrationComparison(
+        schema_version=1,
+        model_path="m.onnx",
+        model_sha256="cd" * 32,
+        calibration_set_sha256="ab" * 32,
+        n_calibration_samples=512,
+        test_set_sha256="ef" * 32,
+        n_test=400,
+        labels=["rotten", "fresh"],
+        fp32_accuracy=0.785,
+        methods=rows,
+        best_method="mse",
+        all_tensors=tensors,
+        sensitive_tensors=hists,
+        sqnr_samples=64,
+        per_channel=False,
+        exclude=[],
+        statistics_seconds=12.5,
+        statistics_peak_rss_mb=640.0,
+        provenance=provenance(),
+    )
 
 
 def test_calibration_and_calibset_sections(tmp_path, gated_run):
     run = tmp_path / "run"
     shutil.copytree(gated_run, run)
-    (run / "calibration_comparison.json").write_text(json.dumps(_calibration_comparison()))
+    save_record(_calibration_comparison(), run / "calibration_comparison.json")
     rng = np.random.default_rng(0)
     rep = assess(
         TextProfile(rng.integers(5, 20, 128), rng.integers(0, 2, 128)),
@@ -157,8 +208,11 @@ def test_calibration_and_calibset_sections(tmp_path, gated_run):
     html = render_report(run).read_text()
     cal = _section(html, "calibration")
     assert cal.count('src="data:image/svg+xml;base64,') == 3
-    assert "entropy" in cal and "0.779" in cal and "27.5" in cal
-    assert "MatMul_output_0&lt;b&gt;" in cal
+    methods = _text(re.search(r'<table id="calibration-methods".*?</table>', cal, re.S).group(0))
+    assert "entropy 77.90% −0.60" in methods and "mse best 78.10%" in methods
+    assert "27.5" in cal and "∞" in cal  # SQNR null in JSON: no quantization noise
+    assert "MatMul_output_0&lt;b&gt;" in cal and "/pooler/dense/MatMul_input" in cal
+    assert "best_method" in cal and "statistics_peak_rss_mb" in cal
     cs = _text(_section(html, "calibset"))
     assert "not representative" in cs and "length_psi" in cs and "test split" in cs
     assert _section(html, "calibset").count("data:image/svg+xml") == 1

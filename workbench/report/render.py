@@ -40,6 +40,12 @@ def _pts(x: Any) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x * 100:+.2f}".replace("-", "−")
 
 
+def _db(x: Any) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return "∞" if math.isinf(x) else f"{x:.1f}"
+
+
 def _environment() -> Any:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -57,6 +63,7 @@ def _environment() -> Any:
         num=lambda x, spec=".3f": _fmt(x, spec),
         x=lambda x: _fmt(x, ".2f", "×"),
         mb=lambda x: _fmt(x, ".0f"),
+        db=_db,
     )
     return env
 

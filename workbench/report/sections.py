@@ -45,70 +45,116 @@ def _numbers(v: Any) -> list[float] | None:
     return None
 
 
-def _method_rows(data: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Methods as a table: one row per method, the scalar fields as columns."""
-    methods = _first(data, "methods", "results")
+# Known MethodComparison columns (workbench/calibration/records.py): key, title, format.
+METHOD_COLUMNS = (
+    ("method", "method", "text"),
+    ("accuracy", "accuracy", "pct"),
+    ("delta", "Δ vs FP32 (pts)", "pts"),
+    ("agreement", "agreement vs FP32", "pct"),
+    ("logit_cosine_mean", "logit cos mean", "num4"),
+    ("logit_cosine_min", "logit cos min", "num4"),
+    ("sqnr_db_mean", "SQNR mean (dB)", "db"),
+    ("sqnr_db_min", "SQNR min (dB)", "db"),
+    ("clipped_fraction_mean", "clipped", "pct3"),
+)
+SUMMARY_KEYS = (
+    "best_method",
+    "fp32_accuracy",
+    "n_calibration_samples",
+    "n_test",
+    "sqnr_samples",
+    "per_channel",
+    "statistics_seconds",
+    "statistics_peak_rss_mb",
+    "calibration_set_sha256",
+    "model_sha256",
+)
+
+
+def _db(v: Any) -> float | None:
+    """SQNR in dB; null (NaN when loaded) means no quantization noise at all: +inf."""
+    if v is None:
+        return math.inf
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _method_rows(data: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """One row per method; known columns formatted, otherwise every scalar field as text."""
+    methods = data.get("methods")
     if isinstance(methods, dict):  # {"entropy": {...}, ...}
         methods = [{"method": k, **v} for k, v in methods.items() if isinstance(v, dict)]
     if not isinstance(methods, list):
         return [], []
-    rows = [m for m in methods if isinstance(m, dict)]
-    cols: list[str] = []
+    rows = [dict(m) for m in methods if isinstance(m, dict)]
+    fp32 = data.get("fp32_accuracy")
     for r in rows:
-        cols += [k for k, v in r.items() if _scalar(v) and k not in cols]
-    return cols, [{c: r.get(c) for c in cols} for r in rows]
+        acc = r.get("accuracy")
+        if isinstance(fp32, int | float) and isinstance(acc, int | float):
+            r["delta"] = acc - fp32
+        r["best"] = r.get("method") == data.get("best_method")
+    present = {k for r in rows for k in r}
+    cols = [{"key": k, "title": t, "fmt": f} for k, t, f in METHOD_COLUMNS if k in present]
+    if len(cols) <= 1:  # an unknown shape: show its scalar fields as they are
+        keys: list[str] = []
+        for r in rows:
+            keys += [k for k, v in r.items() if _scalar(v) and k not in keys and k != "best"]
+        cols = [{"key": k, "title": k, "fmt": "text"} for k in keys]
+    return cols, rows
 
 
-def _tensor_view(t: dict[str, Any]) -> dict[str, Any] | None:
+def _tensor_view(t: dict[str, Any]) -> dict[str, Any]:
     name = str(_first(t, "name", "tensor") or "?")
-    counts = _numbers(_first(t, "hist_counts", "counts", "histogram"))
-    edges = _numbers(_first(t, "hist_edges", "bin_edges", "edges"))
+    counts = _numbers(_first(t, "counts", "hist_counts", "histogram"))
+    edges = _numbers(_first(t, "edges", "hist_edges", "bin_edges"))
     if counts and not edges:
-        hmax = _first(t, "hist_max", "histogram_max", "range_max")
-        if isinstance(hmax, int | float) and hmax > 0:
-            edges = [hmax * i / len(counts) for i in range(len(counts) + 1)]
-    thresholds = _first(t, "thresholds", "amax")
+        width = _first(t, "bin_width")
+        if isinstance(width, int | float) and width > 0:
+            edges = [width * i for i in range(len(counts) + 1)]
+    raw_t = _first(t, "amax", "thresholds")
     thresholds = (
-        {str(k): float(v) for k, v in thresholds.items() if isinstance(v, int | float)}
-        if isinstance(thresholds, dict)
+        {str(k): float(v) for k, v in raw_t.items() if isinstance(v, int | float)}
+        if isinstance(raw_t, dict)
         else {}
     )
-    sqnr = _first(t, "sqnr_db", "sqnr")
-    sqnr = (
-        {str(k): float(v) for k, v in sqnr.items() if isinstance(v, int | float)}
-        if isinstance(sqnr, dict)
-        else {}
-    )
+    raw_s = _first(t, "sqnr_db", "sqnr")
+    sqnr = {str(k): _db(v) for k, v in raw_s.items()} if isinstance(raw_s, dict) else {}
     chart = None
     if counts and edges and len(edges) == len(counts) + 1:
         chart = charts.threshold_histogram(name, counts, edges, thresholds)
-    return {"name": name, "chart": chart, "thresholds": thresholds, "sqnr": sqnr}
+    return {
+        "name": name,
+        "chart": chart,
+        "thresholds": thresholds,
+        "sqnr": sqnr,
+        "absmax": t.get("absmax"),
+        "sensitivity": t.get("sensitivity_db"),
+    }
 
 
 def calibration_section(run_dir: Path) -> dict[str, Any] | None:
-    """Method table, per-tensor histograms with thresholds, and SQNR, when the file exists."""
+    """Method table, histograms of the most sensitive tensors with each method's threshold,
+    and per-tensor SQNR, from ``calibration_comparison.json`` (docs/calibration.md)."""
     data, problem = _read(run_dir / CALIBRATION_FILE)
     if problem:
         return {"problem": problem}
     if not isinstance(data, dict):
         return None
     cols, rows = _method_rows(data)
-    tensors_raw = _first(data, "tensors", "sensitive_tensors") or []
-    tensors = [
-        v
-        for t in tensors_raw[:MAX_HISTOGRAMS]
-        if isinstance(t, dict) and (v := _tensor_view(t)) is not None
-    ]
-    methods = sorted({m for t in tensors for m in (*t["thresholds"], *t["sqnr"])})
-    known = {"methods", "results", "tensors", "sensitive_tensors"}
-    extra = {k: v for k, v in data.items() if k not in known and _scalar(v)}
+    raw = _first(data, "sensitive_tensors", "tensors") or []
+    sensitive = [_tensor_view(t) for t in raw[:MAX_HISTOGRAMS] if isinstance(t, dict)]
+    every = [_tensor_view(t) for t in data.get("all_tensors") or [] if isinstance(t, dict)]
+    methods = [str(r.get("method")) for r in rows if r.get("method") is not None]
+    if not methods:
+        methods = sorted({m for t in sensitive for m in (*t["thresholds"], *t["sqnr"])})
+    summary = {k: data[k] for k in SUMMARY_KEYS if k in data and _scalar(data[k])}
     return {
         "problem": "",
         "columns": cols,
         "rows": rows,
-        "tensors": tensors,
-        "sqnr_methods": methods,
-        "extra": extra,
+        "tensors": sensitive,
+        "all_tensors": every,
+        "methods": methods,
+        "summary": summary,
     }
 
 
