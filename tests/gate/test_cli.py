@@ -95,3 +95,17 @@ def test_cross_device_flag(make_paired, tmp_path):
     argv = ["gate", "--baseline", f"{a}/base", "--candidate", f"{b}/cand", "--policy", pol]
     assert main(argv) == 1
     assert main([*argv, "--allow-cross-device"]) == 0
+
+
+def test_gate_refreshes_an_existing_report(make_paired, tmp_path):
+    from workbench.report import render_report
+
+    run = make_paired(n=200)
+    html = render_report(run)
+    assert "No gate decision" in html.read_text()
+    pol = str(_policy(tmp_path, "max_p99_ms = 100\n"))
+    assert (
+        main(["gate", "--baseline", f"{run}/base", "--candidate", f"{run}/cand", "--policy", pol])
+        == 0
+    )
+    assert "Gate PASSED" in html.read_text()

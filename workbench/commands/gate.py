@@ -68,6 +68,14 @@ def split_ref(ref: str, flag: str) -> tuple[Path, str]:
     return path, build
 
 
+def _refresh_report(run_dir: Path) -> None:
+    """Re-render the run's existing report.html so it opens with the new verdict."""
+    if (run_dir / "run.json").is_file() and (run_dir / "report.html").is_file():
+        from workbench.report.render import render_report
+
+        render_report(run_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     from workbench.gate import evaluate_gate, load_policy, write_gate_outputs
 
@@ -82,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         policy,
         allow_cross_device=args.allow_cross_device,
     )
-    paths = write_gate_outputs(decision, args.out or cand_dir)
+    out_dir = args.out or cand_dir
+    paths = write_gate_outputs(decision, out_dir)
+    _refresh_report(Path(out_dir))
     for check in decision.checks:
         print(check.message)
     verdict = "PASS" if decision.passed else "FAIL"
