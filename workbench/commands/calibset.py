@@ -19,7 +19,7 @@ from workbench.errors import ConfigError, GateFailedError
 STRATEGY_CHOICES = ("random", "label", "length", "stratified", "matched")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "calibset",
         help="build a calibration set, check it against traffic, or sweep its size",

@@ -46,7 +46,10 @@ class TextProfile:
 
     @classmethod
     def from_texts(
-        cls, texts: Sequence[str], tokenizer: TextTokenizer, labels: Sequence[int] | None = None
+        cls,
+        texts: Sequence[str],
+        tokenizer: TextTokenizer,
+        labels: Sequence[int] | np.ndarray | None = None,
     ) -> TextProfile:
         """Tokenize once (untruncated) and keep lengths + ids."""
         ids = tokenizer.token_ids(list(texts))

@@ -134,12 +134,12 @@ def sample_indices(
         quota = np.array([quota_of.get(int(k), 0) for k in keys], dtype=np.int64)
     else:
         buckets = length_buckets(lengths, max_length)
-        if strategy == "label":
-            strata = lab
-        elif strategy == "length":
+        if strategy == "length" or lab is None:
             strata = buckets
+        elif strategy == "label":
+            strata = lab
         else:
-            strata = lab * (int(buckets.max()) + 1) + buckets  # type: ignore[operator]
+            strata = lab * (int(buckets.max()) + 1) + buckets
         keys, inverse = np.unique(strata, return_inverse=True)
         capacity = np.bincount(inverse, minlength=len(keys))
         quota = allocate(n, capacity.astype(np.float64), capacity)

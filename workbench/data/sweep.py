@@ -178,7 +178,7 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
     return path
 
 
-def _default_model(data_file: str | None, text_column: str, label_column: str) -> tuple[str, Any]:
+def default_model(data_file: str | None, text_column: str, label_column: str) -> tuple[str, Any]:
     """The demo's cached default classifier (prepared on first use), its ONNX and tokenizer."""
     from workbench.data.datasets import load_labelled_file, load_rotten_tomatoes, make_splits
     from workbench.data.tokenize import TextTokenizer
@@ -218,7 +218,7 @@ def run_sweep(
 
     check_methods([method])
     if onnx_path is None:
-        onnx_path, tokenizer = _default_model(data_file, text_column, label_column)
+        onnx_path, tokenizer = default_model(data_file, text_column, label_column)
     if tokenizer is None:
         raise DataError("run_sweep needs the model's tokenizer when onnx_path is given")
     pool, test = default_pool(data_file, text_column, label_column)
@@ -243,7 +243,9 @@ def run_sweep(
         fp32,
         tokenizer.lengths(texts),
     )
-    points, tables, skipped = [], {}, []
+    points: list[SweepPoint] = []
+    tables: dict[int, list[dict[str, float]]] = {}
+    skipped: list[str] = []
     for n in sorted(set(ns)):
         if n > len(pool):
             skipped.append(f"N={n}: the pool has only {len(pool)} examples")
