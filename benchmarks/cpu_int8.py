@@ -11,7 +11,6 @@ ort-fp32 / build at the same shape. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 from pathlib import Path

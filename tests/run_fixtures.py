@@ -79,6 +79,7 @@ def provenance(cpu: str = CPU, cpu_count: int = 2, gpu: str = "") -> Provenance:
         platform="Linux-6.1-x86_64",
         cpu=cpu,
         cpu_count=cpu_count,
+        cpu_int8_flags=["avx2"],
         gpu=gpu,
         created_utc="2025-01-01T00:00:00+00:00",
         seeds={"split": 13, "calibration": 0},

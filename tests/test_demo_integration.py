@@ -19,8 +19,21 @@ INT8_TOLERANCE = 0.06
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
-    code = main(["demo", "--quick", "--reports", str(root / "reports"), "--calibration-sets",
-                 str(root / "calib"), "--run-id", "quick", "--no-progress", "--iterations", "5"])
+    code = main(
+        [
+            "demo",
+            "--quick",
+            "--reports",
+            str(root / "reports"),
+            "--calibration-sets",
+            str(root / "calib"),
+            "--run-id",
+            "quick",
+            "--no-progress",
+            "--iterations",
+            "5",
+        ]
+    )
     assert code == 0
     return root / "reports" / "quick"
 
@@ -62,9 +75,21 @@ def test_report_contains_the_table(quick_run):
 
 
 def test_second_run_reuses_cached_stages(quick_run, tmp_path):
-    code = main(["demo", "--quick", "--reports", str(tmp_path), "--calibration-sets",
-                 str(quick_run.parent.parent / "calib"), "--run-id", "again", "--no-progress",
-                 "--iterations", "3"])
+    code = main(
+        [
+            "demo",
+            "--quick",
+            "--reports",
+            str(tmp_path),
+            "--calibration-sets",
+            str(quick_run.parent.parent / "calib"),
+            "--run-id",
+            "again",
+            "--no-progress",
+            "--iterations",
+            "3",
+        ]
+    )
     assert code == 0
     a, b = load_run(quick_run), load_run(tmp_path / "again")
     assert a.config["model_dir"] == b.config["model_dir"]

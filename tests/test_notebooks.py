@@ -16,8 +16,9 @@ def test_quickstart_executes(tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(tmp_path))
     nb = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "ort-int8-dynamic" in html and "<table" in html

@@ -22,7 +22,6 @@ from workbench.errors import WorkbenchError
 COMMANDS = (
     "demo",
     "prepare",
-    "evaluate",
     "calibset",
     "calibrate",
     "report",

@@ -1,4 +1,4 @@
-"""The whole loop: data -> classifier -> ONNX -> calibration set -> INT8 builds -> evaluate -> report.
+"""The whole loop: data, classifier, ONNX, calibration set, INT8 builds, evaluation, report.
 
 ``run_demo`` is what ``workbench demo`` and the quickstart notebook call. Every
 expensive stage is cached by content hash, so a second run reuses the classifier,
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.data.calibset import CalibrationSet
 from workbench.data.datasets import (
     LabelledData,
     Splits,
@@ -57,6 +58,7 @@ class DemoConfig:
     calib_strategy: str = "stratified"
     calibrator: str = "workbench"
     calib_method: str = "entropy"
+    compare_methods: tuple[str, ...] = ("entropy", "percentile-99.99", "max", "mse")
     max_length: int = 128
     latency_shapes: tuple[tuple[int, int], ...] = ((1, 128), (8, 128))
     latency_iterations: int = 50
@@ -73,7 +75,11 @@ class DemoConfig:
 def quick_config(**overrides: Any) -> DemoConfig:
     """Small subsets for CI and notebooks: same stages, minutes instead of tens of minutes."""
     base = DemoConfig(
-        quick=True, max_train=800, n_test=300, calib_n=64, latency_iterations=10,
+        quick=True,
+        max_train=800,
+        n_test=300,
+        calib_n=64,
+        latency_iterations=10,
         latency_max_seconds=5.0,
     )
     return replace(base, **overrides)
@@ -146,8 +152,12 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
         from workbench.model.prepare import prepare_classifier
 
         art = prepare_classifier(
-            splits, finetune=config.finetune, max_train=config.max_train,
-            max_length=config.max_length, seed=config.seed, progress=st.callback(bar),
+            splits,
+            finetune=config.finetune,
+            max_train=config.max_train,
+            max_length=config.max_length,
+            seed=config.seed,
+            progress=st.callback(bar),
         )
     with st.stage("export ONNX"):
         from workbench.model.export import export_onnx
@@ -155,7 +165,7 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
         export = export_onnx(art)
     tok = TextTokenizer.from_model_dir(art.encoder_dir, art.max_length)
     with st.stage("calibration set"):
-        calib = _calibration_set(config, data, splits, tok)
+        calib = _calibration_set(config, data, splits, tok, run_dir)
     with st.stage("quantize INT8"):
         static, dynamic, table_file = _quantize(config, export.onnx_path, calib, tok, run_dir)
     onnx_builds = [
@@ -167,6 +177,9 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
     from workbench.evaluate.accuracy import save_test_samples
 
     save_test_samples(run_dir, texts, labels)
+    if config.compare_methods:
+        with st.stage("compare calibrations"):
+            _compare_methods(config, export.onnx_path, calib, tok, texts, labels, run_dir, data)
     builds = _evaluate_all(config, st, art, tok, onnx_builds, texts, labels, run_dir)
     from workbench.provenance import collect_provenance
 
@@ -186,8 +199,12 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
             table_file=table_file,
         ),
         provenance=collect_provenance(seeds={"split": config.seed, "calibration": config.seed}),
-        config={**_jsonable(asdict(config)), "model_dir": str(art.path),
-                "onnx_sha256": export.onnx_sha256, "export_max_abs_err": export.max_abs_err},
+        config={
+            **_jsonable(asdict(config)),
+            "model_dir": str(art.path),
+            "onnx_sha256": export.onnx_sha256,
+            "export_max_abs_err": export.max_abs_err,
+        },
     )
     save_run(run, run_dir)
     with st.stage("render report"):
@@ -197,10 +214,16 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
     return run, run_dir
 
 
-def _calibration_set(config: DemoConfig, data: LabelledData, splits: Splits, tok: TextTokenizer):  # type: ignore[no-untyped-def]
+def _calibration_set(
+    config: DemoConfig, data: LabelledData, splits: Splits, tok: TextTokenizer, run_dir: Path
+) -> CalibrationSet:
+    """Build (or reuse) the calibration set; its representativeness vs the test split goes
+    into the manifest and into the run directory for the report."""
     from workbench.data.calibset import build_calibration_set
+    from workbench.data.representativeness import TextProfile, save_report
 
-    return build_calibration_set(
+    target = TextProfile.from_texts(splits.test["text"], tok, splits.test["label"])
+    calib = build_calibration_set(
         splits.calibration_pool,
         config.calib_n,
         tok,
@@ -209,7 +232,40 @@ def _calibration_set(config: DemoConfig, data: LabelledData, splits: Splits, tok
         root=config.calibration_root,
         source_path=data.source_path,
         source_sha256=data.source_sha256,
-        target_lengths=tok.lengths(splits.test["text"]),
+        target=target,
+        target_name="test split",
+    )
+    report = calib.manifest.representativeness
+    if report is not None:
+        save_report(report, run_dir)
+        for warning in report.warnings:
+            log.warning("calibration set %s: %s", calib.name, warning)
+    return calib
+
+
+def _compare_methods(
+    config: DemoConfig,
+    onnx_path: str,
+    calib: CalibrationSet,
+    tok: TextTokenizer,
+    texts: list[str],
+    labels: np.ndarray,
+    run_dir: Path,
+    data: LabelledData,
+) -> None:
+    """Every calibration method side by side (calibration_comparison.json for the report)."""
+    from workbench.calibration.compare import compare_methods
+
+    feeds = [tok.encode(texts[i : i + 32]) for i in range(0, len(texts), 32)]
+    compare_methods(
+        onnx_path,
+        calib.batches(tok, batch_size=16),
+        feeds,
+        labels,
+        run_dir,
+        config.compare_methods,
+        labels=data.label_names,
+        calibration_set_sha256=calib.manifest_sha256,
     )
 
 
@@ -235,8 +291,12 @@ def _quantize(config: DemoConfig, onnx_path: str, calib: Any, tok: TextTokenizer
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
 
-    table = calibrate(onnx_path, calib.batches(tok, batch_size=16), method=config.calib_method,
-                      calibration_set_sha256=calib.manifest_sha256)
+    table = calibrate(
+        onnx_path,
+        calib.batches(tok, batch_size=16),
+        method=config.calib_method,
+        calibration_set_sha256=calib.manifest_sha256,
+    )
     table_rel = "calibration_table.json"
     table.save(run_dir / table_rel)
     out = run_dir / "models" / "int8-static-qdq.onnx"
@@ -257,9 +317,8 @@ def _evaluate_all(  # type: ignore[no-untyped-def]
 
     logits: dict[str, np.ndarray] = {}
     coverage = {}
-    with st.stage("evaluate torch-fp32") as bar:
-        with TorchRunner(load_torch_classifier(art)) as r:
-            logits["torch-fp32"] = predict_logits(r, texts, tok, progress=st.callback(bar))
+    with st.stage("evaluate torch-fp32") as bar, TorchRunner(load_torch_classifier(art)) as r:
+        logits["torch-fp32"] = predict_logits(r, texts, tok, progress=st.callback(bar))
     for name, precision, path, _ in onnx_builds:
         with st.stage(f"evaluate {name}") as bar:
             opt = run_dir / "models" / f"{name}.optimized.onnx"
@@ -274,26 +333,46 @@ def _evaluate_all(  # type: ignore[no-untyped-def]
     for name, backend, precision, model, detail in entries:
         with st.stage(f"latency {name}"):
             spec = LatencySpec(
-                backend=backend, model=model, tokenizer_file=str(tok.path), precision="fp32"
-                if backend == "pytorch" else precision, shapes=list(config.latency_shapes),
-                iterations=config.latency_iterations, warmup=3,
-                max_seconds_per_shape=config.latency_max_seconds, threads=config.threads,
+                backend=backend,
+                model=model,
+                tokenizer_file=str(tok.path),
+                precision="fp32" if backend == "pytorch" else precision,
+                shapes=list(config.latency_shapes),
+                iterations=config.latency_iterations,
+                warmup=3,
+                max_seconds_per_shape=config.latency_max_seconds,
+                threads=config.threads,
             )
             outcome = measure_isolated(spec)
         pred_file = save_predictions(run_dir, name, labels, logits[name])
         acc = accuracy_result(logits[name], labels, ref, len(art.labels), pred_file)
         sha = sha256_file(model) if Path(model).is_file() else art.content_key()
-        results.append(BuildResult(
-            name=name, backend=backend, precision=precision, device="cpu", model_path=model,
-            model_sha256=sha, accuracy=acc, latency=outcome.latency,
-            peak_rss_mb=outcome.peak_rss_mb, peak_device_mem_mb=None,
-            int8_coverage=coverage.get(name), notes=[detail],
-        ))
+        results.append(
+            BuildResult(
+                name=name,
+                backend=backend,
+                precision=precision,
+                device="cpu",
+                model_path=model,
+                model_sha256=sha,
+                accuracy=acc,
+                latency=outcome.latency,
+                peak_rss_mb=outcome.peak_rss_mb,
+                peak_device_mem_mb=None,
+                int8_coverage=coverage.get(name),
+                notes=[detail],
+            )
+        )
     return _annotate(results)
 
 
 def _annotate(results: list[BuildResult]) -> list[BuildResult]:
     """Add plain-language notes that make surprising numbers visible (e.g. INT8 no faster)."""
+    from workbench.provenance import cpu_int8_flags
+
+    flags = cpu_int8_flags()
+    vnni = [f for f in flags if "vnni" in f or "amx" in f]
+    isa = f"this CPU has {', '.join(vnni)}" if vnni else "this CPU lacks VNNI/AMX int8 instructions"
     by = {b.name: b for b in results}
     base = by.get("ort-fp32")
     out = []
@@ -304,8 +383,7 @@ def _annotate(results: list[BuildResult]) -> list[BuildResult]:
             if ratio < 1.1:
                 notes.append(
                     f"{b.precision} ran {ratio:.2f}x the speed of ort-fp32 at batch "
-                    f"{b.latency[0].batch_size}: this CPU gains little or nothing from it "
-                    "(no VNNI int8 dot-product instructions?)"
+                    f"{b.latency[0].batch_size} ({isa}): INT8 does not pay off here as built"
                 )
         if b.int8_coverage and b.int8_coverage.share < 0.5:
             notes.append(

@@ -64,6 +64,21 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+INT8_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_tile")
+
+
+def cpu_int8_flags() -> list[str]:
+    """The CPU's INT8-relevant instruction-set flags: without VNNI/AMX, INT8 GEMMs gain little."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in INT8_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def collect_provenance(seeds: dict[str, int] | None = None, gpu: str = "") -> Provenance:
     """Snapshot of the environment for a result record."""
     import os
@@ -75,6 +90,7 @@ def collect_provenance(seeds: dict[str, int] | None = None, gpu: str = "") -> Pr
         platform=platform.platform(),
         cpu=cpu_name(),
         cpu_count=os.cpu_count() or 0,
+        cpu_int8_flags=cpu_int8_flags(),
         gpu=gpu,
         created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
         seeds=dict(seeds or {}),

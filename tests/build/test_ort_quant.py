@@ -52,7 +52,9 @@ def test_static_qdq_is_symmetric_matmul_only(tiny_onnx, tok, tmp_path):
     ops = [n.op_type for n in model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     inits = {i.name: i for i in model.graph.initializer}
-    zps = [n.input[2] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
+    zps = [
+        n.input[2] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
+    ]
     assert zps and all(onnx.numpy_helper.to_array(inits[z]).max() == 0 for z in zps if z in inits)
     # Every MatMul reads dequantized inputs; float-sensitive ops (Softmax, LayerNorm's
     # ReduceMean/Pow/Sqrt, GELU's Erf) never do.

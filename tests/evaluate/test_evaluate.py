@@ -56,8 +56,17 @@ def test_latency_record(tiny_model, tiny_onnx):
 
 
 def test_isolated_child_reports_own_memory(tiny_model, tiny_onnx):
-    spec = LatencySpec("onnxruntime", str(tiny_onnx), str(tiny_model.encoder_dir / "tokenizer.json"),
-                       "fp32", [(1, 16), (2, 16)], 5, 1, 5.0, 1)
+    spec = LatencySpec(
+        "onnxruntime",
+        str(tiny_onnx),
+        str(tiny_model.encoder_dir / "tokenizer.json"),
+        "fp32",
+        [(1, 16), (2, 16)],
+        5,
+        1,
+        5.0,
+        1,
+    )
     out = measure_isolated(spec)
     assert [(x.batch_size, x.seq_len) for x in out.latency] == [(1, 16), (2, 16)]
     assert 20 < out.peak_rss_mb < 4000

@@ -46,10 +46,20 @@ def test_prepare_logreg_head_learns_on_real_data(tiny_model, small_splits, tmp_p
     from workbench.model.prepare import prepare_classifier
 
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
-    art = prepare_classifier(small_splits, base_model=tiny_model.encoder_dir, max_train=400,
-                             max_length=64, finetune=False)
-    again = prepare_classifier(small_splits, base_model=tiny_model.encoder_dir, max_train=400,
-                               max_length=64, finetune=False)
+    art = prepare_classifier(
+        small_splits,
+        base_model=tiny_model.encoder_dir,
+        max_train=400,
+        max_length=64,
+        finetune=False,
+    )
+    again = prepare_classifier(
+        small_splits,
+        base_model=tiny_model.encoder_dir,
+        max_train=400,
+        max_length=64,
+        finetune=False,
+    )
     assert again.path == art.path  # cached by content hash
     assert art.head_kind == "logreg" and art.training["train_accuracy"] > 0.55
     info = export_onnx(art)

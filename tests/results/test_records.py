@@ -20,14 +20,28 @@ from workbench.results.records import (
 
 
 def _run() -> RunResult:
-    lat = LatencyResult(1, 128, 10, 2, 1.0, 1.5, 2.0, 1.1, 1000.0, False, "perf_counter_ns",
-                        [1.0, 1.2])
+    lat = LatencyResult(
+        1, 128, 10, 2, 1.0, 1.5, 2.0, 1.1, 1000.0, False, "perf_counter_ns", [1.0, 1.2]
+    )
     acc = AccuracyResult(10, 0.8, 0.79, 1.0, 0.0, 1.0, 1.0, [[4, 1], [1, 4]], "p.parquet")
-    build = BuildResult("ort-fp32", "onnxruntime", "fp32", "cpu", "m.onnx", "ab", acc, [lat],
-                        100.0, None, None, ["note"])
-    prov = Provenance("sha", {"numpy": "2"}, "3.11", "linux", "cpu", 2, "", "now", {"split": 0})
-    return RunResult(1, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov,
-                     {"quick": True})
+    build = BuildResult(
+        "ort-fp32",
+        "onnxruntime",
+        "fp32",
+        "cpu",
+        "m.onnx",
+        "ab",
+        acc,
+        [lat],
+        100.0,
+        None,
+        None,
+        ["note"],
+    )
+    prov = Provenance("sha", {"numpy": "2"}, "3.11", "linux", "cpu", 2, ["avx2"], "", "now", {"split": 0})
+    return RunResult(
+        1, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov, {"quick": True}
+    )
 
 
 def test_run_round_trips(tmp_path):
@@ -42,8 +56,9 @@ def test_nan_is_saved_as_null_and_read_back_as_nan(tmp_path):
     bad = LatencyResult(**{**lat.__dict__, "p99_ms": math.nan})
     build = BuildResult(**{**run.builds[0].__dict__, "latency": [bad]})
     save_run(RunResult(**{**run.__dict__, "builds": [build]}), tmp_path)
-    assert json.loads((tmp_path / "run.json").read_text())["builds"][0]["latency"][0][
-        "p99_ms"] is None
+    assert (
+        json.loads((tmp_path / "run.json").read_text())["builds"][0]["latency"][0]["p99_ms"] is None
+    )
     assert math.isnan(load_run(tmp_path).builds[0].latency[0].p99_ms)
 
 

@@ -71,7 +71,7 @@ class Runner(ABC):
                     f"{self.name}: input {spec.name!r} has rank {arr.ndim}, the model expects "
                     f"shape {spec.shape}"
                 )
-            for dim, want in zip(arr.shape, spec.shape):
+            for dim, want in zip(arr.shape, spec.shape, strict=True):
                 if isinstance(want, int) and want > 0 and dim != want:
                     raise InputMismatchError(
                         f"{self.name}: input {spec.name!r} has shape {arr.shape}, the model "
@@ -88,7 +88,7 @@ class Runner(ABC):
             out[spec.name] = np.ascontiguousarray(arr)
         return out
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most runners need nothing
         """Release the backend's resources (sessions, engines, device buffers)."""
 
     def __enter__(self) -> Runner:

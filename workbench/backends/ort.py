@@ -81,7 +81,7 @@ class OrtRunner(Runner):
 
     def _infer(self, feed: Feed) -> dict[str, np.ndarray]:
         values = self._sess.run(self._outputs, feed)
-        return dict(zip(self._outputs, values))
+        return dict(zip(self._outputs, values, strict=True))
 
     def close(self) -> None:
         self._sess = None  # type: ignore[assignment]

@@ -69,7 +69,7 @@ class _FeedReader:
 
 
 def preprocess(fp32_onnx: str | Path, out: str | Path) -> Path:
-    """``quant_pre_process`` (symbolic shape inference skipped: it fails on the TorchScript export)."""
+    """``quant_pre_process`` without symbolic shape inference (it fails on TorchScript exports)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     def write(tmp: str) -> None:
@@ -127,7 +127,12 @@ def quantize_static_int8_ort(
     }
     if method not in methods:
         raise CalibrationError(f"ORT calibration method {method!r} unknown; use {list(methods)}")
-    spec = {"kind": "static", "method": method, "per_channel": per_channel, "calib": calibration_key}
+    spec = {
+        "kind": "static",
+        "method": method,
+        "per_channel": per_channel,
+        "calib": calibration_key,
+    }
     out = _cached_path(fp32_onnx, spec)
     detail = f"static QDQ, ORT {method} calibration, symmetric int8, MatMul/Gemm"
     if out.is_file():

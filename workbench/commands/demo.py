@@ -15,11 +15,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--data", help="your CSV/JSONL/Parquet file instead of Rotten Tomatoes")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
-    p.add_argument("--finetune", action="store_true", default=None,
-                   help="fine-tune the encoder (default on a GPU; slow on a CPU)")
+    p.add_argument(
+        "--finetune",
+        action="store_true",
+        default=None,
+        help="fine-tune the encoder (default on a GPU; slow on a CPU)",
+    )
     p.add_argument("--calib-n", type=int, help="calibration set size (default 512, quick 64)")
-    p.add_argument("--calibrator", choices=["workbench", "ort"],
-                   help="who computes INT8 ranges (default: workbench)")
+    p.add_argument(
+        "--calibrator",
+        choices=["workbench", "ort"],
+        help="who computes INT8 ranges (default: workbench)",
+    )
     p.add_argument("--method", default="entropy", help="calibration method (default entropy)")
     p.add_argument("--n-test", type=int, help="evaluate on at most this many test samples")
     p.add_argument("--iterations", type=int, help="timed iterations per latency shape")
@@ -47,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
         "run_id": args.run_id,
         "progress": not args.no_progress,
     }
-    for key, value in (("calib_n", args.calib_n), ("calibrator", args.calibrator),
-                       ("n_test", args.n_test), ("latency_iterations", args.iterations)):
+    for key, value in (
+        ("calib_n", args.calib_n),
+        ("calibrator", args.calibrator),
+        ("n_test", args.n_test),
+        ("latency_iterations", args.iterations),
+    ):
         if value is not None:
             overrides[key] = value
     config = quick_config(**overrides) if args.quick else DemoConfig(**overrides)

@@ -10,25 +10,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--data", help="CSV/JSONL/Parquet instead of Rotten Tomatoes")
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
-    p.add_argument("--finetune", action="store_true", default=None,
-                   help="fine-tune the encoder (default on a GPU)")
+    p.add_argument(
+        "--finetune",
+        action="store_true",
+        default=None,
+        help="fine-tune the encoder (default on a GPU)",
+    )
     p.add_argument("--max-train", type=int, help="use at most this many training samples")
     p.add_argument("--base-model", help="a Hugging Face encoder folder (default all-MiniLM-L6-v2)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.data.datasets import make_splits
     from workbench.model.export import export_onnx
     from workbench.model.prepare import prepare_classifier
     from workbench.pipeline import DemoConfig, load_data
 
-    from workbench.data.datasets import make_splits
-
-    cfg = DemoConfig(data_file=args.data, text_column=args.text_column,
-                     label_column=args.label_column)
+    cfg = DemoConfig(
+        data_file=args.data, text_column=args.text_column, label_column=args.label_column
+    )
     splits = make_splits(load_data(cfg))
-    art = prepare_classifier(splits, base_model=args.base_model, finetune=args.finetune,
-                             max_train=args.max_train)
+    art = prepare_classifier(
+        splits, base_model=args.base_model, finetune=args.finetune, max_train=args.max_train
+    )
     info = export_onnx(art)
     print(f"model: {art.path}\nhead: {art.head_kind} {art.training}")
     print(f"onnx: {info.onnx_path} (ORT vs torch max-abs {info.max_abs_err:.2e})")

@@ -92,11 +92,15 @@ def load_labelled_file(
         raise DataError(f"{p} could not be read ({exc}); check the file's format") from exc
     for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
         if col not in df.columns:
-            raise DataError(
-                f"{p} has no column {col!r} (columns: {list(df.columns)}); pass {flag}"
-            )
-    df = _clean(df[[text_column, label_column]].rename(
-        columns={text_column: "text", label_column: "label"}), "text", "label", str(p))
+            raise DataError(f"{p} has no column {col!r} (columns: {list(df.columns)}); pass {flag}")
+    df = _clean(
+        df[[text_column, label_column]].rename(
+            columns={text_column: "text", label_column: "label"}
+        ),
+        "text",
+        "label",
+        str(p),
+    )
     names = sorted(str(v) for v in df["label"].unique())
     df["label"] = df["label"].astype(str).map({n: i for i, n in enumerate(names)})
     return _to_labelled(p.stem, p, df, names)
@@ -163,4 +167,4 @@ def subset(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
 
 def test_set_sha256(ds: Dataset) -> str:
     """Identity of a test set (texts and labels, in order): gates refuse to pair different sets."""
-    return sha256_strings(f"{t}\t{y}" for t, y in zip(ds["text"], ds["label"]))
+    return sha256_strings(f"{t}\t{y}" for t, y in zip(ds["text"], ds["label"], strict=True))

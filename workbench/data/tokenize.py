@@ -80,7 +80,7 @@ class TextTokenizer:
         input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
         mask = np.zeros((n, width), dtype=np.int64)
         type_ids = np.zeros((n, width), dtype=np.int64)
-        for i, (row, trow) in enumerate(zip(ids, types)):
+        for i, (row, trow) in enumerate(zip(ids, types, strict=True)):
             row = row[:width]
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1

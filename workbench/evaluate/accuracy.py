@@ -67,7 +67,7 @@ def accuracy_result(
     ref_pred = reference_logits.argmax(axis=1)
     cos = cosine_rows(logits, reference_logits)
     return AccuracyResult(
-        n=int(len(labels)),
+        n=len(labels),
         accuracy=float(accuracy_score(labels, pred)),
         macro_f1=float(f1_score(labels, pred, average="macro")),
         agreement=float(np.mean(pred == ref_pred)),

@@ -64,7 +64,7 @@ def measure_latency(
     warmup: int = 5,
     max_seconds: float | None = None,
 ) -> LatencyResult:
-    """Time ``runner.infer(feed)``: ``warmup`` untimed runs, then up to ``iterations`` timed ones."""
+    """Time ``runner.infer(feed)``: ``warmup`` untimed runs, then ``iterations`` timed ones."""
     if iterations < 1 or warmup < 0:
         raise ConfigError("iterations must be >= 1 and warmup >= 0")
     feed = runner.validate_feed(feed)

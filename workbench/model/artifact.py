@@ -26,7 +26,7 @@ HEAD_FILE = "head.npz"
 
 @dataclass(frozen=True)
 class ModelArtifact:
-    """A prepared sequence classifier: mean-pooled (optionally L2-normalized) encoder + linear head."""
+    """A prepared classifier: mean-pooled (optionally L2-normalized) encoder + linear head."""
 
     path: Path
     labels: list[str]
@@ -91,8 +91,14 @@ def load_artifact(path: str | Path) -> ModelArtifact:
             training=dict(data.get("training", {})),
         )
     except (KeyError, ValueError, TypeError) as exc:
-        raise ModelError(f"{meta} is corrupt ({exc}); delete {p} and run `workbench prepare`") from exc
-    for needed in (art.encoder_dir / "config.json", art.encoder_dir / "tokenizer.json", art.head_file):
+        raise ModelError(
+            f"{meta} is corrupt ({exc}); delete {p} and run `workbench prepare`"
+        ) from exc
+    for needed in (
+        art.encoder_dir / "config.json",
+        art.encoder_dir / "tokenizer.json",
+        art.head_file,
+    ):
         if not needed.exists():
             raise ModelError(f"{needed} is missing; delete {p} and run `workbench prepare` again")
     return art

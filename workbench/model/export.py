@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import BackendUnavailableError, ModelError
-from workbench.fileio import atomic_write_json, atomic_write_with, cache_root, sha256_file, sha256_json
+from workbench.fileio import (
+    atomic_write_json,
+    atomic_write_with,
+    cache_root,
+    sha256_file,
+    sha256_json,
+)
 from workbench.model.artifact import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -60,7 +66,12 @@ def export_onnx(
             "ONNX export needs torch; install the extra: pip install -e '.[torch]'"
         ) from exc
     key = sha256_json(
-        {"model": art.content_key(), "opset": OPSET, "v": EXPORT_VERSION, "torch": torch.__version__}
+        {
+            "model": art.content_key(),
+            "opset": OPSET,
+            "v": EXPORT_VERSION,
+            "torch": torch.__version__,
+        }
     )[:16]
     out = Path(out_dir) if out_dir else cache_root() / "onnx" / key
     onnx_path = out / "model.onnx"

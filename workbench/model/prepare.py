@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREPARE_VERSION = 1
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
 Progress = Callable[[int, int], None]
 
 
@@ -77,8 +82,10 @@ def prepare_classifier(
         raise ModelError(f"{base} is not a Hugging Face model folder (config.json + weights)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     finetune = device.startswith("cuda") if finetune is None else finetune
-    train = splits.train if max_train is None else splits.train.select(
-        range(min(max_train, len(splits.train)))
+    train = (
+        splits.train
+        if max_train is None
+        else splits.train.select(range(min(max_train, len(splits.train))))
     )
     spec: dict[str, Any] = {
         "v": PREPARE_VERSION,

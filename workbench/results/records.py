@@ -32,6 +32,7 @@ class Provenance:
     platform: str
     cpu: str
     cpu_count: int
+    cpu_int8_flags: list[str]  # INT8-relevant ISA extensions (avx512_vnni, avx_vnni, amx_int8...)
     gpu: str
     created_utc: str
     seeds: dict[str, int]
@@ -144,16 +145,18 @@ def load_record(cls: type[R], path: str | Path) -> R:
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ResultsError(f"{p} does not exist; run `workbench demo` (or evaluate) first") from exc
+        raise ResultsError(f"{p} does not exist; run `workbench demo` first") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{p} is not valid JSON ({exc}); re-run the stage that wrote it") from exc
+        raise ResultsError(
+            f"{p} is not valid JSON ({exc}); re-run the stage that wrote it"
+        ) from exc
     version = data.get("schema_version") if isinstance(data, dict) else None
-    if "schema_version" in {f for f in getattr(cls, "__dataclass_fields__", {})}:
-        if version != SCHEMA_VERSION:
-            raise ResultsError(
-                f"{p} has schema_version {version}, this workbench reads {SCHEMA_VERSION}; "
-                "re-run with this version"
-            )
+    has_version = "schema_version" in getattr(cls, "__dataclass_fields__", {})
+    if has_version and version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{p} has schema_version {version}, this workbench reads {SCHEMA_VERSION}; "
+            "re-run with this version"
+        )
     return from_dict(cls, data)
 
 

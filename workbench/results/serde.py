@@ -64,9 +64,7 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
         for f in dataclasses.fields(tp):
             if f.name in data:
                 kwargs[f.name] = _convert(hints[f.name], data[f.name], f"{path}.{f.name}")
-            elif (
-                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            ):
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ResultsError(
                     f"{path}.{f.name} is missing; the record was written by another "
                     "workbench version or is corrupt: re-run the stage that wrote it"
@@ -77,7 +75,8 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
             raise ResultsError(f"{path} should be a list, got {type(data).__name__}")
         args = get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, data)))
+            pairs = enumerate(zip(args, data, strict=False))
+            return tuple(_convert(a, v, f"{path}[{i}]") for i, (a, v) in pairs)
         inner = args[0] if args else Any
         items = [_convert(inner, v, f"{path}[{i}]") for i, v in enumerate(data)]
         return tuple(items) if origin is tuple else items
