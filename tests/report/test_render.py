@@ -84,7 +84,7 @@ def test_notes_confusion_latency_provenance(report_html):
     latency = _text(_section(report_html, "latency"))
     assert "perf_counter_ns" in latency and "19.50" in latency  # batch 8 p50 of int8-dynamic
     prov = _text(_section(report_html, "provenance"))
-    for needle in ("0123456789abcdef", "onnxruntime 1.32.0", "split=13", "ababab", "(2 cores)"):
+    for needle in ("0123456789abcdef", "onnxruntime 1.32.0", "split=13", "ababab", "(2 cores;"):
         assert needle in prov
 
 
