@@ -84,10 +84,13 @@ class TensorStats:
     def _add(self, flat: np.ndarray, vmin: float, vmax: float, n_samples: int) -> None:
         """Fast path: ``flat`` is 1-D float32, finite, with known min/max (may be modified)."""
         self.grow_to(max(-vmin, vmax))
-        np.abs(flat, out=flat)
-        flat *= np.float32(self.num_bins / self.hist_range)  # power of two: exact
-        idx = flat.astype(np.int32)
-        self.hist += np.bincount(idx, minlength=self.num_bins)[: self.num_bins]
+        n = self.num_bins
+        flat *= np.float32(n / self.hist_range)  # a power of two: exact
+        # truncation toward zero gives sign(x) * floor(|x| * scale): no abs pass needed
+        signed = np.bincount(flat.astype(np.intp) + n, minlength=2 * n)
+        folded = signed[n:].copy()
+        folded[1:] += signed[n - 1 : 0 : -1]
+        self.hist += folded
         self.min = min(self.min, vmin)
         self.max = max(self.max, vmax)
         self.count += int(flat.size)
@@ -137,7 +140,10 @@ def quantizable_tensors(onnx_path: str | Path) -> list[str]:
 
         names = quantizable_tensors("model.onnx")  # e.g. '/encoder/.../LayerNorm_output_0'
     """
-    model = _load_onnx(onnx_path, load_external_data=False)
+    return _quantizable(_load_onnx(onnx_path, load_external_data=False))
+
+
+def _quantizable(model) -> list[str]:  # type: ignore[no-untyped-def]
     constant = _constant_tensors(model)
     int_types = _non_float_tensors(model)
     out: list[str] = []
@@ -223,6 +229,16 @@ def _classify(s1: tuple[int, ...], s2: tuple[int, ...]) -> _Layout:
 
 
 @dataclass(frozen=True)
+class _Chunk:
+    """Outputs of one ONNX Runtime run and where its rows sit in the calibration set."""
+
+    outs: dict[str, np.ndarray]
+    mask: np.ndarray | None
+    batch: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class Activation:
     """Values of one tensor at real token positions of one run (1-D float32, finite)."""
 
@@ -247,16 +263,17 @@ class ActivationTap:
         self,
         onnx_path: str | Path,
         tensor_names: list[str] | None = None,
-        max_tokens_per_run: int = 512,
+        max_tokens_per_run: int | None = None,
         intra_op_threads: int = 0,
+        max_output_mb: float = 128.0,
     ) -> None:
         from workbench.backends.ort import OrtRunner
 
-        wanted = tensor_names if tensor_names is not None else quantizable_tensors(onnx_path)
+        model = _load_onnx(onnx_path)
+        wanted = tensor_names if tensor_names is not None else _quantizable(model)
         names = list(dict.fromkeys(wanted))
         if not names:
             raise CalibrationError(f"{onnx_path}: no tensors to calibrate (no MatMul/Gemm inputs)")
-        model = _load_onnx(onnx_path)
         known = {o for n in model.graph.node for o in n.output}
         known.update(i.name for i in model.graph.input)
         unknown = [n for n in names if n not in known]
@@ -266,7 +283,8 @@ class ActivationTap:
                 "pass names from quantizable_tensors() of this model"
             )
         self.tensor_names = names
-        self.max_tokens_per_run = max(1, int(max_tokens_per_run))
+        self.max_tokens_per_run = max_tokens_per_run
+        self.max_output_mb = max_output_mb
         self.samples_seen = 0
         with tempfile.TemporaryDirectory(prefix="wb-calib-") as tmp:
             path = Path(tmp) / "augmented.onnx"
@@ -277,6 +295,7 @@ class ActivationTap:
             )
         self.input_names = [s.name for s in self._runner.input_specs]
         self._layouts: dict[str, _Layout] | None = None
+        self._probe_shapes: dict[str, tuple[int, ...]] = {}
 
     def __enter__(self) -> ActivationTap:
         return self
@@ -290,7 +309,12 @@ class ActivationTap:
         self._runner.close()
 
     def run(self, feed: Feed) -> Iterator[Activation]:
-        """Run one tokenizer batch (split into runs of <= max_tokens_per_run tokens)."""
+        """Run one tokenizer batch; yields each tensor's values at real tokens, run by run."""
+        for chunk in self.chunks(feed):
+            yield from self.activations(chunk)
+
+    def chunks(self, feed: Feed) -> Iterator[_Chunk]:
+        """Run one tokenizer batch as ONNX Runtime runs of bounded output size."""
         missing = [n for n in self.input_names if n not in feed]
         if missing:
             raise InputMismatchError(
@@ -308,11 +332,33 @@ class ActivationTap:
             )
         if self._layouts is None:
             self._layouts = self._probe(feed)
-        rows = max(1, self.max_tokens_per_run // max(1, first.shape[1]))
+        rows = self._rows_per_run(first.shape[1])
         for start in range(0, first.shape[0], rows):
-            yield from self._run_chunk({k: v[start : start + rows] for k, v in feed.items()})
+            yield self._run_chunk({k: v[start : start + rows] for k, v in feed.items()})
 
-    def _run_chunk(self, feed: Feed) -> Iterator[Activation]:
+    def _rows_per_run(self, seq: int) -> int:
+        if self.max_tokens_per_run is not None:
+            return max(1, self.max_tokens_per_run // max(1, seq))
+        if not self._probe_shapes:
+            return max(1, 512 // max(1, seq))
+        (b1, s1), _ = _PROBE_SHAPES
+        per_row = 0.0
+        for name, shape in self._probe_shapes.items():
+            layout = self._layouts.get(name, _Layout()) if self._layouts else _Layout()
+            n = 1.0
+            for ax, v in enumerate(shape):
+                if ax == layout.batch_axis:
+                    n *= layout.batch_repeat
+                elif ax in layout.seq_axes or ax == layout.flat_axis:
+                    n *= seq
+                elif not layout.maskable and layout.batch_axis is None:
+                    n *= v / b1 * (seq / s1 if ax == len(shape) - 1 else 1.0)
+                else:
+                    n *= v
+            per_row += 4.0 * n
+        return max(1, int(self.max_output_mb * 2**20 // max(per_row, 1.0)))
+
+    def _run_chunk(self, feed: Feed) -> _Chunk:
         mask = feed.get(MASK_INPUT)
         if mask is not None and mask.ndim == 2:
             width = int(np.max(np.nonzero(mask.any(axis=0))[0], initial=-1)) + 1
@@ -323,21 +369,25 @@ class ActivationTap:
         batch = int(np.asarray(feed[self.input_names[0]]).shape[0])
         offset = self.samples_seen
         self.samples_seen += batch
+        return _Chunk({n: outs[n] for n in self.tensor_names}, mask, batch, offset)
+
+    def activations(self, chunk: _Chunk) -> Iterator[Activation]:
+        """Values at real tokens of each tensor of one run; NaN/Inf raise CalibrationError."""
         for name in self.tensor_names:
-            arr = np.asarray(outs.pop(name))
+            arr = np.asarray(chunk.outs.pop(name))
             if arr.dtype.kind != "f":
                 continue
             layout = self._layouts.get(name, _Layout()) if self._layouts else _Layout()
-            vals = _valid_values(arr, mask, layout)
+            vals = _valid_values(arr, chunk.mask, layout)
             vmin = float(vals.min()) if vals.size else 0.0
             vmax = float(vals.max()) if vals.size else 0.0
             if not (math.isfinite(vmin) and math.isfinite(vmax)):
-                sample = _locate_non_finite(arr, layout, offset)
+                sample = _locate_non_finite(arr, layout, chunk.offset)
                 raise CalibrationError(
                     f"tensor {name!r} has NaN/Inf at calibration sample {sample}; "
                     "inspect that input or the model's numerics"
                 )
-            yield Activation(name, vals.astype(np.float32, copy=False), vmin, vmax, batch)
+            yield Activation(name, vals.astype(np.float32, copy=False), vmin, vmax, chunk.batch)
 
     def _probe(self, feed: Feed) -> dict[str, _Layout]:
         """Run two tiny synthetic shapes to learn which output axes follow batch and sequence."""
@@ -355,6 +405,7 @@ class ActivationTap:
                 log.warning("shape probe failed (%s); padded positions will not be masked", exc)
                 return {}
             shapes.append({n: tuple(np.asarray(out[n]).shape) for n in self.tensor_names})
+        self._probe_shapes = shapes[0]
         layouts = {n: _classify(shapes[0][n], shapes[1][n]) for n in self.tensor_names}
         if MASK_INPUT in feed:
             blind = [n for n, lay in layouts.items() if not lay.maskable and lay.batch_axis is None]
@@ -368,11 +419,13 @@ def _augment(model, names: list[str], path: Path) -> None:  # type: ignore[no-un
     import onnx
     from onnx import TensorProto, helper
 
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-        infos = {vi.name: vi for vi in inferred.graph.value_info}
-    except Exception:  # shape inference is best-effort; ORT works out untyped outputs itself
-        infos = {}
+    infos = {vi.name: vi for vi in model.graph.value_info}
+    if any(n not in infos for n in names):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model)
+            infos = {vi.name: vi for vi in inferred.graph.value_info}
+        except Exception:  # best-effort: an untyped output is declared float
+            log.debug("shape inference failed; calibrated outputs declared float")
     present = {o.name for o in model.graph.output}
     for name in names:
         if name in present:
@@ -429,26 +482,43 @@ def collect_statistics(
     tensor_names: list[str] | None = None,
     num_bins: int = 2048,
     *,
-    max_tokens_per_run: int = 512,
+    max_output_mb: float = 128.0,
+    max_tokens_per_run: int | None = None,
     intra_op_threads: int = 0,
 ) -> dict[str, TensorStats]:
     """One streamed pass over ``batches`` -> ``TensorStats`` per tensor (padding masked out).
 
-    ``tensor_names`` defaults to ``quantizable_tensors(onnx_path)``. Memory is bounded by
-    ``max_tokens_per_run`` (batches are split into runs of at most that many tokens).
+    ``tensor_names`` defaults to ``quantizable_tensors(onnx_path)``. Batches are split into
+    runs whose requested outputs take at most ``max_output_mb``; the statistics of one run
+    are folded in on a second thread while ONNX Runtime computes the next, so at most two
+    runs' outputs are alive: memory does not grow with the number of samples.
 
     Example::
 
         stats = collect_statistics(info.onnx_path, (tok.encode(t) for t in text_batches))
     """
-    stats: dict[str, TensorStats] = {}
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     n_batches = 0
-    with ActivationTap(onnx_path, tensor_names, max_tokens_per_run, intra_op_threads) as tap:
-        stats = {n: TensorStats(n, num_bins) for n in tap.tensor_names}
+    tap = ActivationTap(
+        onnx_path, tensor_names, max_tokens_per_run, intra_op_threads, max_output_mb
+    )
+    stats = {n: TensorStats(n, num_bins) for n in tap.tensor_names}
+
+    def fold(chunk: _Chunk) -> None:
+        for act in tap.activations(chunk):
+            stats[act.name]._add(act.values, act.vmin, act.vmax, act.n_samples)
+
+    with tap, ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-stats") as pool:
+        pending: Future[None] | None = None
         for feed in batches:
             n_batches += 1
-            for act in tap.run(feed):
-                stats[act.name]._add(act.values, act.vmin, act.vmax, act.n_samples)
+            for chunk in tap.chunks(feed):
+                if pending is not None:
+                    pending.result()  # re-raises a NaN/Inf error from the worker
+                pending = pool.submit(fold, chunk)
+        if pending is not None:
+            pending.result()
         n_samples = tap.samples_seen
     if n_batches == 0 or n_samples == 0:
         raise CalibrationError(
