@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,9 +38,13 @@ from workbench.results.records import (
     save_run,
 )
 
+if TYPE_CHECKING:
+    from workbench.gate.decision import GateDecision
+
 log = logging.getLogger(__name__)
 
 CALIBRATORS = ("workbench", "ort")
+DEFAULT_POLICY = str(Path(__file__).parent / "gate" / "default_policy.toml")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class DemoConfig:
     calibrator: str = "workbench"
     calib_method: str = "entropy"
     compare_methods: tuple[str, ...] = ("entropy", "percentile-99.99", "max", "mse")
+    gate_policy: str | None = DEFAULT_POLICY  # None: no gate
+    gate_baseline: str = "ort-fp32"
+    gate_candidate: str = "ort-int8-static"
     max_length: int = 128
     latency_shapes: tuple[tuple[int, int], ...] = ((1, 128), (8, 128))
     latency_iterations: int = 50
@@ -207,11 +214,31 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
         },
     )
     save_run(run, run_dir)
+    if config.gate_policy:
+        with st.stage("gate"):
+            gate_run(run_dir, config)
     with st.stage("render report"):
         from workbench.report.render import render_report
 
         render_report(run_dir)
     return run, run_dir
+
+
+def gate_run(run_dir: Path, config: DemoConfig) -> GateDecision:
+    """Gate the configured candidate against the baseline of the same run; writes gate.json."""
+    from workbench.gate import evaluate_gate, load_policy, write_gate_outputs
+
+    if not config.gate_policy:
+        raise ConfigError("no gate policy configured; pass a policy TOML file")
+    decision = evaluate_gate(
+        run_dir,
+        config.gate_baseline,
+        run_dir,
+        config.gate_candidate,
+        load_policy(config.gate_policy),
+    )
+    write_gate_outputs(decision, run_dir)
+    return decision
 
 
 def _calibration_set(

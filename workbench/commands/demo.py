@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--reports", default="reports", help="where run directories go")
     p.add_argument("--calibration-sets", default="calibration_sets")
     p.add_argument("--run-id", help="name of the run directory (default: timestamp)")
+    p.add_argument(
+        "--policy",
+        help="gate policy TOML (default: the shipped demo policy); "
+        "with an explicit policy a failed gate exits 1",
+    )
+    p.add_argument("--no-gate", action="store_true", help="skip the gate")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -62,8 +68,24 @@ def run(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             overrides[key] = value
+    if args.no_gate:
+        overrides["gate_policy"] = None
+    elif args.policy:
+        overrides["gate_policy"] = args.policy
     config = quick_config(**overrides) if args.quick else DemoConfig(**overrides)
     run_, run_dir = run_demo(config)
     print(format_summary(run_))
+    if config.gate_policy:
+        from workbench.gate import load_decision
+
+        decision = load_decision(run_dir / "gate.json")
+        print()
+        for check in decision.checks:
+            print(check.message)
+        print(f"gate {'PASS' if decision.passed else 'FAIL'} (policy {config.gate_policy})")
+        if args.policy and not decision.passed:
+            from workbench.errors import GateFailedError
+
+            raise GateFailedError(f"gate failed; see {run_dir / 'gate.md'}")
     print(f"\nreport: {run_dir / 'report.html'}")
     return 0
