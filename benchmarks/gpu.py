@@ -320,6 +320,7 @@ def bert_workload(ctx: dict[str, Any]) -> list[Any]:
 
 def stream_cases(ctx: dict[str, Any], runner: Any) -> list[dict[str, Any]]:
     """Multi-stream throughput (pinned buffers) against the single-stream loop, for one build."""
+    from workbench.errors import ConfigError
     from workbench.evaluate.gpu_timing import measure_stream_throughput
 
     out = []
@@ -327,8 +328,14 @@ def stream_cases(ctx: dict[str, Any], runner: Any) -> list[dict[str, Any]]:
         if name != runner.name or not ctx["clock"].allows(f"streams {name} b{batch}"):
             continue
         batches = max(4 * streams, 2048 // batch)
-        tp = measure_stream_throughput(runner, ctx["feed"](batch, seq), streams, batches)
-        runner.reset_graphs()
+        try:
+            tp = measure_stream_throughput(runner, ctx["feed"](batch, seq), streams, batches)
+        except ConfigError as exc:  # a wrong result is recorded, not fatal to the whole run
+            log.error("streams %s b%d x%d: %s", name, batch, streams, exc)
+            out.append({"build": name, "batch_size": batch, "streams": streams, "error": str(exc)})
+            continue
+        finally:
+            runner.reset_graphs()
         log.info(
             "streams %s b%d s%d x%d: %.0f -> %.0f seq/s (x%.2f)",
             name,

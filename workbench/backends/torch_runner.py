@@ -139,6 +139,7 @@ class TorchRunner(Runner):
             _raise_recompile_limit(torch)
             self._fn = torch.compile(self._forward_eager, mode=compile_mode, dynamic=False)
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
+        self._capture_streams: dict[int, Any] = {}
 
     @staticmethod
     def _check_options(
@@ -283,13 +284,18 @@ class TorchRunner(Runner):
         key = (batch, seq, slot)
         entry = self._graphs.get(key)
         if entry is None:
-            entry = self._capture(batch, seq)
+            entry = self._capture(batch, seq, slot)
             self._graphs[key] = entry
             log.debug("%s: captured CUDA graph for batch %d seq %d slot %d", self.name, *key)
         return entry
 
-    def _capture(self, batch: int, seq: int) -> _Graph:
-        """Warm up on a side stream, then capture one forward at a fixed shape."""
+    def _capture(self, batch: int, seq: int, slot: int) -> _Graph:
+        """Warm up, then capture one forward at a fixed shape on the slot's own stream.
+
+        One capture stream per slot matters: cuBLAS keeps one workspace per stream
+        and a graph bakes its pointer in, so graphs captured on a shared stream race
+        on that workspace when replayed concurrently (seen: 4-stream replays disagreed).
+        """
         torch = self._torch
         inputs = {
             n: torch.zeros((batch, seq), dtype=torch.int64, device=self.device)
@@ -298,14 +304,16 @@ class TorchRunner(Runner):
         inputs["input_ids"].fill_(100)  # a real token id; the mask marks every position
         if "attention_mask" in inputs:
             inputs["attention_mask"].fill_(1)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        stream = self._capture_streams.get(slot)
+        if stream is None:
+            stream = self._capture_streams[slot] = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
             for _ in range(GRAPH_WARMUP):
                 self._fn(inputs)
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=stream):
             output = self._fn(inputs)
         return _Graph(graph, inputs, output)
 
