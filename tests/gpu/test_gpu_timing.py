@@ -42,14 +42,14 @@ def test_copies_cost_time(mean_pool_classifier):
     assert full.p50_ms > bare.p50_ms
 
 
-@pytest.mark.parametrize("graphs", [False, True])
-def test_stream_throughput(mean_pool_classifier, graphs):
+@pytest.mark.parametrize(("graphs", "streams"), [(False, 2), (True, 2), (True, 4)])
+def test_stream_throughput(mean_pool_classifier, graphs, streams):
     from workbench.backends.torch_runner import TorchRunner
     from workbench.evaluate.gpu_timing import measure_stream_throughput
 
     with TorchRunner(mean_pool_classifier, "t", "fp16", "cuda", cuda_graphs=graphs) as r:
-        tp = measure_stream_throughput(r, random_feed(8, 64, 2), streams=2, batches=16)
-    assert tp.streams == 2 and tp.pinned and tp.cuda_graphs is graphs
+        tp = measure_stream_throughput(r, random_feed(8, 64, 2), streams=streams, batches=16)
+    assert tp.streams == streams and tp.pinned and tp.cuda_graphs is graphs
     assert tp.single_stream_seq_per_s > 0 and tp.multi_stream_seq_per_s > 0
     assert tp.gain == pytest.approx(tp.multi_stream_seq_per_s / tp.single_stream_seq_per_s)
 
