@@ -39,7 +39,9 @@ from workbench.results.records import (
 )
 
 if TYPE_CHECKING:
+    from workbench.build.ort_quant import QuantizedModel
     from workbench.gate.decision import GateDecision
+    from workbench.model.artifact import ModelArtifact
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +298,9 @@ def _compare_methods(
     )
 
 
-def _quantize(config: DemoConfig, onnx_path: str, calib: Any, tok: TextTokenizer, run_dir: Path):  # type: ignore[no-untyped-def]
+def _quantize(
+    config: DemoConfig, onnx_path: str, calib: CalibrationSet, tok: TextTokenizer, run_dir: Path
+) -> tuple[QuantizedModel, QuantizedModel, str]:
     from workbench.build.ort_quant import (
         ORT_CALIBRATION_CAP,
         QuantizedModel,
@@ -332,8 +336,15 @@ def _quantize(config: DemoConfig, onnx_path: str, calib: Any, tok: TextTokenizer
     return QuantizedModel(out, "int8-static", detail), dynamic, table_rel
 
 
-def _evaluate_all(  # type: ignore[no-untyped-def]
-    config: DemoConfig, st: _Stages, art, tok: TextTokenizer, onnx_builds, texts, labels, run_dir
+def _evaluate_all(
+    config: DemoConfig,
+    st: _Stages,
+    art: ModelArtifact,
+    tok: TextTokenizer,
+    onnx_builds: list[tuple[str, str, Path, str]],
+    texts: list[str],
+    labels: np.ndarray,
+    run_dir: Path,
 ) -> list[BuildResult]:
     from workbench.backends.ort import OrtRunner
     from workbench.backends.torch_runner import TorchRunner

@@ -55,7 +55,9 @@ class OrtRunner(Runner):
         if optimized_model_path is not None:
             opts.optimized_model_filepath = str(optimized_model_path)
         try:
-            self._sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            self._sess: ort.InferenceSession = ort.InferenceSession(
+                str(path), sess_options=opts, providers=providers
+            )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; all mean "bad model"
             raise ModelError(
                 f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}; "
@@ -84,4 +86,4 @@ class OrtRunner(Runner):
         return dict(zip(self._outputs, values, strict=True))
 
     def close(self) -> None:
-        self._sess = None  # type: ignore[assignment]
+        del self._sess

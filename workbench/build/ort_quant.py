@@ -150,7 +150,7 @@ def quantize_static_int8_ort(
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True}
     with tempfile.TemporaryDirectory() as tmp:
         pre = preprocess(fp32_onnx, Path(tmp) / "pre.onnx")
-        calib_opts = {"symmetric": True}
+        calib_opts: dict[str, object] = {"symmetric": True}
         if method in ("entropy", "percentile"):
             calib_opts["num_bins"] = 2048
         calibrator = create_calibrator(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="build the default classifier once (cached)")
     p.add_argument("--data", help="CSV/JSONL/Parquet instead of Rotten Tomatoes")
     p.add_argument("--text-column", default="text")

@@ -118,7 +118,7 @@ def prepare_classifier(
     else:
         stats = _fit_logreg_head(model, tok, texts, labels, device, seed, progress)
     model = model.to("cpu").eval()
-    model.encoder.save_pretrained(tmp / ENCODER_DIR)
+    model.encoder.save_pretrained(tmp / ENCODER_DIR)  # type: ignore[operator]
     for name in TOKENIZER_FILES:
         if (base / name).exists():
             shutil.copy(base / name, tmp / ENCODER_DIR / name)

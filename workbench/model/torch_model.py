@@ -22,7 +22,7 @@ class MeanPoolClassifier(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.normalize = normalize
-        hidden = int(encoder.config.hidden_size)
+        hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
         self.head = nn.Linear(hidden, num_labels)
 
     def embed(

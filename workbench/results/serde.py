@@ -69,7 +69,7 @@ def _convert(tp: Any, data: Any, path: str) -> Any:
                     f"{path}.{f.name} is missing; the record was written by another "
                     "workbench version or is corrupt: re-run the stage that wrote it"
                 )
-        return tp(**kwargs)
+        return tp(**kwargs)  # type: ignore[operator]
     if origin in (list, tuple):
         if not isinstance(data, list | tuple):
             raise ResultsError(f"{path} should be a list, got {type(data).__name__}")
