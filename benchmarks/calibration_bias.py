@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "sets": {},
     }
     correct: dict[str, dict[str, np.ndarray]] = {}
+    amax: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, filters in (("unbiased", PoolFilters()), ("biased", PoolFilters(max_tokens=cut))):
             cs = build_calibration_set(
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 "methods": {},
             }
             for method, table in tables.items():
+                amax.setdefault(method, {})[kind] = dict(table.amax)
                 qdq = Path(tmp) / f"{kind}-{method}.onnx"
                 write_qdq_model(onnx_path, table, qdq)
                 with OrtRunner(qdq, name=f"{kind}-{method}", precision="int8-static") as r:
@@ -141,6 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         for method, c in correct.items()
     }
+    out["amax_ratio_biased_over_unbiased"] = {}
+    for method, by_kind in amax.items():
+        names = sorted(set(by_kind["biased"]) & set(by_kind["unbiased"]))
+        ratio = np.array([by_kind["biased"][n] / max(by_kind["unbiased"][n], 1e-30) for n in names])
+        out["amax_ratio_biased_over_unbiased"][method] = {
+            "tensors": len(names),
+            "min": float(ratio.min()),
+            "median": float(np.median(ratio)),
+            "max": float(ratio.max()),
+            "share_below_0.9": float((ratio < 0.9).mean()),
+        }
     _print(out)
     atomic_write_json(args.out, out)
     print(f"wrote {args.out}")
@@ -168,6 +181,11 @@ def _print(out: dict) -> None:
                 f"{m['short']['accuracy']:9.4f} {m['long']['accuracy']:8.4f} "
                 f"{m['long']['agreement']:10.4f}"
             )
+    for method, r in out["amax_ratio_biased_over_unbiased"].items():
+        print(
+            f"amax biased/unbiased ({method}): median {r['median']:.3f}, min {r['min']:.3f}, "
+            f"max {r['max']:.3f}, {r['share_below_0.9']:.0%} of {r['tensors']} tensors < 0.9"
+        )
     for method, d in out["biased_minus_unbiased"].items():
         long = d["long"]
         print(

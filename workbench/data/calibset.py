@@ -194,11 +194,12 @@ def build_calibration_set(
     if not _NAME_OK.match(name):
         raise DataError(f"calibration set name {name!r} must be letters, digits, '.', '_' or '-'")
     out = Path(root) / name
+    pool_sha = _pool_sha256(texts, labels)
     key = sha256_json(
         {
             "schema": MANIFEST_SCHEMA_VERSION,
             "source_sha256": source_sha256,
-            "pool_sha256": _pool_sha256(texts, labels),
+            "pool_sha256": pool_sha,
             "n": n,
             "strategy": strategy,
             "seed": seed,
@@ -247,7 +248,7 @@ def build_calibration_set(
             "key": key,
             "source_path": source_path,
             "source_sha256": source_sha256,
-            "pool_sha256": _pool_sha256(texts, labels),
+            "pool_sha256": pool_sha,
             "pool_size": len(pool),
             "filters": filter_record,
             "strategy": strategy,

@@ -79,6 +79,7 @@ class SweepResult:
     points: list[SweepPoint]
     by_n: list[SweepSummary]
     skipped: list[str]
+    notes: list[str]
     plot_file: str
     provenance: Provenance
 
@@ -97,6 +98,7 @@ class SweepResult:
                 f"{s.amax_spread_p90:>10.3f}"
             )
         lines += [f"skipped: {s}" for s in self.skipped]
+        lines += [f"note: {s}" for s in self.notes]
         lines.append(f"plot: {self.plot_file}")
         return "\n".join(lines)
 
@@ -268,6 +270,12 @@ def run_sweep(
         points=points,
         by_n=_summaries(points, tables),
         skipped=skipped,
+        notes=[
+            f"N={n} draws {n / len(pool):.0%} of the {len(pool)}-row pool: its seeds share most "
+            "rows, so its spread understates the sampling variance of a larger pool"
+            for n in sorted(tables)
+            if n / len(pool) > 0.25
+        ],
         plot_file=PLOT_FILE,
         provenance=collect_provenance(seeds={"split": 0, "test_subset": 0}),
     )
