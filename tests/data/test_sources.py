@@ -121,3 +121,29 @@ def test_bad_traffic(tmp_path):
     zero.write_text("")
     with pytest.raises(DataError, match="is empty"):
         load_traffic(zero)
+
+
+def test_default_pool_and_targets(rt, rt_splits, tok, frame, tmp_path):
+    from workbench.data.sources import default_pool, load_target
+
+    pool, test = default_pool()
+    assert pool.dataset["text"] == rt_splits.calibration_pool["text"]
+    assert test is not None and len(test) == len(rt_splits.test)
+    assert pool.source_sha256 == rt.source_sha256 and pool.name == "rotten_tomatoes"
+    profile, name = load_target("test", tok, test, pool.label_names)
+    assert name == "test split" and len(profile.lengths) == len(test)
+    # a traffic file with label names: mapped onto the pool's label order by name
+    path = tmp_path / "traffic.csv"
+    frame.to_csv(path, index=False)
+    prof, _ = load_target(str(path), tok, None, ["rotten", "fresh"], "review", "sentiment")
+    expected = [["rotten", "fresh"].index(s) for s in frame["sentiment"]]
+    assert prof.labels is not None and prof.labels.tolist() == expected
+    with pytest.raises(DataError, match="not among the pool's"):
+        load_target(str(path), tok, None, ["neg", "pos"], "review", "sentiment")
+    with pytest.raises(DataError, match="needs a labelled dataset"):
+        load_target("test", tok, None)
+    # a labelled file is split like the demo's; --whole-file keeps every row
+    own, own_test = default_pool(path, "review", "sentiment")
+    whole, none = default_pool(path, "review", "sentiment", whole_file=True)
+    assert own_test is not None and none is None
+    assert len(whole) == 200 and len(own) < 200
