@@ -210,3 +210,28 @@ def test_near_duplicates_are_dropped(tok, tmp_path):
     assert cs.manifest.filters["dropped_duplicates"] == 3
     with pytest.raises(DataError, match="only 3 examples are available"):
         build_calibration_set(pool, 4, tok, strategy="random", root=tmp_path)
+
+
+def test_new_target_reassesses_without_resampling(rt_splits, tok, tmp_path):
+    from workbench.data.representativeness import TextProfile
+
+    pool = rt_splits.calibration_pool
+    plain = build_calibration_set(pool, 64, tok, root=tmp_path)
+    data_mtime = (plain.dir / DATA_FILE).stat().st_mtime_ns
+    assert plain.manifest.representativeness is None and plain.manifest.target_key == ""
+    test = TextProfile.from_texts(rt_splits.test["text"][:400], tok)
+    with_test = build_calibration_set(pool, 64, tok, root=tmp_path, target=test, target_name="t")
+    assert (with_test.dir / DATA_FILE).stat().st_mtime_ns == data_mtime  # same rows
+    assert with_test.dataset["text"] == plain.dataset["text"]
+    r1 = with_test.manifest.representativeness
+    assert r1 is not None and r1.target == "t" and with_test.manifest.target_key
+    short = TextProfile.from_texts([t for t in rt_splits.test["text"] if len(t) < 40][:200], tok)
+    again = build_calibration_set(pool, 64, tok, root=tmp_path, target=short, target_name="s")
+    r2 = again.manifest.representativeness
+    assert r2 is not None and r2.target == "s" and r2.length_psi > r1.length_psi
+    assert (again.dir / DATA_FILE).stat().st_mtime_ns == data_mtime
+    # 'matched' samples by the target, so a new target means new rows
+    m1 = build_calibration_set(pool, 64, tok, strategy="matched", root=tmp_path, target=test)
+    m2 = build_calibration_set(pool, 64, tok, strategy="matched", root=tmp_path, target=short)
+    assert m1.dir == m2.dir and m1.dataset["text"] != m2.dataset["text"]
+    assert np.median(m2.lengths) < np.median(m1.lengths)

@@ -28,7 +28,13 @@ from workbench.data.sampling import check_strategy, dedupe_mask, sample_indices
 from workbench.data.shapes import batch_plan, length_histogram, length_stats, suggest_profile
 from workbench.data.tokenize import Feed, TextTokenizer
 from workbench.errors import DataError, ResultsError
-from workbench.fileio import atomic_write_json, atomic_write_with, sha256_file, sha256_json
+from workbench.fileio import (
+    atomic_write_json,
+    atomic_write_with,
+    sha256_file,
+    sha256_json,
+    sha256_strings,
+)
 from workbench.results.serde import from_dict, to_dict
 
 if TYPE_CHECKING:
@@ -79,6 +85,7 @@ class CalibrationManifest:
     notes: list[str]
     data_file: str
     data_sha256: str
+    target_key: str  # hash of the target the report was computed against ("" when none)
     representativeness: RepresentativenessReport | None
 
 
@@ -149,8 +156,6 @@ def default_name(
 
 
 def _pool_sha256(texts: list[str], labels: np.ndarray | None) -> str:
-    from workbench.fileio import sha256_strings
-
     ys = labels.tolist() if labels is not None else [-1] * len(texts)
     return sha256_strings(f"{t}\t{y}" for t, y in zip(texts, ys, strict=True))
 
@@ -206,13 +211,15 @@ def build_calibration_set(
             "vocab": tokenizer.vocab_sha256,
             "max_length": tokenizer.max_length,
             "filters": to_dict(filters),
-            "target": _target_key(target),
+            "target": _target_key(target) if strategy == "matched" else None,
         }
     )
     reused = _try_reuse(out, key, tokenizer)
     if reused is not None:
         log.info("reusing calibration set %s (same arguments and source)", out)
-        return reused
+        if target is None or reused.manifest.target_key == _target_key(target):
+            return reused
+        return _reassess(reused, tokenizer, target, target_name or "target lengths")
     lengths = tokenizer.lengths(texts)
     keep, filter_record = _apply_filters(texts, lengths, filters)
     usable = np.flatnonzero(keep)
@@ -266,7 +273,12 @@ def _target_key(target: TextProfile | None) -> str | None:
     if target is None:
         return None
     labels = None if target.labels is None else target.labels.tolist()
-    return sha256_json({"lengths": np.asarray(target.lengths).tolist(), "labels": labels})
+    ids = None
+    if target.token_ids is not None:
+        ids = sha256_strings(" ".join(map(str, row)) for row in target.token_ids)
+    return sha256_json(
+        {"lengths": np.asarray(target.lengths).tolist(), "labels": labels, "token_ids": ids}
+    )
 
 
 def _apply_filters(
@@ -313,23 +325,9 @@ def _write_set(
     }
     report = None
     if target is not None:
-        report = assess(
-            TextProfile.from_texts(texts, tokenizer, labels),
-            target,
-            tokenizer.max_length,
-            unk_id=tokenizer.unk_id,
-            label_names=names,
-            target_name=target_name,
-            calibration_set=str(out),
+        report = _assess(
+            out, manifest_fields["name"], texts, labels, names, tokenizer, target, target_name
         )
-        if report.warnings:
-            log.warning(
-                "%s is %s vs %s: %s",
-                manifest_fields["name"],
-                report.verdict,
-                target_name,
-                "; ".join(report.warnings),
-            )
     manifest = CalibrationManifest(
         schema_version=MANIFEST_SCHEMA_VERSION,
         created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -343,11 +341,59 @@ def _write_set(
         data_file=DATA_FILE,
         data_sha256=sha256_file(data_path),
         representativeness=report,
+        target_key=_target_key(target) or "",
         **manifest_fields,
     )
     atomic_write_json(out / MANIFEST_FILE, to_dict(manifest))
     log.info("wrote calibration set %s (%d samples)", out, len(texts))
     return load_calibration_set(out, tokenizer)
+
+
+def _assess(
+    out: Path,
+    name: str,
+    texts: list[str],
+    labels: np.ndarray | None,
+    label_names: list[str],
+    tokenizer: TextTokenizer,
+    target: TextProfile,
+    target_name: str,
+) -> RepresentativenessReport:
+    report = assess(
+        TextProfile.from_texts(texts, tokenizer, labels),
+        target,
+        tokenizer.max_length,
+        unk_id=tokenizer.unk_id,
+        label_names=label_names,
+        target_name=target_name,
+        calibration_set=str(out),
+    )
+    if report.warnings:
+        log.warning(
+            "%s is %s vs %s: %s", name, report.verdict, target_name, "; ".join(report.warnings)
+        )
+    return report
+
+
+def _reassess(
+    cs: CalibrationSet, tokenizer: TextTokenizer, target: TextProfile, target_name: str
+) -> CalibrationSet:
+    """Same rows, new target: recompute the report and rewrite only the manifest."""
+    m = cs.manifest
+    labels = np.asarray(cs.dataset["label"], dtype=np.int64)
+    report = _assess(
+        cs.dir,
+        m.name,
+        cs.dataset["text"],
+        None if (labels < 0).any() else labels,
+        m.label_names,
+        tokenizer,
+        target,
+        target_name,
+    )
+    manifest = replace(m, representativeness=report, target_key=_target_key(target) or "")
+    atomic_write_json(cs.dir / MANIFEST_FILE, to_dict(manifest))
+    return load_calibration_set(cs.dir, tokenizer)
 
 
 def _try_reuse(out: Path, key: str, tokenizer: TextTokenizer) -> CalibrationSet | None:
