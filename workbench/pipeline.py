@@ -248,7 +248,7 @@ def _calibration_set(
 ) -> CalibrationSet:
     """Build (or reuse) the calibration set; its representativeness vs the test split goes
     into the manifest and into the run directory for the report."""
-    from workbench.data.calibset import build_calibration_set
+    from workbench.data.calibset import build_calibration_set, with_report
     from workbench.data.representativeness import TextProfile, save_report
 
     target = TextProfile.from_texts(splits.test["text"], tok, splits.test["label"])
@@ -266,6 +266,7 @@ def _calibration_set(
     )
     report = calib.manifest.representativeness
     if report is not None:
+        report = with_report(calib, report)
         save_report(report, run_dir)
         for warning in report.warnings:
             log.warning("calibration set %s: %s", calib.name, warning)
