@@ -143,3 +143,12 @@ def test_input_names_that_do_not_match(tiny_onnx, unpadded_feeds):
 def test_unknown_tensor_name(tiny_onnx, unpadded_feeds):
     with pytest.raises(InputMismatchError, match="no tensor"):
         collect_statistics(tiny_onnx, unpadded_feeds, tensor_names=["not-a-tensor"])
+
+
+def test_run_size_does_not_change_statistics(tiny_onnx, unpadded_feeds):
+    big = collect_statistics(tiny_onnx, unpadded_feeds)
+    small = collect_statistics(tiny_onnx, unpadded_feeds, max_output_mb=0.01)  # 1 row a run
+    for n, a in big.items():
+        assert small[n].count == a.count
+        assert small[n].absmax == pytest.approx(a.absmax, rel=1e-5)
+        assert np.abs(small[n].hist - a.hist).sum() <= max(4, 1e-3 * a.count)

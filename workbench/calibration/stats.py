@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,12 +86,11 @@ class TensorStats:
         """Fast path: ``flat`` is 1-D float32, finite, with known min/max (may be modified)."""
         self.grow_to(max(-vmin, vmax))
         n = self.num_bins
+        np.abs(flat, out=flat)
         flat *= np.float32(n / self.hist_range)  # a power of two: exact
-        # truncation toward zero gives sign(x) * floor(|x| * scale): no abs pass needed
-        signed = np.bincount(flat.astype(np.intp) + n, minlength=2 * n)
-        folded = signed[n:].copy()
-        folded[1:] += signed[n - 1 : 0 : -1]
-        self.hist += folded
+        idx = _scratch(flat.size)  # reused: no page faults, no allocator fragmentation
+        np.copyto(idx, flat, casting="unsafe")  # truncation = floor for |x| >= 0
+        self.hist += np.bincount(idx, minlength=n)[:n]
         self.min = min(self.min, vmin)
         self.max = max(self.max, vmax)
         self.count += int(flat.size)
@@ -117,6 +117,18 @@ class TensorStats:
         self.max = max(self.max, other.max)
         self.count += other.count
         self.n_samples += other.n_samples
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A per-thread index buffer of at least ``size`` (grown, never shrunk)."""
+    buf = getattr(_SCRATCH, "idx", None)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1 << 16), dtype=np.intp)
+        _SCRATCH.idx = buf
+    return buf[:size]
 
 
 def _coarsen(hist: np.ndarray, from_range: float, to_range: float) -> np.ndarray:
@@ -342,17 +354,18 @@ class ActivationTap:
         if not self._probe_shapes:
             return max(1, 512 // max(1, seq))
         (b1, s1), _ = _PROBE_SHAPES
-        per_row = 0.0
+        per_row = 0.0  # bytes of requested outputs per batch row at this sequence length
         for name, shape in self._probe_shapes.items():
             layout = self._layouts.get(name, _Layout()) if self._layouts else _Layout()
+            if layout == _Layout():  # nothing recognised: assume up to quadratic in seq
+                per_row += 4.0 * math.prod(shape) / b1 * (seq / s1) ** 2
+                continue
             n = 1.0
             for ax, v in enumerate(shape):
                 if ax == layout.batch_axis:
                     n *= layout.batch_repeat
                 elif ax in layout.seq_axes or ax == layout.flat_axis:
                     n *= seq
-                elif not layout.maskable and layout.batch_axis is None:
-                    n *= v / b1 * (seq / s1 if ax == len(shape) - 1 else 1.0)
                 else:
                     n *= v
             per_row += 4.0 * n
