@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 from workbench.calibration.methods import fake_quant, sqnr_db
 from workbench.calibration.qdq import write_qdq_model
 from workbench.calibration.records import (
@@ -32,8 +33,9 @@ from workbench.calibration.records import (
     TensorComparison,
     TensorHistogram,
 )
-from workbench.calibration.stats import QUANTIZED_OPS, ActivationTap, TensorStats, _load_onnx
+from workbench.calibration.stats import TensorStats
 from workbench.calibration.table import CalibrationTable, check_methods, tables_from_stats
+from workbench.calibration.tap import ActivationTap
 from workbench.calibration.trt_cache import write_trt_cache
 from workbench.errors import DataError
 from workbench.fileio import sha256_file
@@ -147,7 +149,7 @@ def _logits(onnx_path: str | Path, feeds: Sequence[Feed]) -> np.ndarray:
 
 
 def _consumers(onnx_path: str | Path) -> dict[str, list[str]]:
-    model = _load_onnx(onnx_path, load_external_data=False)
+    model = load_onnx(onnx_path, load_external_data=False)
     out: dict[str, list[str]] = {}
     for node in model.graph.node:
         if node.op_type in QUANTIZED_OPS:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.calibration.stats import QUANTIZED_OPS, _load_onnx
+from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 from workbench.calibration.table import CalibrationTable
 from workbench.errors import ConfigError, EngineBuildError
 from workbench.fileio import atomic_write_with
@@ -49,7 +49,7 @@ def write_qdq_model(
     """
     import onnx
 
-    model = _load_onnx(fp32_onnx)
+    model = load_onnx(fp32_onnx)
     table.check_model(fp32_onnx)
     is_excluded = _exclusion(exclude, {n.op_type for n in model.graph.node})
     if per_channel and _opset(model) < 13:
