@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from workbench.commands._args import add_data_args, add_finetune_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -12,15 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the whole loop and write reports/<run-id>/report.html.",
     )
     p.add_argument("--quick", action="store_true", help="small subsets (CI, a first look)")
-    p.add_argument("--data", help="your CSV/JSONL/Parquet file instead of Rotten Tomatoes")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument(
-        "--finetune",
-        action="store_true",
-        default=None,
-        help="fine-tune the encoder (default on a GPU; slow on a CPU)",
-    )
+    add_data_args(p)
+    add_finetune_arg(p)
     p.add_argument("--calib-n", type=int, help="calibration set size (default 512, quick 64)")
     p.add_argument(
         "--calibrator",

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from workbench.commands._args import add_data_args, add_finetune_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare", help="build the default classifier once (cached)")
-    p.add_argument("--data", help="CSV/JSONL/Parquet instead of Rotten Tomatoes")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument(
-        "--finetune",
-        action="store_true",
-        default=None,
-        help="fine-tune the encoder (default on a GPU)",
-    )
+    add_data_args(p)
+    add_finetune_arg(p)
     p.add_argument("--max-train", type=int, help="use at most this many training samples")
     p.add_argument("--base-model", help="a Hugging Face encoder folder (default all-MiniLM-L6-v2)")
     p.set_defaults(func=run)
