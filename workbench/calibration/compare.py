@@ -186,10 +186,10 @@ def _sqnr(
 
 
 def _clipped(s: TensorStats, amax: float) -> float:
-    """Share of values above ``amax`` (bins whose lower edge is at or above it)."""
+    """Share of values above ``amax`` (bins wholly above it; the bin holding amax is kept)."""
     if s.count == 0:
         return 0.0
-    first = math.ceil(amax / s.bin_width)
+    first = math.floor(amax / s.bin_width) + 1
     return float(s.hist[first:].sum()) / float(s.count)
 
 

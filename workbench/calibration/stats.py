@@ -156,7 +156,7 @@ def collect_statistics(
     tensor_names: list[str] | None = None,
     num_bins: int = 2048,
     *,
-    max_output_mb: float = 128.0,
+    max_output_mb: float = 64.0,
     max_tokens_per_run: int | None = None,
     intra_op_threads: int = 0,
 ) -> dict[str, TensorStats]:

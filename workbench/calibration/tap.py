@@ -104,7 +104,7 @@ class ActivationTap:
         tensor_names: list[str] | None = None,
         max_tokens_per_run: int | None = None,
         intra_op_threads: int = 0,
-        max_output_mb: float = 128.0,
+        max_output_mb: float = 64.0,
     ) -> None:
         from workbench.backends.ort import OrtRunner
 
