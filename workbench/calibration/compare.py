@@ -129,7 +129,7 @@ def compare_methods(
     return record
 
 
-def _calibrate(onnx_path, batches, methods, calset_sha):  # type: ignore[no-untyped-def]
+def _calibrate(onnx_path, batches, methods, calset_sha):
     from workbench.calibration.stats import collect_statistics
 
     stats = collect_statistics(onnx_path, batches)
@@ -143,8 +143,11 @@ def _finite(x: float) -> float:
 def _logits(onnx_path: str | Path, feeds: Sequence[Feed]) -> np.ndarray:
     from workbench.backends.ort import OrtRunner
 
-    with OrtRunner(onnx_path, name=Path(onnx_path).name) as runner:
+    runner = OrtRunner(onnx_path, name=Path(onnx_path).name)
+    try:
         out = [runner.infer(f)[runner.output_names[0]] for f in feeds]
+    finally:
+        runner.close()
     return np.concatenate(out, axis=0).astype(np.float64)
 
 
@@ -230,7 +233,7 @@ def _histogram(s: TensorStats, row: TensorComparison) -> TensorHistogram:
     )
 
 
-def _write_artifacts(  # type: ignore[no-untyped-def]
+def _write_artifacts(
     fp32_onnx, table: CalibrationTable, run_dir: Path, per_channel, exclude, trt_version
 ) -> tuple[str, str, str]:
     base = f"{OUT_DIR}/{table.method}"
@@ -240,7 +243,7 @@ def _write_artifacts(  # type: ignore[no-untyped-def]
     return f"{base}.json", f"{base}.calib", f"{base}.qdq.onnx"
 
 
-def _method_row(  # type: ignore[no-untyped-def]
+def _method_row(
     method: str, files, q: np.ndarray, ref: np.ndarray, y: np.ndarray, tensors
 ) -> MethodComparison:
     cos = (q * ref).sum(axis=1) / (np.linalg.norm(q, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)

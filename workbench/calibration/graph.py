@@ -19,7 +19,7 @@ def quantizable_tensors(onnx_path: str | Path) -> list[str]:
     return quantizable_from_model(load_onnx(onnx_path, load_external_data=False))
 
 
-def quantizable_from_model(model) -> list[str]:  # type: ignore[no-untyped-def]
+def quantizable_from_model(model) -> list[str]:
     constant = _constant_tensors(model)
     int_types = _non_float_tensors(model)
     out: list[str] = []
@@ -46,7 +46,7 @@ def load_onnx(path: str | Path, load_external_data: bool = True):  # -> onnx.Mod
         raise ModelError(f"{p} is not a readable ONNX model ({exc})") from exc
 
 
-def _constant_tensors(model) -> set[str]:  # type: ignore[no-untyped-def]
+def _constant_tensors(model) -> set[str]:
     """Initializers and everything computed only from them (weights, not activations)."""
     const = {i.name for i in model.graph.initializer}
     const.update(i.name for i in model.graph.sparse_initializer)
@@ -59,7 +59,7 @@ def _constant_tensors(model) -> set[str]:  # type: ignore[no-untyped-def]
     return const
 
 
-def _non_float_tensors(model) -> set[str]:  # type: ignore[no-untyped-def]
+def _non_float_tensors(model) -> set[str]:
     from onnx import TensorProto
 
     floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE}

@@ -86,11 +86,11 @@ def write_qdq_model(
     return atomic_write_with(out_path, write)
 
 
-def _opset(model) -> int:  # type: ignore[no-untyped-def]
+def _opset(model) -> int:
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
-def _exclusion(exclude: Sequence[str], op_types: set[str]):  # type: ignore[no-untyped-def]
+def _exclusion(exclude: Sequence[str], op_types: set[str]):
     ops = {e for e in exclude if e in op_types or e in QUANTIZED_OPS}
     patterns = []
     for e in exclude:
@@ -103,7 +103,7 @@ def _exclusion(exclude: Sequence[str], op_types: set[str]):  # type: ignore[no-u
                 f"--exclude {e!r} is neither an op type nor a valid regex ({exc})"
             ) from exc
 
-    def is_excluded(node) -> bool:  # type: ignore[no-untyped-def]
+    def is_excluded(node) -> bool:
         return node.op_type in ops or any(p.search(node.name) for p in patterns)
 
     return is_excluded
@@ -112,7 +112,7 @@ def _exclusion(exclude: Sequence[str], op_types: set[str]):  # type: ignore[no-u
 class _Builder:
     """Creates Q/DQ nodes and int8 initializers, sharing them between consumers."""
 
-    def __init__(self, model, table: CalibrationTable, per_channel: bool) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, model, table: CalibrationTable, per_channel: bool) -> None:
         self.graph = model.graph
         self.table = table
         self.per_channel = per_channel
@@ -123,7 +123,7 @@ class _Builder:
         self.n_nodes = 0
         self._skipped_zero: set[str] = set()
 
-    def quantize_inputs(self, node) -> list:  # type: ignore[no-untyped-def]
+    def quantize_inputs(self, node) -> list:
         """New Q/DQ nodes for ``node``'s two matrix inputs; rewires ``node`` to use them."""
         new: list = []
         changed = False
@@ -144,7 +144,7 @@ class _Builder:
         self.n_nodes += int(changed)
         return new
 
-    def _channel_axis(self, node, idx: int) -> int | None:  # type: ignore[no-untyped-def]
+    def _channel_axis(self, node, idx: int) -> int | None:
         """Output-channel axis of a weight input (None: per-tensor)."""
         if not self.per_channel or idx != 1:
             return None
@@ -154,7 +154,7 @@ class _Builder:
         dims = self.inits[node.input[idx]].dims
         return len(dims) - 1 if len(dims) >= 2 else None
 
-    def _activation(self, name: str, new: list) -> str | None:  # type: ignore[type-arg]
+    def _activation(self, name: str, new: list) -> str | None:
         from onnx import TensorProto, helper
 
         if name in self.act_dq:
@@ -169,7 +169,9 @@ class _Builder:
         scale, zp = f"{base}_scale", f"{base}_zero_point"
         self.graph.initializer.extend(
             [
-                helper.make_tensor(scale, TensorProto.FLOAT, [], [np.float32(amax / INT8_MAX)]),
+                helper.make_tensor(
+                    scale, TensorProto.FLOAT, [], [float(np.float32(amax / INT8_MAX))]
+                ),
                 helper.make_tensor(zp, TensorProto.INT8, [], [0]),
             ]
         )
@@ -179,7 +181,7 @@ class _Builder:
         self.act_dq[name] = dq_out
         return dq_out
 
-    def _weight(self, name: str, axis: int | None, new: list) -> str | None:  # type: ignore[type-arg]
+    def _weight(self, name: str, axis: int | None, new: list) -> str | None:
         from onnx import helper, numpy_helper
 
         key = (name, axis)
@@ -211,10 +213,12 @@ class _Builder:
                 numpy_helper.from_array(zp, f"{base}_zero_point"),
             ]
         )
-        attrs = {} if axis is None else {"axis": axis}
         dq_out = f"{base}_dequantized"
         inputs = [f"{base}_quantized", f"{base}_scale", f"{base}_zero_point"]
-        new.append(helper.make_node("DequantizeLinear", inputs, [dq_out], f"{base}_DQ", **attrs))
+        dq = helper.make_node("DequantizeLinear", inputs, [dq_out], f"{base}_DQ")
+        if axis is not None:
+            dq.attribute.append(helper.make_attribute("axis", axis))
+        new.append(dq)
         self.weight_dq[key] = dq_out
         return dq_out
 

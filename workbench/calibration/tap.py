@@ -254,7 +254,7 @@ class ActivationTap:
         return layouts
 
 
-def _augment(model, names: list[str], path: Path) -> None:  # type: ignore[no-untyped-def]
+def _augment(model, names: list[str], path: Path) -> None:
     """Add ``names`` as graph outputs (typed from shape inference where known) and save."""
     import onnx
     from onnx import TensorProto, helper

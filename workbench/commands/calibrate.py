@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 METHOD_ALIASES = {"percentile": ["percentile-99.9", "percentile-99.99", "percentile-99.999"]}
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
         help="INT8 ranges by several methods: tables, TensorRT caches, Q/DQ models, comparison",
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tables_only(args, ctx, calib, batches, methods, run_dir: Path) -> int:  # type: ignore[no-untyped-def]
+def _tables_only(args, ctx, calib, batches, methods, run_dir: Path) -> int:
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate_methods
     from workbench.calibration.trt_cache import write_trt_cache
