@@ -64,6 +64,7 @@ class DemoConfig:
     calib_strategy: str = "stratified"
     calibrator: str = "workbench"
     calib_method: str = "entropy"
+    per_channel: bool = True  # per-output-channel weight scales (activations stay per-tensor)
     compare_methods: tuple[str, ...] = ("entropy", "percentile-99.99", "max", "mse")
     gate_policy: str | None = DEFAULT_POLICY  # None: no gate
     gate_baseline: str = "ort-fp32"
@@ -296,6 +297,7 @@ def _compare_methods(
         config.compare_methods,
         labels=data.label_names,
         calibration_set_sha256=calib.manifest_sha256,
+        per_channel=config.per_channel,
     )
 
 
@@ -319,7 +321,10 @@ def _quantize(
             feeds.append({k: v[:take] for k, v in feed.items()})
             n += take
         key = f"{calib.manifest_sha256}:{n}"
-        return quantize_static_int8_ort(onnx_path, feeds, key, config.calib_method), dynamic, ""
+        static = quantize_static_int8_ort(
+            onnx_path, feeds, key, config.calib_method, per_channel=config.per_channel
+        )
+        return static, dynamic, ""
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
 
@@ -332,8 +337,12 @@ def _quantize(
     table_rel = "calibration_table.json"
     table.save(run_dir / table_rel)
     out = run_dir / "models" / "int8-static-qdq.onnx"
-    write_qdq_model(onnx_path, table, out)
-    detail = f"static QDQ, workbench {config.calib_method} calibration ({len(calib)} samples)"
+    write_qdq_model(onnx_path, table, out, per_channel=config.per_channel)
+    weights = "per-channel" if config.per_channel else "per-tensor"
+    detail = (
+        f"static QDQ, workbench {config.calib_method} calibration ({len(calib)} samples), "
+        f"symmetric int8, {weights} weights, MatMul/Gemm"
+    )
     return QuantizedModel(out, "int8-static", detail), dynamic, table_rel
 
 

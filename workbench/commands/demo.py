@@ -23,6 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="who computes INT8 ranges (default: workbench)",
     )
     p.add_argument("--method", default="entropy", help="calibration method (default entropy)")
+    p.add_argument(
+        "--per-tensor",
+        action="store_true",
+        help="one weight scale per tensor (default per-channel)",
+    )
     p.add_argument("--n-test", type=int, help="evaluate on at most this many test samples")
     p.add_argument("--iterations", type=int, help="timed iterations per latency shape")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = all cores)")
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         "label_column": args.label_column,
         "finetune": args.finetune,
         "calib_method": args.method,
+        "per_channel": not args.per_tensor,
         "threads": args.threads,
         "reports_root": args.reports,
         "calibration_root": args.calibration_sets,
