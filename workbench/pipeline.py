@@ -433,6 +433,12 @@ def _annotate(results: list[BuildResult]) -> list[BuildResult]:
                     f"{b.precision} ran {ratio:.2f}x the speed of ort-fp32 at batch "
                     f"{b.latency[0].batch_size} ({isa}): INT8 does not pay off here as built"
                 )
+                if "per-channel weights" in b.notes[0] and b.precision == "int8-static":
+                    notes.append(
+                        "per-channel weight scales keep ONNX Runtime's CPU kernels from fusing "
+                        "some int8 GEMMs; `--per-tensor` measured faster at batch 1 here, at "
+                        "some cost in accuracy"
+                    )
         if b.int8_coverage and b.int8_coverage.share < 0.5:
             notes.append(
                 f"only {b.int8_coverage.quantized_matmul} of "
