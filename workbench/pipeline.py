@@ -435,9 +435,9 @@ def _annotate(results: list[BuildResult]) -> list[BuildResult]:
                 )
                 if "per-channel weights" in b.notes[0] and b.precision == "int8-static":
                     notes.append(
-                        "per-channel weight scales keep ONNX Runtime's CPU kernels from fusing "
-                        "some int8 GEMMs; `--per-tensor` measured faster at batch 1 here, at "
-                        "some cost in accuracy"
+                        "per-channel weight scales ran slower at batch 1 than per-tensor ones "
+                        "in ONNX Runtime's CPU kernels when measured side by side "
+                        "(benchmarks/README.md); `--per-tensor` trades some accuracy for speed"
                     )
         if b.int8_coverage and b.int8_coverage.share < 0.5:
             notes.append(
