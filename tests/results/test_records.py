@@ -38,7 +38,9 @@ def _run() -> RunResult:
         None,
         ["note"],
     )
-    prov = Provenance("sha", {"numpy": "2"}, "3.11", "linux", "cpu", 2, ["avx2"], "", "now", {"split": 0})
+    prov = Provenance(
+        "sha", {"numpy": "2"}, "3.11", "linux", "cpu", 2, ["avx2"], "", "now", {"split": 0}
+    )
     return RunResult(
         1, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov, {"quick": True}
     )
