@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from types import TracebackType
 
 import numpy as np
 
+from workbench.closing import Closeable
 from workbench.errors import InputMismatchError
 
 Feed = dict[str, np.ndarray]
@@ -27,7 +27,7 @@ class TensorSpec:
     shape: tuple[int | str | None, ...]
 
 
-class Runner(ABC):
+class Runner(Closeable, ABC):
     """Base class: subclasses implement ``input_specs`` and ``_infer``.
 
     Example::
@@ -88,16 +88,5 @@ class Runner(ABC):
             out[spec.name] = np.ascontiguousarray(arr)
         return out
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most runners need nothing
+    def close(self) -> None:
         """Release the backend's resources (sessions, engines, device buffers)."""
-
-    def __enter__(self) -> Runner:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -12,11 +12,11 @@ from __future__ import annotations
 import ctypes
 import time
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Protocol
 
 import numpy as np
 
+from workbench.closing import Closeable
 from workbench.errors import InputMismatchError
 
 
@@ -183,7 +183,7 @@ class PinnedArray:
         self.capacity = 0
 
 
-class TensorBuffers:
+class TensorBuffers(Closeable):
     """Named pinned-host + device buffer pairs for one stream; a context manager.
 
     Example::
@@ -281,14 +281,3 @@ class TensorBuffers:
         self._device.clear()
         self._staged.clear()
         self._closed = True
-
-    def __enter__(self) -> TensorBuffers:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -13,11 +13,11 @@ import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
+from workbench.closing import Closeable
 from workbench.errors import CalibrationError, InputMismatchError
 from workbench.fileio import atomic_write_bytes
 from workbench.tensorrt.buffers import MemoryApi, TensorBuffers
@@ -66,7 +66,7 @@ def fixed_shape_batches(feeds: Iterable[Feed], batch: int, seq: int, pad_id: int
     return out
 
 
-class CalibrationFeeder:
+class CalibrationFeeder(Closeable):
     """Serves calibration batches as device pointers and counts them; a context manager.
 
     Example::
@@ -131,17 +131,6 @@ class CalibrationFeeder:
         if self._stream:
             self._api.stream_destroy(self._stream)
             self._stream = 0
-
-    def __enter__(self) -> CalibrationFeeder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class CalibrationCacheIO:
