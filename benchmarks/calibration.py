@@ -37,8 +37,8 @@ MODELS = ("minilm", "bert-base")
 
 def _artifact(kind: str, work: Path):  # type: ignore[no-untyped-def]
     """A prepared classifier (random head) on the MiniLM encoder or a random BERT-base."""
-    from workbench.model.artifact import ENCODER_DIR, HEAD_FILE, ModelArtifact
-    from workbench.model.prepare import default_base_model
+    from workbench.backends.pytorch.artifact import ENCODER_DIR, HEAD_FILE, ModelArtifact
+    from workbench.backends.pytorch.prepare import default_base_model
 
     out = work / kind
     enc = out / ENCODER_DIR
@@ -63,7 +63,7 @@ def _artifact(kind: str, work: Path):  # type: ignore[no-untyped-def]
                  bias=np.zeros(2, np.float32))  # fmt: skip
         ModelArtifact(out, ["rotten", "fresh"], 128, "mean", True, f"bench-{kind}", "random",
                       {}).save_meta()  # fmt: skip
-    from workbench.model.artifact import load_artifact
+    from workbench.backends.pytorch.artifact import load_artifact
 
     return load_artifact(out)
 
@@ -142,7 +142,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         cal.collect_data(Reader())
         n_tensors = len(cal.compute_data().data)
     else:  # plain FP32 inference on the same batches
-        from workbench.backends.ort import OrtRunner
+        from workbench.backends.onnxruntime.runner import OrtRunner
 
         with OrtRunner(args.onnx) as r:
             for f in feeds:
@@ -213,8 +213,8 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     import tempfile
 
+    from workbench.backends.onnxruntime.export import export_onnx
     from workbench.fileio import atomic_write_json, cache_root
-    from workbench.model.export import export_onnx
     from workbench.provenance import collect_provenance
 
     work = Path(args.work) if args.work else cache_root() / "bench-calibration"

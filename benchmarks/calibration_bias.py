@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from workbench.backends.ort import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate_methods
     from workbench.data.calibset import PoolFilters, build_calibration_set

@@ -15,12 +15,12 @@ import os
 import statistics
 from pathlib import Path
 
+from workbench.backends.onnxruntime.export import export_onnx
+from workbench.backends.pytorch.prepare import prepare_classifier
 from workbench.data.datasets import load_rotten_tomatoes, make_splits
 from workbench.data.tokenize import TextTokenizer
 from workbench.evaluate.isolated import LatencySpec, measure_isolated
 from workbench.fileio import atomic_write_json
-from workbench.model.export import export_onnx
-from workbench.model.prepare import prepare_classifier
 from workbench.provenance import collect_provenance
 from workbench.results.serde import to_dict
 
@@ -28,7 +28,7 @@ SHAPES = [(1, 32), (1, 128), (8, 128), (32, 128)]
 
 
 def _builds(calib_n: int) -> tuple[list[tuple[str, str, str, str]], str]:
-    from workbench.build.ort_quant import quantize_dynamic_int8
+    from workbench.backends.onnxruntime.build import quantize_dynamic_int8
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
     from workbench.data.calibset import build_calibration_set

@@ -175,7 +175,7 @@ def run_build(
     """Latency (with/without copies) over the spec's shapes, peak memory and fit of one build."""
     import torch
 
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
     from workbench.evaluate.gpu_timing import MIB, measure_gpu_latency, measure_memory
     from workbench.evaluate.memory import peak_rss_mb
     from workbench.results.records import BuildResult
@@ -256,6 +256,8 @@ def run_build(
 
 def minilm_workload(ctx: dict[str, Any], args: argparse.Namespace) -> list[Any]:
     """Fine-tune the default classifier here, then accuracy + speed of each build."""
+    from workbench.backends.pytorch.model import load_torch_classifier
+    from workbench.backends.pytorch.prepare import prepare_classifier
     from workbench.data.datasets import load_rotten_tomatoes, make_splits, test_set_sha256
     from workbench.data.tokenize import TextTokenizer
     from workbench.evaluate.accuracy import (
@@ -266,8 +268,6 @@ def minilm_workload(ctx: dict[str, Any], args: argparse.Namespace) -> list[Any]:
     )
     from workbench.evaluate.latency import fixed_shape_feed
     from workbench.fileio import sha256_file
-    from workbench.model.prepare import prepare_classifier
-    from workbench.model.torch_model import load_torch_classifier
 
     t = time.perf_counter()
     splits = make_splits(load_rotten_tomatoes())
@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from workbench.backends.ort_cuda import ort_cuda_unavailable_reason
+    from workbench.backends.onnxruntime.cuda import ort_cuda_unavailable_reason
     from workbench.evaluate.gpu_timing import MIB, nvml_used_mb
     from workbench.provenance import collect_provenance
     from workbench.results.records import SCHEMA_VERSION, RunResult, save_run

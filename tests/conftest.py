@@ -28,7 +28,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny classifier exported to ONNX (input_ids/attention_mask/token_type_ids -> logits)."""
-    from workbench.model.export import export_onnx
+    from workbench.backends.onnxruntime.export import export_onnx
 
     info = export_onnx(tiny_model, tmp_path_factory.mktemp("tiny-onnx"))
     return Path(info.onnx_path)

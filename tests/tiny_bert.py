@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.model.artifact import ENCODER_DIR, HEAD_FILE, ModelArtifact
+from workbench.backends.pytorch.artifact import ENCODER_DIR, HEAD_FILE, ModelArtifact
 
 
 def default_tokenizer_dir() -> Path:

@@ -39,9 +39,9 @@ from workbench.results.records import (
 )
 
 if TYPE_CHECKING:
-    from workbench.build.ort_quant import QuantizedModel
+    from workbench.backends.onnxruntime.build import QuantizedModel
+    from workbench.backends.pytorch.artifact import ModelArtifact
     from workbench.gate.decision import GateDecision
-    from workbench.model.artifact import ModelArtifact
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
     run_id = config.run_id or _run_id(data.name, config.quick)
     run_dir = Path(config.reports_root) / run_id
     with st.stage("prepare classifier") as bar:
-        from workbench.model.prepare import prepare_classifier
+        from workbench.backends.pytorch.prepare import prepare_classifier
 
         art = prepare_classifier(
             splits,
@@ -170,7 +170,7 @@ def run_demo(config: DemoConfig | None = None) -> tuple[RunResult, Path]:
             progress=st.callback(bar),
         )
     with st.stage("export ONNX"):
-        from workbench.model.export import export_onnx
+        from workbench.backends.onnxruntime.export import export_onnx
 
         export = export_onnx(art)
     tok = TextTokenizer.from_model_dir(art.encoder_dir, art.max_length)
@@ -304,7 +304,7 @@ def _compare_methods(
 def _quantize(
     config: DemoConfig, onnx_path: str, calib: CalibrationSet, tok: TextTokenizer, run_dir: Path
 ) -> tuple[QuantizedModel, QuantizedModel, str]:
-    from workbench.build.ort_quant import (
+    from workbench.backends.onnxruntime.build import (
         ORT_CALIBRATION_CAP,
         QuantizedModel,
         quantize_dynamic_int8,
@@ -356,12 +356,12 @@ def _evaluate_all(
     labels: np.ndarray,
     run_dir: Path,
 ) -> list[BuildResult]:
-    from workbench.backends.ort import OrtRunner
-    from workbench.backends.torch_runner import TorchRunner
-    from workbench.build.ort_quant import int8_coverage
+    from workbench.backends.onnxruntime.build import int8_coverage
+    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.backends.pytorch.model import load_torch_classifier
+    from workbench.backends.pytorch.runner import TorchRunner
     from workbench.evaluate.accuracy import accuracy_result, predict_logits, save_predictions
     from workbench.evaluate.isolated import LatencySpec, measure_isolated
-    from workbench.model.torch_model import load_torch_classifier
 
     logits: dict[str, np.ndarray] = {}
     coverage = {}

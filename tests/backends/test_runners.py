@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.backends.ort import OrtRunner
+from workbench.backends.onnxruntime.runner import OrtRunner
 from workbench.data.tokenize import TextTokenizer
 from workbench.errors import InputMismatchError, ModelError
 
@@ -16,8 +16,8 @@ def tok(tiny_model):
 
 
 def test_ort_matches_torch_within_tolerance(tiny_model, tiny_onnx, tok):
-    from workbench.backends.torch_runner import TorchRunner
-    from workbench.model.torch_model import load_torch_classifier
+    from workbench.backends.pytorch.model import load_torch_classifier
+    from workbench.backends.pytorch.runner import TorchRunner
 
     feed = tok.encode(["a fine film", "a long and dull film that never ends " * 3])
     with OrtRunner(tiny_onnx) as o, TorchRunner(load_torch_classifier(tiny_model)) as t:

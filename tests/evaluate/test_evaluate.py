@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.backends.ort import OrtRunner
+from workbench.backends.onnxruntime.runner import OrtRunner
 from workbench.data.tokenize import TextTokenizer
 from workbench.errors import ModelError
 from workbench.evaluate.accuracy import accuracy_result, predict_logits, save_predictions

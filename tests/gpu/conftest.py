@@ -39,7 +39,7 @@ def mean_pool_classifier():
     torch = pytest.importorskip("torch", reason="needs torch (extra: torch)")
     from transformers import BertModel
 
-    from workbench.model.torch_model import MeanPoolClassifier
+    from workbench.backends.pytorch.model import MeanPoolClassifier
 
     torch.manual_seed(0)
     model = MeanPoolClassifier(BertModel(_bert_config(), add_pooling_layer=False), 2)

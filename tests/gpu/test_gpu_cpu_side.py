@@ -22,7 +22,7 @@ def test_instances_fit():
 
 
 def test_runner_rejects_cuda_only_options_on_cpu(mean_pool_classifier):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     for kwargs in ({"precision": "tf32"}, {"cuda_graphs": True}):
         with pytest.raises(ConfigError, match="CUDA device"):
@@ -36,7 +36,7 @@ def test_runner_rejects_cuda_only_options_on_cpu(mean_pool_classifier):
 def test_hf_classifier_on_cpu_returns_its_logits(hf_classifier):
     import torch
 
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     feed = random_feed(2, 24, 3, pad=True)
     with TorchRunner(hf_classifier, "hf") as r:
@@ -52,7 +52,10 @@ def test_hf_classifier_on_cpu_returns_its_logits(hf_classifier):
 
 
 def test_ort_cuda_skips_with_a_reason_without_onnxruntime_gpu(request, tmp_path):
-    from workbench.backends.ort_cuda import make_ort_cuda_runner, ort_cuda_unavailable_reason
+    from workbench.backends.onnxruntime.cuda import (
+        make_ort_cuda_runner,
+        ort_cuda_unavailable_reason,
+    )
 
     reason = ort_cuda_unavailable_reason()
     if reason is None:  # onnxruntime-gpu present: it must really run
@@ -66,7 +69,7 @@ def test_ort_cuda_skips_with_a_reason_without_onnxruntime_gpu(request, tmp_path)
 
 @pytest.mark.skipif(CUDA_SKIP_REASON is None, reason="this machine has a GPU")
 def test_gpu_timing_says_why_on_cpu(mean_pool_classifier):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
     from workbench.evaluate.gpu_timing import measure_gpu_latency
 
     if importlib.util.find_spec("torch") is None:

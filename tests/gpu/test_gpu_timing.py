@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.gpu, requires_cuda]
 
 @pytest.fixture
 def fp16_graph_runner(mean_pool_classifier):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     with TorchRunner(mean_pool_classifier, "t-fp16-g", "fp16", "cuda", cuda_graphs=True) as r:
         yield r
@@ -32,7 +32,7 @@ def test_latency_record_with_and_without_copies(fp16_graph_runner, copies):
 
 
 def test_copies_cost_time(mean_pool_classifier):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
     from workbench.evaluate.gpu_timing import measure_gpu_latency
 
     with TorchRunner(mean_pool_classifier, "t-fp16", "fp16", "cuda") as r:
@@ -44,7 +44,7 @@ def test_copies_cost_time(mean_pool_classifier):
 
 @pytest.mark.parametrize(("graphs", "streams"), [(False, 2), (True, 2), (True, 4)])
 def test_stream_throughput(mean_pool_classifier, graphs, streams):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
     from workbench.evaluate.gpu_timing import measure_stream_throughput
 
     with TorchRunner(mean_pool_classifier, "t", "fp16", "cuda", cuda_graphs=graphs) as r:
@@ -57,7 +57,7 @@ def test_stream_throughput(mean_pool_classifier, graphs, streams):
 def test_memory_footprint_and_fit(mean_pool_classifier):
     import torch
 
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
     from workbench.evaluate.gpu_timing import MIB, measure_memory
 
     torch.cuda.empty_cache()

@@ -22,7 +22,7 @@ def rel_err(out: np.ndarray, ref: np.ndarray) -> float:
 
 
 def cpu_reference(model, feed) -> np.ndarray:
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     with TorchRunner(copy.deepcopy(model), "cpu-ref") as r:
         return r.infer(feed)["logits"]
@@ -31,7 +31,7 @@ def cpu_reference(model, feed) -> np.ndarray:
 @pytest.mark.parametrize("cast", ["cast", "autocast"])
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16", "bf16"])
 def test_precisions_match_cpu_fp32(mean_pool_classifier, precision, cast):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     for seed in (0, 1):  # fresh inputs each time, padded rows included
         feed = random_feed(4, 48, seed, pad=True)
@@ -45,7 +45,7 @@ def test_precisions_match_cpu_fp32(mean_pool_classifier, precision, cast):
 
 
 def test_hf_sequence_classifier_on_cuda(hf_classifier):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     feed = random_feed(3, 40, 7, pad=True)
     ref = cpu_reference(hf_classifier, feed)
@@ -57,7 +57,7 @@ def test_hf_sequence_classifier_on_cuda(hf_classifier):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cuda_graph_replay_equals_eager_on_fresh_inputs(mean_pool_classifier, precision):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     eager = TorchRunner(copy.deepcopy(mean_pool_classifier), "eager", precision, "cuda")
     graphs = TorchRunner(
@@ -80,7 +80,7 @@ def test_cuda_graph_replay_equals_eager_on_fresh_inputs(mean_pool_classifier, pr
 
 
 def test_compiled_graphs_match_eager(mean_pool_classifier):
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     eager = TorchRunner(copy.deepcopy(mean_pool_classifier), "eager", "fp16", "cuda")
     comp = TorchRunner(
@@ -102,7 +102,7 @@ def test_compiled_graphs_match_eager(mean_pool_classifier):
 def test_tf32_flag_is_scoped_to_the_tf32_build(mean_pool_classifier):
     import torch
 
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
     before = torch.backends.cuda.matmul.allow_tf32
     with TorchRunner(copy.deepcopy(mean_pool_classifier), "tf32", "tf32", "cuda") as r:

@@ -141,7 +141,7 @@ def _finite(x: float) -> float:
 
 
 def _logits(onnx_path: str | Path, feeds: Sequence[Feed]) -> np.ndarray:
-    from workbench.backends.ort import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner
 
     runner = OrtRunner(onnx_path, name=Path(onnx_path).name)
     try:

@@ -106,7 +106,7 @@ class ActivationTap:
         intra_op_threads: int = 0,
         max_output_mb: float = 64.0,
     ) -> None:
-        from workbench.backends.ort import OrtRunner
+        from workbench.backends.onnxruntime.runner import OrtRunner
 
         model = load_onnx(onnx_path)
         wanted = tensor_names if tensor_names is not None else quantizable_from_model(model)

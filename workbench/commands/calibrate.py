@@ -182,8 +182,8 @@ def _model(model: str, args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("an .onnx --model needs --tokenizer DIR (with tokenizer.json)")
         tok = TextTokenizer.from_model_dir(args.tokenizer, args.max_length)
         return {"onnx": str(path), "tokenizer": tok}
-    from workbench.model.artifact import load_artifact
-    from workbench.model.export import export_onnx
+    from workbench.backends.onnxruntime.export import export_onnx
+    from workbench.backends.pytorch.artifact import load_artifact
 
     art = load_artifact(path)
     tok = TextTokenizer.from_model_dir(art.encoder_dir, art.max_length)

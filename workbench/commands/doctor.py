@@ -45,7 +45,7 @@ def _version(dist: str) -> str:
 
 
 def probe_tensorrt() -> Check:
-    from workbench.tensorrt._trt import availability, version_tuple
+    from workbench.backends.tensorrt._trt import availability, version_tuple
 
     ok, info = availability()
     if not ok:
@@ -73,8 +73,8 @@ def probe_nvidia_smi() -> tuple[Check, list[str]]:
 
 
 def probe_cuda_python() -> Check:
+    from workbench.backends.tensorrt.cuda import CudaRuntimeApi
     from workbench.errors import BackendUnavailableError
-    from workbench.tensorrt.cuda import CudaRuntimeApi
 
     version = _version("cuda-bindings") or _version("cuda-python")
     if not version:
@@ -90,8 +90,8 @@ def probe_cupy() -> Check:
     version = next((v for d in ("cupy-cuda12x", "cupy-cuda13x", "cupy") if (v := _version(d))), "")
     if not version:
         return Check("cupy", False, "", "not installed (optional)")
+    from workbench.backends.tensorrt.cuda import CupyApi
     from workbench.errors import BackendUnavailableError
-    from workbench.tensorrt.cuda import CupyApi
 
     try:
         return Check("cupy", True, version, f"device 0: {CupyApi().device_name()}")

@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.backends.onnxruntime.export import export_onnx
+    from workbench.backends.pytorch.prepare import prepare_classifier
     from workbench.data.datasets import make_splits
-    from workbench.model.export import export_onnx
-    from workbench.model.prepare import prepare_classifier
     from workbench.pipeline import DemoConfig, load_data
 
     cfg = DemoConfig(

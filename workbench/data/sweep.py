@@ -182,10 +182,10 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
 
 def default_model(data_file: str | None, text_column: str, label_column: str) -> tuple[str, Any]:
     """The demo's cached default classifier (prepared on first use), its ONNX and tokenizer."""
+    from workbench.backends.onnxruntime.export import export_onnx
+    from workbench.backends.pytorch.prepare import prepare_classifier
     from workbench.data.datasets import load_labelled_file, load_rotten_tomatoes, make_splits
     from workbench.data.tokenize import TextTokenizer
-    from workbench.model.export import export_onnx
-    from workbench.model.prepare import prepare_classifier
 
     data = (
         load_labelled_file(data_file, text_column, label_column)
@@ -211,7 +211,7 @@ def run_sweep(
     strategy: str = "stratified",
 ) -> SweepResult:
     """Calibrate at every N x seed, evaluate each INT8 model, save JSON + plot in ``out_dir``."""
-    from workbench.backends.ort import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner
     from workbench.calibration.table import check_methods
     from workbench.data.datasets import subset
     from workbench.data.sources import default_pool
@@ -300,7 +300,7 @@ class _Context:
 
 
 def _one_point(ctx: _Context, n: int, seed: int) -> tuple[SweepPoint, dict[str, float]]:
-    from workbench.backends.ort import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
     from workbench.data.calibset import build_calibration_set

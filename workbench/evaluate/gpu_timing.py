@@ -26,7 +26,7 @@ from workbench.evaluate.latency import summarize_ms
 from workbench.results.records import LatencyResult
 
 if TYPE_CHECKING:
-    from workbench.backends.torch_runner import TorchRunner
+    from workbench.backends.pytorch.runner import TorchRunner
 
 log = logging.getLogger(__name__)
 

@@ -84,13 +84,13 @@ def _child(spec: LatencySpec) -> dict[str, object]:
 
 def _open_runner(spec: LatencySpec) -> Runner:
     if spec.backend == "pytorch":
-        from workbench.backends.torch_runner import TorchRunner
-        from workbench.model.artifact import load_artifact
-        from workbench.model.torch_model import load_torch_classifier
+        from workbench.backends.pytorch.artifact import load_artifact
+        from workbench.backends.pytorch.model import load_torch_classifier
+        from workbench.backends.pytorch.runner import TorchRunner
 
         model = load_torch_classifier(load_artifact(spec.model))
         return TorchRunner(model, precision=spec.precision, threads=spec.threads or None)
-    from workbench.backends.ort import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner
 
     return OrtRunner(spec.model, precision=spec.precision, intra_op_threads=spec.threads)
 

@@ -1,0 +1,1 @@
+"""ONNX Runtime backend: FP32 export, INT8 static/dynamic builds, runner, INT8 audit."""

@@ -1,1 +1,0 @@
-"""Models: the prepared classifier artifact, its torch module, ONNX export."""
