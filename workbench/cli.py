@@ -21,6 +21,8 @@ from workbench import __version__
 from workbench.errors import WorkbenchError
 
 COMMANDS = (
+    "run",
+    "init",
     "demo",
     "prepare",
     "calibset",

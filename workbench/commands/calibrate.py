@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     batches = calib.batches(ctx["tokenizer"], args.batch_size)
     if args.no_compare:
         return _tables_only(args, ctx, calib, batches, methods, run_dir)
-    from workbench.calibration.compare import compare_methods
+    from workbench.experiment.compare import compare_methods
 
     texts, labels = ctx["test"]
     tok = ctx["tokenizer"]

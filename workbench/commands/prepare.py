@@ -19,13 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from workbench.backends.onnxruntime.export import export_onnx
     from workbench.backends.pytorch.prepare import prepare_classifier
-    from workbench.data.datasets import make_splits
-    from workbench.pipeline import DemoConfig, load_data
+    from workbench.data.datasets import load_labelled_file, load_rotten_tomatoes, make_splits
 
-    cfg = DemoConfig(
-        data_file=args.data, text_column=args.text_column, label_column=args.label_column
+    data = (
+        load_labelled_file(args.data, args.text_column, args.label_column)
+        if args.data
+        else load_rotten_tomatoes()
     )
-    splits = make_splits(load_data(cfg))
+    splits = make_splits(data)
     art = prepare_classifier(
         splits, base_model=args.base_model, finetune=args.finetune, max_train=args.max_train
     )

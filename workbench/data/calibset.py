@@ -113,8 +113,10 @@ class CalibrationSet:
         """
         check_tokenizer(self.manifest, tokenizer, self.dir)
         texts = self.dataset["text"]
+        pairs = self.dataset["text_pair"] if "text_pair" in self.dataset.column_names else None
         for idx in batch_plan(self.lengths, tokenizer.max_length, batch_size):
-            yield tokenizer.encode([texts[int(i)] for i in idx])
+            second = None if pairs is None else [pairs[int(i)] for i in idx]
+            yield tokenizer.encode([texts[int(i)] for i in idx], pairs=second)
 
 
 def check_tokenizer(manifest: CalibrationManifest, tokenizer: TextTokenizer, where: Path) -> None:
@@ -194,12 +196,14 @@ def build_calibration_set(
     if target is None and target_lengths is not None:
         target = TextProfile(np.asarray(target_lengths, dtype=np.int64))
     texts = [str(t) for t in pool["text"]]
+    pairs = [str(t) for t in pool["text_pair"]] if "text_pair" in pool.column_names else None
     labels, label_names = _label_info(pool)
     name = name or default_name(source_path, strategy, n, seed, filters)
     if not _NAME_OK.match(name):
         raise DataError(f"calibration set name {name!r} must be letters, digits, '.', '_' or '-'")
     out = Path(root) / name
-    pool_sha = _pool_sha256(texts, labels)
+    joined = texts if pairs is None else [f"{a}\t{b}" for a, b in zip(texts, pairs, strict=True)]
+    pool_sha = _pool_sha256(joined, labels)
     key = sha256_json(
         {
             "schema": MANIFEST_SCHEMA_VERSION,
@@ -220,8 +224,8 @@ def build_calibration_set(
         if target is None or reused.manifest.target_key == _target_key(target):
             return reused
         return _reassess(reused, tokenizer, target, target_name or "target lengths")
-    lengths = tokenizer.lengths(texts)
-    keep, filter_record = _apply_filters(texts, lengths, filters)
+    lengths = tokenizer.lengths(texts, pairs=pairs)
+    keep, filter_record = _apply_filters(joined, lengths, filters)
     usable = np.flatnonzero(keep)
     if len(usable) == 0:
         raise DataError(f"no pool rows are left after the filters ({filter_record}); relax them")
@@ -246,6 +250,7 @@ def build_calibration_set(
     return _write_set(
         out,
         texts=[texts[int(i)] for i in chosen],
+        pairs=None if pairs is None else [pairs[int(i)] for i in chosen],
         labels=None if labels is None else labels[chosen],
         lengths=lengths[chosen],
         pool_index=chosen,
@@ -304,6 +309,7 @@ def _apply_filters(
 def _write_set(
     out: Path,
     texts: list[str],
+    pairs: list[str] | None,
     labels: np.ndarray | None,
     lengths: np.ndarray,
     pool_index: np.ndarray,
@@ -316,6 +322,8 @@ def _write_set(
     df = pd.DataFrame(
         {"text": texts, "label": label_arr, "length": lengths, "pool_index": pool_index}
     )
+    if pairs is not None:
+        df.insert(1, "text_pair", pairs)
     data_path = out / DATA_FILE
     atomic_write_with(data_path, lambda tmp: df.to_parquet(tmp, index=False))
     names: list[str] = manifest_fields["label_names"]
@@ -457,8 +465,11 @@ def load_calibration_set(
     df = pd.read_parquet(data_path)
     labelled = bool(manifest.label_names) and bool((df["label"] >= 0).all())
     label_feature = ClassLabel(names=manifest.label_names) if labelled else Value("int64")
-    feats = Features({"text": Value("string"), "label": label_feature})
-    ds = Dataset.from_pandas(df[["text", "label"]], features=feats, preserve_index=False)
+    cols = {"text": Value("string")}
+    if "text_pair" in df.columns:
+        cols["text_pair"] = Value("string")
+    feats = Features({**cols, "label": label_feature})
+    ds = Dataset.from_pandas(df[[*cols, "label"]], features=feats, preserve_index=False)
     return CalibrationSet(
         dir=d,
         dataset=ds,

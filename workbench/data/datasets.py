@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import DataError
-from workbench.fileio import sha256_file, sha256_strings
+from workbench.fileio import sha256_file, sha256_json, sha256_strings
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -72,50 +73,101 @@ def load_rotten_tomatoes() -> LabelledData:
 
 
 def load_labelled_file(
-    path: str | Path, text_column: str = "text", label_column: str = "label"
+    path: str | Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str = "",
+    label_names: Sequence[str] | None = None,
 ) -> LabelledData:
-    """A user's CSV / JSONL / Parquet file with a text and a label column."""
+    """A user's CSV / TSV / JSONL / Parquet file, or a saved HF datasets folder, with text(s) and
+    a label column. ``label_names`` fixes the label order (e.g. the test file's for a
+    calibration file); otherwise labels are sorted by their text."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"dataset file {p} does not exist; pass an existing CSV/JSONL/Parquet path")
-    suffixes = "".join(p.suffixes).lower()
-    try:
-        if suffixes.endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv")):
-            df = pd.read_csv(p, sep="\t" if suffixes.endswith(".tsv") else ",")
-        elif suffixes.endswith((".jsonl", ".json")):
-            df = pd.read_json(p, lines=suffixes.endswith(".jsonl"))
-        elif suffixes.endswith(".parquet"):
-            df = pd.read_parquet(p)
-        else:
-            raise DataError(f"{p}: unknown format {suffixes!r}; use .csv, .tsv, .jsonl or .parquet")
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"{p} could not be read ({exc}); check the file's format") from exc
-    for col, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+    df = _read_frame(p)
+    cols = [(text_column, "text_column"), (label_column, "label_column")]
+    if text_pair_column:
+        cols.append((text_pair_column, "text_pair_column"))
+    for col, key in cols:
         if col not in df.columns:
-            raise DataError(f"{p} has no column {col!r} (columns: {list(df.columns)}); pass {flag}")
-    df = _clean(
-        df[[text_column, label_column]].rename(
-            columns={text_column: "text", label_column: "label"}
-        ),
-        "text",
-        "label",
-        str(p),
-    )
-    names = sorted(str(v) for v in df["label"].unique())
-    df["label"] = df["label"].astype(str).map({n: i for i, n in enumerate(names)})
+            raise DataError(
+                f"{p} has no column {col!r} (columns: {list(df.columns)}); set [data] {key}"
+            )
+    rename = {text_column: "text", label_column: "label"}
+    if text_pair_column:
+        rename[text_pair_column] = "text_pair"
+    df = _clean(df[list(rename)].rename(columns=rename), "text", "label", str(p))
+    df["label"] = df["label"].map(_label_text)
+    found = sorted(df["label"].unique())
+    names = list(label_names) if label_names is not None else found
+    unknown = sorted(set(found) - set(names))
+    if unknown:
+        raise DataError(
+            f"{p} has label(s) {unknown} that the test data does not have ({names}); "
+            "use the same label names in both files"
+        )
+    df["label"] = df["label"].map({n: i for i, n in enumerate(names)})
     return _to_labelled(p.stem, p, df, names)
 
 
+def _label_text(value: object) -> str:
+    """Labels as the user wrote them: 1.0 read by pandas from a CSV becomes "1"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _read_frame(p: Path) -> pd.DataFrame:
+    if p.is_dir():
+        return _read_hf_folder(p)
+    if not p.is_file():
+        raise DataError(
+            f"dataset file {p} does not exist; pass an existing CSV/JSONL/Parquet file "
+            "or a saved datasets folder"
+        )
+    suffixes = "".join(p.suffixes).lower()
+    try:
+        if suffixes.endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv")):
+            return pd.read_csv(p, sep="\t" if suffixes.endswith(".tsv") else ",")
+        if suffixes.endswith((".jsonl", ".json")):
+            return pd.read_json(p, lines=suffixes.endswith(".jsonl"))
+        if suffixes.endswith(".parquet"):
+            return pd.read_parquet(p)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"{p} could not be read ({exc}); check the file's format") from exc
+    raise DataError(f"{p}: unknown format {suffixes!r}; use .csv, .tsv, .jsonl or .parquet")
+
+
+def _read_hf_folder(p: Path) -> pd.DataFrame:
+    """A folder written by ``Dataset.save_to_disk`` (ClassLabel ints become their names)."""
+    from datasets import ClassLabel, Dataset, load_from_disk
+
+    try:
+        ds = load_from_disk(str(p))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise DataError(
+            f"{p} is not a saved datasets folder ({exc}); save one with Dataset.save_to_disk"
+        ) from exc
+    if not isinstance(ds, Dataset):
+        raise DataError(f"{p} holds several splits ({list(ds)}); point at one split's folder")
+    df = pd.DataFrame(ds.to_dict())
+    for name, feat in ds.features.items():
+        if isinstance(feat, ClassLabel):
+            df[name] = [feat.int2str(int(v)) for v in df[name]]
+    return df
+
+
 def _clean(df: pd.DataFrame, text: str, label: str, where: str) -> pd.DataFrame:
-    df = df.dropna(subset=[text, label])
-    df = df.assign(**{text: df[text].astype(str).str.strip()})
+    texts = [c for c in (text, "text_pair") if c in df.columns]
+    df = df.dropna(subset=[*texts, label])
+    df = df.assign(**{c: df[c].astype(str).str.strip() for c in texts})
     df = df[df[text].str.len() > 0]
-    df = df.drop_duplicates(subset=[text]).reset_index(drop=True)
+    df = df.drop_duplicates(subset=texts).reset_index(drop=True)
     if len(df) == 0:
         raise DataError(f"{where} has no usable rows (empty text or label everywhere)")
     if df[label].nunique() < 2:
         raise DataError(
-            f"{where} has a single class ({df[label].iloc[0]!r}); a classifier needs at least two"
+            f"{where} has a single class ({_label_text(df[label].iloc[0])!r}); "
+            "a classifier needs at least two"
         )
     return df
 
@@ -123,9 +175,20 @@ def _clean(df: pd.DataFrame, text: str, label: str, where: str) -> pd.DataFrame:
 def _to_labelled(name: str, path: Path, df: pd.DataFrame, names: list[str]) -> LabelledData:
     from datasets import ClassLabel, Dataset, Features, Value
 
-    feats = Features({"text": Value("string"), "label": ClassLabel(names=names)})
-    ds = Dataset.from_pandas(df[["text", "label"]], features=feats, preserve_index=False)
-    return LabelledData(name, str(path), sha256_file(path), ds, names)
+    cols = {"text": Value("string")}
+    if "text_pair" in df.columns:
+        cols["text_pair"] = Value("string")
+    feats = Features({**cols, "label": ClassLabel(names=names)})
+    ds = Dataset.from_pandas(df[[*cols, "label"]], features=feats, preserve_index=False)
+    return LabelledData(name, str(path), source_sha256(path), ds, names)
+
+
+def source_sha256(path: Path) -> str:
+    """sha256 of a data file, or of a saved datasets folder's files (names and contents)."""
+    if not path.is_dir():
+        return sha256_file(path)
+    files = sorted(f for f in path.rglob("*") if f.is_file())
+    return sha256_json({str(f.relative_to(path)): sha256_file(f) for f in files})
 
 
 def make_splits(
@@ -167,4 +230,6 @@ def subset(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
 
 def test_set_sha256(ds: Dataset) -> str:
     """Identity of a test set (texts and labels, in order): gates refuse to pair different sets."""
-    return sha256_strings(f"{t}\t{y}" for t, y in zip(ds["text"], ds["label"], strict=True))
+    pairs = ds["text_pair"] if "text_pair" in ds.column_names else [""] * len(ds)
+    rows = zip(ds["text"], pairs, ds["label"], strict=True)
+    return sha256_strings(f"{t}\t{p}\t{y}" if p else f"{t}\t{y}" for t, p, y in rows)

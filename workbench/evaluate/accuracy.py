@@ -22,15 +22,18 @@ def predict_logits(
     tokenizer: object,
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    pairs: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Logits for every text, in input order (length-sorted batches keep padding small)."""
-    lengths = tokenizer.lengths(texts)  # type: ignore[attr-defined]
+    """Logits for every text (or text pair), in input order; length-sorted batches keep
+    padding small."""
+    lengths = tokenizer.lengths(texts, pairs=pairs)  # type: ignore[attr-defined]
     order = np.argsort(lengths, kind="stable")
     out: np.ndarray | None = None
     n_batches = (len(texts) + batch_size - 1) // batch_size
     for b, start in enumerate(range(0, len(texts), batch_size)):
         idx = order[start : start + batch_size]
-        feed = tokenizer.encode([texts[i] for i in idx])  # type: ignore[attr-defined]
+        second = None if pairs is None else [pairs[i] for i in idx]
+        feed = tokenizer.encode([texts[i] for i in idx], pairs=second)  # type: ignore[attr-defined]
         logits = runner.infer(feed)["logits"]
         if out is None:
             out = np.zeros((len(texts), logits.shape[1]), dtype=np.float32)

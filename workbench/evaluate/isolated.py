@@ -10,22 +10,20 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from workbench.backends.base import Runner
+from workbench.backends.registry import Artifact, BuildRequest
 from workbench.errors import EngineBuildError
 from workbench.results.records import LatencyResult
-from workbench.results.serde import from_dict
+from workbench.results.serde import from_dict, to_dict
 
 
 @dataclass(frozen=True)
 class LatencySpec:
-    """What to time: a build (backend + model file/dir) and the shapes and iterations."""
+    """What to time: a built artifact (opened through the backend registry) and the shapes."""
 
-    backend: str  # "onnxruntime" | "pytorch"
-    model: str  # ONNX file (onnxruntime) or prepared model dir (pytorch)
-    tokenizer_file: str  # tokenizer.json that makes the feeds
-    precision: str
+    request: BuildRequest
+    artifact: Artifact
     shapes: list[tuple[int, int]]  # (batch, seq)
     iterations: int
     warmup: int
@@ -45,7 +43,7 @@ def measure_isolated(spec: LatencySpec, timeout_s: float = 900) -> LatencyOutcom
     """Run ``spec`` in a child Python process and read its JSON answer."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "workbench.evaluate.isolated", json.dumps(asdict(spec))],
+        [sys.executable, "-m", "workbench.evaluate.isolated", json.dumps(to_dict(spec))],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -53,7 +51,7 @@ def measure_isolated(spec: LatencySpec, timeout_s: float = 900) -> LatencyOutcom
     )
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EngineBuildError(f"latency child for {spec.backend} {spec.precision} failed: {tail}")
+        raise EngineBuildError(f"latency child for {spec.request.name} failed: {tail}")
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     return LatencyOutcome(
         latency=[from_dict(LatencyResult, x) for x in data["latency"]],
@@ -62,13 +60,14 @@ def measure_isolated(spec: LatencySpec, timeout_s: float = 900) -> LatencyOutcom
 
 
 def _child(spec: LatencySpec) -> dict[str, object]:
+    from workbench.backends.registry import get_backend
     from workbench.data.tokenize import TextTokenizer
     from workbench.evaluate.latency import fixed_shape_feed, measure_latency
     from workbench.evaluate.memory import peak_rss_mb
-    from workbench.results.serde import to_dict
 
-    runner = _open_runner(spec)
-    tok = TextTokenizer(spec.tokenizer_file, max(seq for _, seq in spec.shapes))
+    backend = get_backend(spec.request.backend)
+    runner = backend.open_runner(spec.request, spec.artifact, spec.threads)
+    tok = TextTokenizer(spec.request.tokenizer_file, max(seq for _, seq in spec.shapes))
     texts = ["a long and winding review of a film that is, on balance, worth the ticket price"] * 4
     results = []
     with runner:
@@ -82,20 +81,5 @@ def _child(spec: LatencySpec) -> dict[str, object]:
     return {"latency": to_dict(results), "peak_rss_mb": peak_rss_mb()}
 
 
-def _open_runner(spec: LatencySpec) -> Runner:
-    if spec.backend == "pytorch":
-        from workbench.backends.pytorch.artifact import load_artifact
-        from workbench.backends.pytorch.model import load_torch_classifier
-        from workbench.backends.pytorch.runner import TorchRunner
-
-        model = load_torch_classifier(load_artifact(spec.model))
-        return TorchRunner(model, precision=spec.precision, threads=spec.threads or None)
-    from workbench.backends.onnxruntime.runner import OrtRunner
-
-    return OrtRunner(spec.model, precision=spec.precision, intra_op_threads=spec.threads)
-
-
 if __name__ == "__main__":
-    s = json.loads(sys.argv[1])
-    s["shapes"] = [tuple(x) for x in s["shapes"]]
-    print(json.dumps(_child(LatencySpec(**s))))
+    print(json.dumps(_child(from_dict(LatencySpec, json.loads(sys.argv[1])))))

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 from workbench.errors import ResultsError
 from workbench.fileio import atomic_write_json
 from workbench.results.serde import from_dict, to_dict
+from workbench.results.spec import Experiment
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUN_FILE = "run.json"
 
 R = TypeVar("R")
@@ -111,8 +112,30 @@ class CalibrationSummary:
 
 
 @dataclass(frozen=True)
+class SkippedBuild:
+    """A build the experiment asked for that did not run here, and why."""
+
+    name: str
+    backend: str
+    device: str
+    precision: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """The model a run validated and its verified FP32 ONNX form."""
+
+    kind: str  # "default" | "hf" | "onnx"
+    path: str  # prepared-classifier dir, HF folder or .onnx file
+    onnx_path: str
+    onnx_sha256: str
+    export_max_abs_err: float  # ORT vs PyTorch on the export check (0 for a user's .onnx)
+
+
+@dataclass(frozen=True)
 class RunResult:
-    """Everything one ``workbench demo``/``evaluate`` run measured; the report's only input."""
+    """Everything one ``workbench run``/``demo`` measured; the report's only input."""
 
     schema_version: int
     run_id: str
@@ -123,7 +146,10 @@ class RunResult:
     builds: list[BuildResult]
     calibration: CalibrationSummary | None
     provenance: Provenance
-    config: dict[str, Any]
+    experiment: Experiment  # the typed spec this run ran (after --quick and auto builds)
+    model: ModelSummary
+    skipped: list[SkippedBuild]
+    warnings: list[str]  # data/model warnings raised while the run was prepared
 
     def build(self, name: str) -> BuildResult:
         """The build called ``name``; a ResultsError lists the ones there are."""

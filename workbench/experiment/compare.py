@@ -72,8 +72,11 @@ def compare_methods(
     exclude: Sequence[str] = (),
     sqnr_samples: int = 128,
     trt_version: str = "10.16.1",
+    statistics: dict[str, TensorStats] | None = None,
 ) -> CalibrationComparison:
-    """Calibrate with every method, evaluate each Q/DQ model, write the comparison record."""
+    """Calibrate with every method, evaluate each Q/DQ model, write the comparison record.
+
+    Pass ``statistics`` already collected on the calibration set to skip a second pass."""
     from workbench.provenance import collect_provenance
 
     check_methods(methods)
@@ -82,7 +85,11 @@ def compare_methods(
     if not test_feeds or y.size == 0:
         raise DataError("the test set is empty; a comparison needs labelled test samples")
     t0 = time.perf_counter_ns()
-    tables, stats = _calibrate(fp32_onnx, calibration_batches, methods, calibration_set_sha256)
+    if statistics is None:
+        tables, stats = _calibrate(fp32_onnx, calibration_batches, methods, calibration_set_sha256)
+    else:
+        stats = statistics
+        tables = tables_from_stats(stats, methods, sha256_file(fp32_onnx), calibration_set_sha256)
     stats_s = (time.perf_counter_ns() - t0) / 1e9
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     fp32_logits = _logits(fp32_onnx, test_feeds)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.calibration.conftest import random_texts
-from workbench.calibration.compare import compare_methods
+from workbench.experiment.compare import compare_methods
 from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
 from workbench.calibration.stats import quantizable_tensors
 from workbench.calibration.table import CalibrationTable

@@ -1,0 +1,133 @@
+"""ONNX Runtime in the backend registry: FP32, static INT8 (Q/DQ) and dynamic INT8 builds."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from workbench.backends.base import Runner
+from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds
+from workbench.errors import CalibrationError
+from workbench.fileio import atomic_write_with, sha256_file, sha256_json
+from workbench.results.records import Int8Coverage
+
+QDQ_VERSION = 1
+
+
+class OnnxRuntimeBackend:
+    """Builds ONNX models with ONNX Runtime's and the workbench's quantizers; runs them in ORT."""
+
+    name = "onnxruntime"
+
+    def precisions(self, device: str) -> tuple[str, ...]:
+        if device == "cpu":
+            return ("fp32", "int8-static", "int8-dynamic")
+        return ("fp32", "int8-static")
+
+    def unavailable_reason(self, device: str) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "onnxruntime is not installed: pip install onnxruntime"
+        if device == "cuda":
+            from workbench.backends.onnxruntime.cuda import ort_cuda_unavailable_reason
+
+            return ort_cuda_unavailable_reason()
+        return None
+
+    def build(self, req: BuildRequest, calibration: CalibrationFeeds | None) -> Artifact:
+        if req.precision == "fp32":
+            return Artifact(
+                req.fp32_onnx, sha256_file(req.fp32_onnx), "FP32 ONNX (TorchScript export)"
+            )
+        from workbench.backends.onnxruntime.build import quantize_dynamic_int8
+
+        if req.precision == "int8-dynamic":
+            q = quantize_dynamic_int8(req.fp32_onnx, per_channel=True)
+            return Artifact(str(q.path), sha256_file(q.path), q.detail)
+        if req.calibrator == "ort":
+            return _ort_static(req, calibration)
+        return _workbench_static(req)
+
+    def open_runner(self, req: BuildRequest, artifact: Artifact, threads: int = 0) -> Runner:
+        from workbench.backends.onnxruntime.runner import OrtRunner
+
+        if req.device == "cuda":
+            from workbench.backends.onnxruntime.cuda import make_ort_cuda_runner
+
+            return make_ort_cuda_runner(artifact.model_path, req.name, req.precision)
+        return OrtRunner(
+            artifact.model_path, name=req.name, precision=req.precision, intra_op_threads=threads
+        )
+
+    def int8_audit(self, req: BuildRequest, artifact: Artifact) -> Int8Coverage | None:
+        """Counted in ONNX Runtime's *optimized* graph: what actually ran."""
+        if not req.precision.startswith("int8"):
+            return None
+        from workbench.backends.onnxruntime.build import int8_coverage
+        from workbench.backends.onnxruntime.runner import OrtRunner
+
+        with tempfile.TemporaryDirectory() as tmp:
+            opt = Path(tmp) / "optimized.onnx"
+            with OrtRunner(artifact.model_path, optimized_model_path=opt):
+                pass
+            return int8_coverage(opt)
+
+
+def _workbench_static(req: BuildRequest) -> Artifact:
+    """Q/DQ model from the workbench's own calibration table, cached by content hash."""
+    from workbench.calibration.qdq import write_qdq_model
+    from workbench.calibration.table import CalibrationTable
+
+    if not req.table_file:
+        raise CalibrationError(f"{req.name}: static INT8 needs a calibration table; none was made")
+    table = CalibrationTable.load(req.table_file)
+    key = sha256_json(
+        {
+            "onnx": sha256_file(req.fp32_onnx),
+            "table": sha256_file(req.table_file),
+            "per_channel": req.per_channel,
+            "exclude": list(req.exclude),
+            "v": QDQ_VERSION,
+        }
+    )[:16]
+    out = Path(req.cache_dir) / "qdq" / key / "model.onnx"
+    if not out.is_file():
+        atomic_write_with(
+            out,
+            lambda tmp: write_qdq_model(
+                req.fp32_onnx, table, tmp, per_channel=req.per_channel, exclude=req.exclude
+            ),
+        )
+    weights = "per-channel" if req.per_channel else "per-tensor"
+    excluded = f", {len(req.exclude)} pattern(s) kept in float" if req.exclude else ""
+    detail = (
+        f"static Q/DQ, workbench {table.method} calibration ({table.n_samples} samples), "
+        f"symmetric int8, {weights} weights, MatMul/Gemm{excluded}"
+    )
+    return Artifact(str(out), sha256_file(out), detail)
+
+
+def _ort_static(req: BuildRequest, calibration: CalibrationFeeds | None) -> Artifact:
+    """ONNX Runtime's own calibrator (capped: it keeps every activation in memory)."""
+    from workbench.backends.onnxruntime.build import (
+        ORT_CALIBRATION_CAP,
+        quantize_static_int8_ort,
+    )
+
+    if calibration is None:
+        raise CalibrationError(f"{req.name}: ORT static INT8 needs calibration samples")
+    feeds, n = [], 0
+    for feed in calibration():
+        if n >= ORT_CALIBRATION_CAP:
+            break
+        take = min(len(feed["input_ids"]), ORT_CALIBRATION_CAP - n)
+        feeds.append({k: v[:take] for k, v in feed.items()})
+        n += take
+    key = sha256_json({"table": req.table_file and sha256_file(req.table_file), "n": n})
+    method = req.method if req.method in ("entropy", "max") else "entropy"
+    q = quantize_static_int8_ort(req.fp32_onnx, feeds, key, method, per_channel=req.per_channel)
+    return Artifact(str(q.path), sha256_file(q.path), q.detail)
+
+
+BACKEND = OnnxRuntimeBackend()

@@ -1,0 +1,72 @@
+"""Options shared by `run` and `demo`, and how their outcome is printed."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from workbench.results.spec import Experiment
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """--quick, --reports, --run-id, --skip-unavailable, --no-gate, --policy, --no-progress."""
+    p.add_argument("--quick", action="store_true", help="small subsets (CI, a first look)")
+    p.add_argument("--reports", default="reports", help="where run directories go")
+    p.add_argument("--calibration-sets", default="calibration_sets")
+    p.add_argument("--run-id", help="name of the run directory (default: timestamp)")
+    p.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="list builds whose backend is missing here as 'not run' instead of exiting 3",
+    )
+    p.add_argument("--policy", help="gate policy TOML (overrides the experiment's)")
+    p.add_argument("--no-gate", action="store_true", help="skip the gate")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def apply_run_args(exp: Experiment, args: argparse.Namespace) -> Experiment:
+    """The experiment as the command line adjusts it."""
+    if args.quick:
+        exp = replace(exp, quick=True)
+    if args.no_gate:
+        exp = replace(exp, gate=replace(exp.gate, enabled=False))
+    elif args.policy:
+        from workbench.gate import load_policy
+
+        policy = load_policy(args.policy)
+        exp = replace(exp, gate=replace(exp.gate, policy=policy, policy_file=args.policy))
+    return exp
+
+
+def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int:
+    """Run, print the summary, the gate's reasons and the report path; exit code per gate."""
+    from workbench.experiment.engine import RunOptions, run_experiment
+    from workbench.results.summary import format_summary
+
+    opts = RunOptions(
+        reports_root=args.reports,
+        calibration_root=args.calibration_sets,
+        run_id=args.run_id or "",
+        skip_unavailable=args.skip_unavailable,
+        progress=not args.no_progress,
+    )
+    run, run_dir = run_experiment(exp, opts)
+    print(format_summary(run))
+    for s in run.skipped:
+        print(f"not run: {s.name} ({s.reason})")
+    code = 0
+    gate_file = Path(run_dir) / "gate.json"
+    if run.experiment.gate.enabled and gate_file.is_file():
+        from workbench.gate import load_decision
+
+        decision = load_decision(gate_file)
+        print()
+        for check in decision.checks:
+            print(check.message)
+        verdict = "PASS" if decision.passed else "FAIL"
+        print(f"gate {verdict}: {decision.candidate} vs {decision.baseline}")
+        if strict_gate and not decision.passed:
+            code = 1
+    print(f"\nreport: {Path(run_dir) / 'report.html'}")
+    return code

@@ -1,0 +1,1 @@
+"""Experiments: spec files, the Workspace, the engine that runs builds, and what runs on it."""

@@ -1,0 +1,82 @@
+"""Which builds an experiment runs: its [[build]] tables, or what makes sense on this machine."""
+
+from __future__ import annotations
+
+from workbench.backends.registry import check_supported, get_backend
+from workbench.errors import BackendUnavailableError, ConfigError
+from workbench.experiment.spec import default_build_name
+from workbench.results.records import SkippedBuild
+from workbench.results.spec import BuildSpec, Experiment
+
+CPU_BUILDS = (
+    ("pytorch", "cpu", "fp32"),
+    ("onnxruntime", "cpu", "fp32"),
+    ("onnxruntime", "cpu", "int8-static"),
+    ("onnxruntime", "cpu", "int8-dynamic"),
+)
+CUDA_BUILDS = (("pytorch", "cuda", "fp16"), ("pytorch", "cuda", "bf16"))
+TRT_BUILDS = (("tensorrt", "cuda", "fp16"), ("tensorrt", "cuda", "int8-explicit"))
+
+
+def auto_builds(exp: Experiment) -> tuple[BuildSpec, ...]:
+    """CPU: PyTorch FP32, ORT FP32, ORT INT8 static and dynamic; a CUDA GPU adds PyTorch
+    FP16/BF16 with CUDA graphs; TensorRT adds its FP16 and INT8-explicit engines."""
+    out = [_spec(*b) for b in CPU_BUILDS if not (b[0] == "pytorch" and exp.model.kind == "onnx")]
+    if exp.model.kind != "onnx" and get_backend("pytorch").unavailable_reason("cuda") is None:
+        out += [_spec(*b, graphs=True) for b in CUDA_BUILDS]
+    if get_backend("tensorrt").unavailable_reason("cuda") is None:
+        out += [_spec(*b) for b in TRT_BUILDS]
+    return tuple(out)
+
+
+def _spec(backend: str, device: str, precision: str, graphs: bool = False) -> BuildSpec:
+    b = BuildSpec(backend=backend, device=device, precision=precision, cuda_graphs=graphs)
+    return BuildSpec(
+        backend=backend,
+        device=device,
+        precision=precision,
+        cuda_graphs=graphs,
+        name=default_build_name(b),
+    )
+
+
+def plan_builds(
+    exp: Experiment, skip_unavailable: bool
+) -> tuple[list[BuildSpec], list[SkippedBuild]]:
+    """(builds to run, builds not run and why); raises before any work when one cannot run."""
+    builds = list(exp.builds or auto_builds(exp))
+    skipped: list[SkippedBuild] = []
+    run = []
+    for b in builds:
+        check_supported(b.backend, b.device, b.precision)
+        if b.backend == "pytorch" and exp.model.kind == "onnx":
+            raise ConfigError(
+                f"build {b.name}: an .onnx model has no PyTorch module; use backend = onnxruntime"
+            )
+        reason = get_backend(b.backend).unavailable_reason(b.device)
+        if reason is None:
+            run.append(b)
+        elif skip_unavailable:
+            skipped.append(SkippedBuild(b.name, b.backend, b.device, b.precision, reason))
+        else:
+            raise BackendUnavailableError(
+                f"build {b.name} cannot run here: {reason} (or pass --skip-unavailable)"
+            )
+    if not run:
+        raise BackendUnavailableError("none of the experiment's builds can run on this machine")
+    return run, skipped
+
+
+def reference_build(exp: Experiment, builds: list[BuildSpec]) -> str:
+    """The build fidelity is measured against: [evaluate] reference, else the first FP32 one."""
+    names = [b.name for b in builds]
+    if exp.evaluate.reference:
+        if exp.evaluate.reference not in names:
+            raise ConfigError(
+                f"[evaluate] reference = {exp.evaluate.reference!r} is not a build that runs; "
+                f"builds: {', '.join(names)}"
+            )
+        return exp.evaluate.reference
+    fp32 = [b for b in builds if b.precision == "fp32"]
+    cpu_torch = [b for b in fp32 if b.backend == "pytorch" and b.device == "cpu"]
+    return (cpu_torch or fp32 or builds)[0].name

@@ -1,0 +1,189 @@
+"""The calibration stage of a run: calibration set -> one statistics pass -> a table per method.
+
+Tables and the method comparison are cached by content hash (model, calibration set,
+methods; plus test set and Q/DQ options for the comparison), so a second run, or a
+run restarted after a kill, collects no statistics at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workbench.fileio import cache_root, sha256_file, sha256_json
+from workbench.results.records import CalibrationSummary
+
+if TYPE_CHECKING:
+    from workbench.backends.base import Feed
+    from workbench.data.calibset import CalibrationSet
+    from workbench.experiment.progress import Stages
+    from workbench.experiment.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+TABLES_VERSION = 1
+TABLE_FILE = "calibration_table.json"
+BATCH = 16
+
+
+@dataclass(frozen=True)
+class CalibrationOutcome:
+    """The calibration set, the chosen method's table (a cached file) and the run's summary."""
+
+    calib_set: CalibrationSet
+    table_file: str
+    summary: CalibrationSummary
+    tokenizer_file: str
+    max_length: int
+
+    def feeds(self) -> Callable[[], Iterable[Feed]]:
+        """A fresh iterator over the calibration batches each time it is called."""
+        from workbench.data.tokenize import TextTokenizer
+
+        tok = TextTokenizer(self.tokenizer_file, self.max_length)
+        return lambda: self.calib_set.batches(tok, batch_size=BATCH)
+
+
+def prepare_calibration(ws: Workspace, run_dir: Path, root: str, st: Stages) -> CalibrationOutcome:
+    """Build (or reuse) the calibration set, its tables and the method comparison."""
+    with st.stage("calibration set"):
+        calib = _calibration_set(ws, run_dir, root)
+    c = ws.exp.calibration
+    methods = list(dict.fromkeys([c.method, *c.compare]))
+    onnx = ws.export.onnx_path
+    key = sha256_json(
+        {
+            "onnx": ws.export.onnx_sha256,
+            "set": calib.manifest_sha256,
+            "methods": sorted(methods),
+            "v": TABLES_VERSION,
+        }
+    )[:16]
+    tables_dir = cache_root() / "tables" / key
+    stats = None
+    if not all((tables_dir / f"{m}.json").is_file() for m in methods):
+        with st.stage("calibration statistics") as bar:
+            stats = _collect(onnx, calib, ws, st.callback(bar))
+        from workbench.calibration.table import tables_from_stats
+
+        for m, table in tables_from_stats(
+            stats, methods, ws.export.onnx_sha256, calib.manifest_sha256
+        ).items():
+            table.save(tables_dir / f"{m}.json")
+    table_file = tables_dir / f"{c.method}.json"
+    shutil.copyfile(table_file, run_dir / TABLE_FILE)
+    if c.compare:
+        with st.stage("compare calibration methods"):
+            _compare(ws, calib, run_dir, key, stats)
+    summary = CalibrationSummary(
+        calibration_set=str(calib.dir),
+        manifest_sha256=calib.manifest_sha256,
+        n_samples=len(calib),
+        method=f"{c.calibrator}:{c.method}",
+        table_file=TABLE_FILE,
+    )
+    return CalibrationOutcome(
+        calib, str(table_file), summary, ws.model.tokenizer_file, ws.exp.data.max_length
+    )
+
+
+def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
+    """Sample the set; its representativeness vs the test split goes into the manifest and
+    into the run directory for the report."""
+    from workbench.data.calibset import build_calibration_set, with_report
+    from workbench.data.representativeness import TextProfile, save_report
+
+    target = TextProfile.from_texts(ws.texts, ws.tokenizer, ws.test["label"])
+    c = ws.exp.calibration
+    calib = build_calibration_set(
+        ws.pool,
+        c.n,
+        ws.tokenizer,
+        strategy=c.strategy,
+        seed=ws.exp.seed,
+        root=root,
+        source_path=ws.source_path,
+        source_sha256=ws.source_sha256,
+        target=target,
+        target_name="test split",
+    )
+    report = calib.manifest.representativeness
+    if report is not None:
+        report = with_report(calib, report)
+        save_report(report, run_dir)
+        for warning in report.warnings:
+            log.warning("calibration set %s: %s", calib.name, warning)
+    return calib
+
+
+def _collect(onnx: str, calib: CalibrationSet, ws: Workspace, progress: Callable) -> dict:
+    from workbench.calibration.stats import collect_statistics
+
+    batches = list(calib.batches(ws.tokenizer, batch_size=BATCH))
+    total = len(batches)
+
+    def counted() -> Iterable[Feed]:
+        for i, b in enumerate(batches):
+            yield b
+            progress(i + 1, total)
+
+    return collect_statistics(onnx, counted())
+
+
+def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stats) -> None:
+    """Every method side by side (calibration_comparison.json + calibration/ for the report)."""
+    from workbench.calibration.records import COMPARISON_FILE
+    from workbench.experiment.compare import OUT_DIR, compare_methods
+
+    c = ws.exp.calibration
+    ckey = sha256_json(
+        {
+            "tables": key,
+            "test": ws.test_sha256,
+            "per_channel": c.per_channel,
+            "exclude": list(c.exclude),
+            "methods": list(c.compare),
+        }
+    )[:16]
+    cached = cache_root() / "comparisons" / ckey
+    if (cached / COMPARISON_FILE).is_file():
+        shutil.copytree(cached / OUT_DIR, run_dir / OUT_DIR, dirs_exist_ok=True)
+        shutil.copyfile(cached / COMPARISON_FILE, run_dir / COMPARISON_FILE)
+        return
+    pairs = ws.pairs
+    texts = ws.texts
+    feeds = [
+        ws.tokenizer.encode(texts[i : i + 32], pairs=None if pairs is None else pairs[i : i + 32])
+        for i in range(0, len(texts), 32)
+    ]
+    if stats is None:
+        from workbench.calibration.stats import collect_statistics
+
+        stats = collect_statistics(ws.export.onnx_path, calib.batches(ws.tokenizer, BATCH))
+    compare_methods(
+        ws.export.onnx_path,
+        [],
+        feeds,
+        ws.labels,
+        run_dir,
+        c.compare,
+        labels=ws.model.labels,
+        calibration_set_sha256=calib.manifest_sha256,
+        test_set_sha256=ws.test_sha256,
+        per_channel=c.per_channel,
+        exclude=c.exclude,
+        statistics=stats,
+    )
+    tmp = cached.with_name(cached.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run_dir / OUT_DIR, tmp / OUT_DIR)
+    shutil.copyfile(run_dir / COMPARISON_FILE, tmp / COMPARISON_FILE)
+    shutil.rmtree(cached, ignore_errors=True)
+    tmp.rename(cached)
+
+
+__all__ = ["CalibrationOutcome", "prepare_calibration", "sha256_file"]

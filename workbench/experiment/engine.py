@@ -1,0 +1,187 @@
+"""The engine: one experiment -> builds -> accuracy, latency -> records -> gate -> report.
+
+Every build goes through the same steps via the backend registry: build (cached) ->
+accuracy through the Runner contract -> latency (a fresh child process on CPU, CUDA
+events on a GPU) -> ``BuildResult``. Expensive stages are keyed by content hash, so a
+killed run started again reuses what finished.
+
+Example::
+
+    run, run_dir = run_experiment(load_experiment("experiment.toml"))
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from workbench.backends.registry import Artifact, BuildRequest, get_backend
+from workbench.errors import ConfigError
+from workbench.experiment.builds import plan_builds, reference_build
+from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
+from workbench.experiment.measure import BuildMeasurement, measure_build
+from workbench.experiment.progress import Stages
+from workbench.experiment.workspace import Workspace, apply_quick
+from workbench.fileio import cache_root
+from workbench.results.records import (
+    SCHEMA_VERSION,
+    BuildResult,
+    ModelSummary,
+    RunResult,
+    save_run,
+)
+from workbench.results.spec import BuildSpec, Experiment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how a run writes (not part of what it measures)."""
+
+    reports_root: str = "reports"
+    calibration_root: str = "calibration_sets"
+    run_id: str = ""
+    skip_unavailable: bool = False
+    progress: bool = True
+    gate: bool = True
+    report: bool = True
+
+
+def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[RunResult, Path]:
+    """Run ``exp``; returns the run record and its directory (``reports/<run-id>/``)."""
+    opts = options or RunOptions()
+    exp = apply_quick(exp) if exp.quick else exp
+    builds, skipped = plan_builds(exp, opts.skip_unavailable)
+    _check_gate_names(exp, builds)
+    st = Stages(opts.progress)
+    with st.stage("load data and model"):
+        ws = Workspace.open(exp)
+    exp = replace(ws.exp, builds=tuple(builds))
+    run_id = opts.run_id or _run_id(ws.data_name, exp.quick)
+    run_dir = Path(opts.reports_root) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with st.stage("prepare model"):
+        export = ws.export
+    calib = None
+    needs_int8 = any(b.precision.startswith("int8") or b.precision == "fp8" for b in builds)
+    if needs_int8 or exp.calibration.compare:
+        calib = prepare_calibration(ws, run_dir, opts.calibration_root, st)
+    from workbench.evaluate.accuracy import save_test_samples
+
+    save_test_samples(run_dir, ws.texts, ws.labels)
+    reference = reference_build(exp, builds)
+    ordered = sorted(builds, key=lambda b: b.name != reference)  # reference first
+    measured: dict[str, BuildMeasurement] = {}
+    for b in ordered:
+        req = _request(ws, b, calib, export.onnx_path)
+        measured[b.name] = measure_build(ws, req, calib, run_dir, st)
+    ref_logits = measured[reference].logits
+    results = [_result(ws, measured[b.name], ref_logits, run_dir) for b in builds]
+    from workbench.experiment.notes import annotate
+    from workbench.provenance import collect_provenance
+
+    run = RunResult(
+        schema_version=SCHEMA_VERSION,
+        run_id=run_id,
+        dataset=ws.data_name,
+        test_set_sha256=ws.test_sha256,
+        labels=list(ws.model.labels),
+        reference_build=reference,
+        builds=annotate(results),
+        calibration=calib.summary if calib else None,
+        provenance=collect_provenance(seeds={"split": exp.seed, "calibration": exp.seed}),
+        experiment=exp,
+        model=ModelSummary(
+            kind=ws.model.kind,
+            path=ws.torch_model_dir or ws.model.path,
+            onnx_path=export.onnx_path,
+            onnx_sha256=export.onnx_sha256,
+            export_max_abs_err=export.max_abs_err,
+        ),
+        skipped=skipped,
+        warnings=list(ws.warnings),
+    )
+    save_run(run, run_dir)
+    if opts.gate and exp.gate.enabled and exp.gate.policy is not None:
+        with st.stage("gate"):
+            from workbench.experiment.gating import gate_run
+
+            gate_run(run_dir, exp)
+    if opts.report:
+        with st.stage("render report"):
+            from workbench.report.render import render_report
+
+            render_report(run_dir)
+    return run, run_dir
+
+
+def _check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
+    if not exp.gate.enabled:
+        return
+    names = {b.name for b in builds}
+    for name in (exp.gate.baseline, *exp.gate.candidates):
+        if name not in names:
+            raise ConfigError(
+                f"[gate] names build {name!r}, which this run does not have; builds: "
+                f"{', '.join(sorted(names))} (set [gate] baseline/candidates, or enabled = false)"
+            )
+
+
+def _request(
+    ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None, onnx_path: str
+) -> BuildRequest:
+    c = ws.exp.calibration
+    return BuildRequest(
+        name=b.name,
+        backend=b.backend,
+        device=b.device,
+        precision=b.precision,
+        compile=b.compile,
+        cuda_graphs=b.cuda_graphs,
+        fp32_onnx=onnx_path,
+        torch_model=ws.torch_model_dir,
+        tokenizer_file=ws.model.tokenizer_file,
+        max_length=ws.exp.data.max_length,
+        table_file=calib.table_file if calib else "",
+        method=c.method,
+        calibrator=c.calibrator,
+        per_channel=c.per_channel,
+        exclude=c.exclude,
+        cache_dir=str(cache_root() / "builds"),
+    )
+
+
+def _result(
+    ws: Workspace, m: BuildMeasurement, ref_logits: np.ndarray, run_dir: Path
+) -> BuildResult:
+    from workbench.evaluate.accuracy import accuracy_result, save_predictions
+
+    pred_file = save_predictions(run_dir, m.request.name, ws.labels, m.logits)
+    acc = accuracy_result(m.logits, ws.labels, ref_logits, len(ws.model.labels), pred_file)
+    return BuildResult(
+        name=m.request.name,
+        backend=m.request.backend,
+        precision=m.request.precision,
+        device=m.device_name,
+        model_path=m.artifact.model_path,
+        model_sha256=m.artifact.model_sha256,
+        accuracy=acc,
+        latency=m.latency,
+        peak_rss_mb=m.peak_rss_mb,
+        peak_device_mem_mb=m.peak_device_mem_mb,
+        int8_coverage=m.int8_coverage,
+        notes=[m.artifact.detail],
+    )
+
+
+def _run_id(dataset: str, quick: bool) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{dataset}{'-quick' if quick else ''}"
+
+
+__all__ = ["Artifact", "RunOptions", "get_backend", "run_experiment"]

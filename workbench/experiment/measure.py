@@ -1,0 +1,158 @@
+"""One build through the engine's steps: build (cached) -> logits -> latency -> measurement.
+
+Logits and latency are cached by content hash (artifact, test set, shapes, machine), so a
+run restarted after a kill reuses every build that finished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workbench.backends.registry import Artifact, BuildRequest, get_backend
+from workbench.fileio import atomic_write_json, atomic_write_with, cache_root, sha256_json
+from workbench.results.records import Int8Coverage, LatencyResult
+from workbench.results.serde import from_dict, to_dict
+
+if TYPE_CHECKING:
+    from workbench.experiment.calibrate import CalibrationOutcome
+    from workbench.experiment.progress import Stages
+    from workbench.experiment.workspace import Workspace
+
+EVAL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BuildMeasurement:
+    """What the engine measured for one build (before it becomes a ``BuildResult``)."""
+
+    request: BuildRequest
+    artifact: Artifact
+    logits: np.ndarray
+    latency: list[LatencyResult]
+    peak_rss_mb: float
+    peak_device_mem_mb: float | None
+    int8_coverage: Int8Coverage | None
+    device_name: str
+
+
+def measure_build(
+    ws: Workspace,
+    req: BuildRequest,
+    calib: CalibrationOutcome | None,
+    run_dir: Path,
+    st: Stages,
+) -> BuildMeasurement:
+    """Build ``req`` and measure it on the Workspace's test split."""
+    backend = get_backend(req.backend)
+    with st.stage(f"build {req.name}"):
+        artifact = backend.build(req, calib.feeds() if calib else None)
+        coverage = backend.int8_audit(req, artifact)
+    device_name = _device_name(req.device)
+    base = {
+        "artifact": artifact.model_sha256,
+        "req": {k: v for k, v in to_dict(req).items() if k not in ("cache_dir",)},
+        "v": EVAL_VERSION,
+    }
+    key = sha256_json({**base, "test": ws.test_sha256})[:20]
+    logits_file = cache_root() / "evals" / f"{key}.npy"
+    if logits_file.is_file():
+        logits = np.load(logits_file)
+    else:
+        with st.stage(f"evaluate {req.name}") as bar:
+            logits = _logits(ws, req, artifact, st.callback(bar))
+        atomic_write_with(logits_file, lambda tmp: _save_npy(tmp, logits))
+    e = ws.exp.evaluate
+    lkey = sha256_json({**base, "eval": to_dict(e), "machine": _machine(), "device": device_name})[
+        :20
+    ]
+    latency_file = cache_root() / "latency" / f"{lkey}.json"
+    if latency_file.is_file():
+        cached = json.loads(latency_file.read_text(encoding="utf-8"))
+        latency = [from_dict(LatencyResult, x) for x in cached["latency"]]
+        rss, dev_mb = float(cached["peak_rss_mb"]), cached["peak_device_mem_mb"]
+    else:
+        with st.stage(f"latency {req.name}"):
+            latency, rss, dev_mb = _latency(ws, req, artifact)
+        atomic_write_json(
+            latency_file,
+            {"latency": to_dict(latency), "peak_rss_mb": rss, "peak_device_mem_mb": dev_mb},
+        )
+    return BuildMeasurement(req, artifact, logits, latency, rss, dev_mb, coverage, device_name)
+
+
+def _save_npy(tmp: str, arr: np.ndarray) -> None:
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+
+
+def _logits(ws: Workspace, req: BuildRequest, artifact: Artifact, progress) -> np.ndarray:
+    from workbench.evaluate.accuracy import predict_logits
+
+    runner = get_backend(req.backend).open_runner(req, artifact, ws.exp.evaluate.threads)
+    with runner:
+        logits = predict_logits(runner, ws.texts, ws.tokenizer, progress=progress, pairs=ws.pairs)
+    return logits.astype(np.float32)
+
+
+def _latency(
+    ws: Workspace, req: BuildRequest, artifact: Artifact
+) -> tuple[list[LatencyResult], float, float | None]:
+    e = ws.exp.evaluate
+    if req.device == "cpu":
+        from workbench.evaluate.isolated import LatencySpec, measure_isolated
+
+        out = measure_isolated(
+            LatencySpec(
+                req, artifact, list(e.shapes), e.iterations, e.warmup, e.max_seconds, e.threads
+            )
+        )
+        return out.latency, out.peak_rss_mb, None
+    return _gpu_latency(ws, req, artifact)
+
+
+def _gpu_latency(
+    ws: Workspace, req: BuildRequest, artifact: Artifact
+) -> tuple[list[LatencyResult], float, float | None]:
+    """CUDA events in this process (PyTorch); wall clock around synchronous runners otherwise."""
+    import torch
+
+    from workbench.evaluate.latency import fixed_shape_feed, measure_latency
+    from workbench.evaluate.memory import peak_rss_mb
+
+    e = ws.exp.evaluate
+    texts = ["a long and winding review of a film that is, on balance, worth the ticket price"] * 4
+    torch.cuda.reset_peak_memory_stats()
+    results = []
+    with get_backend(req.backend).open_runner(req, artifact) as runner:
+        for batch, seq in e.shapes:
+            feed = fixed_shape_feed(texts, ws.tokenizer, batch, seq)
+            if req.backend == "pytorch":
+                from workbench.evaluate.gpu_timing import measure_gpu_latency
+
+                iters = max(e.iterations, 200)
+                results.append(measure_gpu_latency(runner, feed, iters, max(e.warmup, 20)))
+            else:
+                results.append(measure_latency(runner, feed, e.iterations, e.warmup, e.max_seconds))
+    dev_mb = torch.cuda.max_memory_allocated() / (1 << 20)
+    return results, peak_rss_mb(), dev_mb
+
+
+def _device_name(device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name(0)}"
+
+
+def _machine() -> dict[str, object]:
+    import os
+
+    from workbench.provenance import cpu_name
+
+    return {"cpu": cpu_name(), "cores": os.cpu_count()}

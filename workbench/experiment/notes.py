@@ -1,0 +1,42 @@
+"""Plain-language notes on a run's builds that make surprising numbers visible."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from workbench.results.records import BuildResult
+
+
+def annotate(results: list[BuildResult]) -> list[BuildResult]:
+    """Add notes such as "INT8 ran no faster than ort-fp32 here" to the builds."""
+    from workbench.provenance import cpu_int8_flags
+
+    flags = cpu_int8_flags()
+    vnni = [f for f in flags if "vnni" in f or "amx" in f]
+    isa = f"this CPU has {', '.join(vnni)}" if vnni else "this CPU lacks VNNI/AMX int8 instructions"
+    by = {b.name: b for b in results}
+    base = by.get("ort-fp32")
+    out = []
+    for b in results:
+        notes = list(b.notes)
+        if base and b.precision.startswith("int8") and b.latency and base.latency:
+            ratio = base.latency[0].p50_ms / b.latency[0].p50_ms
+            if ratio < 1.1:
+                notes.append(
+                    f"{b.precision} ran {ratio:.2f}x the speed of ort-fp32 at batch "
+                    f"{b.latency[0].batch_size} ({isa}): INT8 does not pay off here as built"
+                )
+                if "per-channel weights" in b.notes[0] and b.precision == "int8-static":
+                    notes.append(
+                        "per-channel weight scales ran slower at batch 1 than per-tensor ones "
+                        "in ONNX Runtime's CPU kernels when measured side by side "
+                        "(benchmarks/README.md); `--per-tensor` trades some accuracy for speed"
+                    )
+        if b.int8_coverage and b.int8_coverage.share < 0.5:
+            notes.append(
+                f"only {b.int8_coverage.quantized_matmul} of "
+                f"{b.int8_coverage.quantized_matmul + b.int8_coverage.float_matmul} MatMul-like "
+                "nodes ran in INT8 after ORT's graph optimization"
+            )
+        out.append(replace(b, notes=notes))
+    return out
