@@ -24,7 +24,8 @@ def _oracle(tok: TextTokenizer):
 
 
 def _rows(feed: dict[str, np.ndarray], name: str) -> list[list[int]]:
-    return [row[m.astype(bool)].tolist() for row, m in zip(feed[name], feed["attention_mask"])]
+    masks = feed["attention_mask"].astype(bool)
+    return [row[m].tolist() for row, m in zip(feed[name], masks, strict=True)]
 
 
 @pytest.mark.parametrize("max_length", [8, 16, 40, 128])

@@ -81,7 +81,8 @@ class TextTokenizer:
         pad_to: int | None = None,
         pairs: Sequence[str] | None = None,
     ) -> Feed:
-        """Encode, truncate to ``max_length`` (longest-first for pairs), pad to the longest or ``pad_to``."""
+        """Encode, truncate to ``max_length`` (longest-first for pairs, as transformers does),
+        pad to the longest row or ``pad_to``."""
         if len(texts) == 0:
             raise ModelError("cannot encode an empty batch of texts")
         encs = self._trunc.encode_batch(_inputs(texts, pairs))
