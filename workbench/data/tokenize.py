@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import ModelError
+from workbench.errors import DataError, ModelError
 
 Feed = dict[str, np.ndarray]
+Inputs = list[str] | list[tuple[str, str]]
 
 
 class TextTokenizer:
@@ -20,6 +21,7 @@ class TextTokenizer:
 
         tok = TextTokenizer.from_model_dir(model_dir, max_length=128)
         feed = tok.encode(["a fine film"])  # input_ids, attention_mask, token_type_ids
+        pair = tok.encode(["a man sleeps"], pairs=["a person rests"])  # sentence-pair task
     """
 
     def __init__(self, tokenizer_file: str | Path, max_length: int = 128) -> None:
@@ -44,6 +46,9 @@ class TextTokenizer:
         self.unk_id = self._tok.token_to_id("[UNK]")
         self._tok.no_padding()
         self._tok.no_truncation()
+        # What transformers sets for truncation=True, max_length: longest_first, right side.
+        self._trunc = Tokenizer.from_str(self._tok.to_str())
+        self._trunc.enable_truncation(max_length, strategy="longest_first", direction="right")
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path, max_length: int = 128) -> TextTokenizer:
@@ -55,34 +60,53 @@ class TextTokenizer:
         """A short identity for manifests: parent folder name + vocab hash prefix."""
         return f"{self.path.parent.name}@{self.vocab_sha256[:12]}"
 
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Untruncated token ids (with special tokens) of each text."""
-        return [e.ids for e in self._tok.encode_batch(list(texts))]
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the tokenizer can emit (added tokens included)."""
+        return int(self._tok.get_vocab_size(with_added_tokens=True))
 
-    def lengths(self, texts: Sequence[str]) -> np.ndarray:
+    def token_ids(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None
+    ) -> list[list[int]]:
+        """Untruncated token ids (with special tokens) of each text (or text pair)."""
+        return [e.ids for e in self._tok.encode_batch(_inputs(texts, pairs))]
+
+    def lengths(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
         """Untruncated token counts (with special tokens); > max_length means truncation."""
-        return np.array([len(ids) for ids in self.token_ids(texts)], dtype=np.int64)
+        return np.array([len(ids) for ids in self.token_ids(texts, pairs)], dtype=np.int64)
 
-    def encode(self, texts: Sequence[str], pad_to: int | None = None) -> Feed:
-        """Encode, truncate to ``max_length``, pad to the longest text (or ``pad_to``)."""
+    def encode(
+        self,
+        texts: Sequence[str],
+        pad_to: int | None = None,
+        pairs: Sequence[str] | None = None,
+    ) -> Feed:
+        """Encode, truncate to ``max_length`` (longest-first for pairs, as transformers does),
+        pad to the longest row or ``pad_to``."""
         if len(texts) == 0:
             raise ModelError("cannot encode an empty batch of texts")
-        encs = self._tok.encode_batch([str(t) for t in texts])
-        ids = [e.ids[: self.max_length] for e in encs]
-        types = [e.type_ids[: self.max_length] for e in encs]
-        for i, e in enumerate(encs):  # keep [SEP] at the end after truncation
-            if len(e.ids) > self.max_length:
-                ids[i][-1] = e.ids[-1]
-        width = max(len(x) for x in ids) if pad_to is None else pad_to
-        if width > self.max_length:
-            width = self.max_length
-        n = len(ids)
+        encs = self._trunc.encode_batch(_inputs(texts, pairs))
+        width = max(len(e.ids) for e in encs) if pad_to is None else pad_to
+        width = min(width, self.max_length)
+        n = len(encs)
         input_ids = np.full((n, width), self.pad_id, dtype=np.int64)
         mask = np.zeros((n, width), dtype=np.int64)
         type_ids = np.zeros((n, width), dtype=np.int64)
-        for i, (row, trow) in enumerate(zip(ids, types, strict=True)):
-            row = row[:width]
+        for i, e in enumerate(encs):
+            row = e.ids[:width]
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
-            type_ids[i, : len(row)] = trow[:width]
+            type_ids[i, : len(row)] = e.type_ids[:width]
         return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": type_ids}
+
+
+def _inputs(texts: Sequence[str], pairs: Sequence[str] | None) -> Inputs:
+    """The tokenizers batch input: plain strings, or (first, second) tuples for pair tasks."""
+    if pairs is None:
+        return [str(t) for t in texts]
+    if len(pairs) != len(texts):
+        raise DataError(
+            f"{len(texts)} texts but {len(pairs)} second texts; every row of a sentence-pair "
+            "dataset needs both columns (check text_pair_column)"
+        )
+    return [(str(a), str(b)) for a, b in zip(texts, pairs, strict=True)]

@@ -1,4 +1,7 @@
-"""ONNX export of the whole classifier (token ids in -> logits out), verified against torch.
+"""ONNX export of a whole classifier (token ids in -> logits out), verified against torch.
+
+``export_classifier`` exports any torch classifier (the workbench's own, a user's HF
+folder); ``export_onnx`` is that for the workbench's prepared default model.
 
 Uses the TorchScript exporter (``dynamo=False``): measured here, only that graph
 lets ONNX Runtime's transformer optimizer fuse attention / LayerNorm / GELU, and
@@ -10,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +29,9 @@ from workbench.fileio import (
     sha256_file,
     sha256_json,
 )
+
+if TYPE_CHECKING:
+    from workbench.data.tokenize import TextTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -52,53 +60,105 @@ def export_onnx(
     atol: float = 1e-3,
     min_cosine: float = 0.9999,
 ) -> ExportInfo:
-    """Export ``art`` to ONNX (cached), check it, verify ORT vs torch; raise ModelError on drift.
+    """Export the workbench's own classifier ``art`` to ONNX (cached, verified against torch).
 
     Example::
 
         info = export_onnx(load_artifact(model_dir))
         session = onnxruntime.InferenceSession(info.onnx_path)
     """
+    cached = cached_export(art.content_key(), INPUT_NAMES, out_dir)
+    if cached is not None:
+        return cached
+    from workbench.backends.pytorch.model import load_torch_classifier
+    from workbench.data.tokenize import TextTokenizer
+
+    model = load_torch_classifier(art)
+    tok = TextTokenizer.from_model_dir(art.encoder_dir, art.max_length)
+    return export_classifier(
+        model, tok, art.content_key(), INPUT_NAMES, atol, min_cosine, out_dir=out_dir
+    )
+
+
+def _torch() -> Any:
     try:
         import torch
     except ImportError as exc:
         raise BackendUnavailableError(
             "ONNX export needs torch; install the extra: pip install -e '.[torch]'"
         ) from exc
-    key = sha256_json(
-        {
-            "model": art.content_key(),
-            "opset": OPSET,
-            "v": EXPORT_VERSION,
-            "torch": torch.__version__,
-        }
-    )[:16]
-    out = Path(out_dir) if out_dir else cache_root() / "onnx" / key
-    onnx_path = out / "model.onnx"
-    info_path = out / "export.json"
+    return torch
+
+
+def export_dir(
+    content_key: str, input_names: Sequence[str], out_dir: str | Path | None = None
+) -> Path:
+    """Where the export of ``content_key`` lives: ``out_dir`` or cache_root()/onnx/<key>."""
+    if out_dir is not None:
+        return Path(out_dir)
+    spec: dict[str, Any] = {
+        "model": content_key,
+        "opset": OPSET,
+        "v": EXPORT_VERSION,
+        "torch": _torch().__version__,
+    }
+    if list(input_names) != INPUT_NAMES:  # keeps the keys of existing default exports
+        spec["inputs"] = list(input_names)
+    return cache_root() / "onnx" / sha256_json(spec)[:16]
+
+
+def cached_export(
+    content_key: str, input_names: Sequence[str], out_dir: str | Path | None = None
+) -> ExportInfo | None:
+    """The finished, intact export of ``content_key`` if there is one (no torch model needed)."""
+    out = export_dir(content_key, input_names, out_dir)
+    onnx_path, info_path = out / "model.onnx", out / "export.json"
     if onnx_path.is_file() and info_path.is_file():
         info = ExportInfo(**json.loads(info_path.read_text()))
         if info.onnx_sha256 == sha256_file(onnx_path):
             return info
-    from workbench.backends.pytorch.model import load_torch_classifier
+    return None
 
-    model = load_torch_classifier(art)
-    from workbench.data.tokenize import TextTokenizer
 
-    tok = TextTokenizer.from_model_dir(art.encoder_dir, art.max_length)
+def export_classifier(
+    module: Any,
+    tok: TextTokenizer,
+    content_key: str,
+    input_names: Sequence[str],
+    atol: float = 1e-3,
+    min_cosine: float = 0.9999,
+    *,
+    out_dir: str | Path | None = None,
+) -> ExportInfo:
+    """Export any ``forward(**inputs) -> logits`` torch classifier to ONNX (cached by content_key).
+
+    Only ``input_names`` become graph inputs; ORT is checked against torch and a drift
+    beyond ``atol`` / ``min_cosine`` raises ModelError. Example::
+
+        info = inspect_hf_folder(folder)
+        export_classifier(load_hf_classifier(info), tok, info.content_key, info.input_names)
+    """
+    names = _check_input_names(input_names)
+    cached = cached_export(content_key, names, out_dir)
+    if cached is not None:
+        return cached
+    torch = _torch()
+    out = export_dir(content_key, names, out_dir)
+    onnx_path, info_path = out / "model.onnx", out / "export.json"
     sample = tok.encode(["an export sample sentence", "short", "a longer sentence to pad"])
-    args = tuple(torch.from_numpy(sample[n]) for n in INPUT_NAMES)
-    dyn = {n: {0: "batch", 1: "sequence"} for n in INPUT_NAMES}
+    args = tuple(torch.from_numpy(sample[n]) for n in names)
+    dyn: dict[str, dict[int, str]] = {n: {0: "batch", 1: "sequence"} for n in names}
     dyn[OUTPUT_NAME] = {0: "batch"}
+    positional = _positional(module, names)
 
     def write(tmp: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model,
+                positional,
                 args,
                 tmp,
-                input_names=INPUT_NAMES,
+                input_names=names,
                 output_names=[OUTPUT_NAME],
                 dynamic_axes=dyn,
                 opset_version=OPSET,
@@ -109,7 +169,7 @@ def export_onnx(
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_with(onnx_path, write)
-    max_err, cos = verify_against_torch(model, onnx_path, tok)
+    max_err, cos = verify_against_torch(module, onnx_path, tok, names)
     if max_err > atol or cos < min_cosine:
         raise ModelError(
             f"exported ONNX disagrees with PyTorch (max-abs {max_err:.2e} > {atol} or cosine "
@@ -129,6 +189,32 @@ def export_onnx(
     return info
 
 
+def _check_input_names(input_names: Sequence[str]) -> list[str]:
+    names = list(input_names)
+    unknown = [n for n in names if n not in INPUT_NAMES]
+    if "input_ids" not in names or unknown or len(set(names)) != len(names):
+        raise ModelError(
+            f"cannot export with inputs {names}; a classifier takes input_ids plus any of "
+            f"{INPUT_NAMES[1:]}, each once"
+        )
+    return names
+
+
+def _positional(module: Any, names: list[str]) -> Any:
+    """Adapter the tracer calls positionally: ``f(*tensors) == module(**dict(zip(names, ...)))``."""
+    import torch
+
+    class Positional(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.inner(**dict(zip(names, tensors, strict=True)))
+
+    return Positional().eval()
+
+
 def _check_and_infer_shapes(path: str) -> None:
     import onnx
 
@@ -138,7 +224,12 @@ def _check_and_infer_shapes(path: str) -> None:
     onnx.save(inferred, path)
 
 
-def verify_against_torch(model: object, onnx_path: str | Path, tok: object) -> tuple[float, float]:
+def verify_against_torch(
+    model: object,
+    onnx_path: str | Path,
+    tok: TextTokenizer,
+    input_names: Sequence[str] = tuple(INPUT_NAMES),
+) -> tuple[float, float]:
     """Max-abs error and minimum per-row cosine between ORT and torch logits on probe texts."""
     import onnxruntime as ort
     import torch
@@ -149,11 +240,11 @@ def verify_against_torch(model: object, onnx_path: str | Path, tok: object) -> t
         "not bad at all , surprisingly",
         "the plot meanders but the cast is terrific and the score soars " * 4,
     ]
-    feed = tok.encode(texts)  # type: ignore[attr-defined]
+    feed = tok.encode(texts)
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = sess.run([OUTPUT_NAME], {k: feed[k] for k in INPUT_NAMES})[0]
+    got = sess.run([OUTPUT_NAME], {k: feed[k] for k in input_names})[0]
     with torch.no_grad():
-        want = model(*(torch.from_numpy(feed[n]) for n in INPUT_NAMES)).numpy()  # type: ignore[operator]
+        want = model(**{n: torch.from_numpy(feed[n]) for n in input_names}).numpy()  # type: ignore[operator]
     max_err = float(np.max(np.abs(got - want)))
     cos = np.sum(got * want, axis=1) / (
         np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1) + 1e-12

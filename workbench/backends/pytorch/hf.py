@@ -1,0 +1,228 @@
+"""A user's Hugging Face sequence-classification folder: checked cheaply, loaded with its own head.
+
+``inspect_hf_folder`` reads only config.json and tokenizer.json (no torch), so every
+problem with the folder surfaces before any expensive stage; ``load_hf_classifier``
+then gives the torch module that export and the PyTorch runner share.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import BackendUnavailableError, ModelError
+from workbench.fileio import sha256_file, sha256_json
+
+if TYPE_CHECKING:
+    import torch
+
+NO_POSITION_LIMIT = 1_000_000  # models without absolute position embeddings
+_DEFAULT_LABEL = re.compile(r"^LABEL_(\d+)$")
+_SAVE_HINT = "save it with model.save_pretrained(folder)"
+
+
+@dataclass(frozen=True)
+class HFModelInfo:
+    """What the workbench needs to know about an HF classifier folder, without loading it."""
+
+    path: str  # absolute folder
+    labels: list[str]  # config.id2label in output order ("LABEL_0"-style kept as given)
+    input_names: tuple[str, ...]  # among input_ids / attention_mask / token_type_ids
+    model_type: str  # config.model_type, e.g. "bert"
+    architecture: str  # config.architectures[0] or ""
+    vocab_size: int  # config.vocab_size (0 when the config has none)
+    max_positions: int  # config.max_position_embeddings (NO_POSITION_LIMIT when absent)
+    content_key: str  # sha256 over config.json + weight files + tokenizer.json
+
+
+def inspect_hf_folder(path: str | Path) -> HFModelInfo:
+    """Check an HF classifier folder and describe it; ModelError (one line, the fix) if unusable.
+
+    Example::
+
+        info = inspect_hf_folder("models/my-sst2-bert")
+        info.labels  # ['negative', 'positive']
+    """
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise ModelError(
+            f"{folder} is not a folder; [model] path needs a Hugging Face model folder "
+            f"({_SAVE_HINT}) or an .onnx file"
+        )
+    config = _read_config(folder)
+    weights = _weight_files(folder)
+    tokenizer_file = folder / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise ModelError(
+            f"{folder} has no tokenizer.json; save it with "
+            "AutoTokenizer.from_pretrained(...).save_pretrained(folder)"
+        )
+    labels = _labels(config, folder)
+    architecture = str((config.get("architectures") or [""])[0])
+    if not architecture.endswith("ForSequenceClassification") and _default_labels(config):
+        raise ModelError(
+            f"{folder} ({architecture or config.get('model_type', '?')}) is an encoder without a "
+            "classification head; fine-tune one (AutoModelForSequenceClassification, then "
+            "save_pretrained) or use `[model] default = true` to validate the workbench's own "
+            "classifier"
+        )
+    vocab_size = int(config.get("vocab_size") or 0)
+    tok_vocab = _tokenizer_vocab_size(tokenizer_file)
+    if vocab_size and tok_vocab > vocab_size:
+        raise ModelError(
+            f"{folder}: tokenizer.json has {tok_vocab} tokens but the model's vocab_size is "
+            f"{vocab_size}, so some token ids would index past its embeddings; save the "
+            "tokenizer the model was trained with (or resize_token_embeddings and fine-tune)"
+        )
+    names = ["input_ids", "attention_mask"]
+    if int(config.get("type_vocab_size") or 0) > 0:
+        names.append("token_type_ids")
+    key = sha256_json(
+        {
+            "config": sha256_file(folder / "config.json"),
+            "weights": {w.name: sha256_file(w) for w in weights},
+            "tokenizer": sha256_file(tokenizer_file),
+        }
+    )
+    return HFModelInfo(
+        path=str(folder),
+        labels=labels,
+        input_names=tuple(names),
+        model_type=str(config.get("model_type", "")),
+        architecture=architecture,
+        vocab_size=vocab_size,
+        max_positions=int(config.get("max_position_embeddings") or NO_POSITION_LIMIT),
+        content_key=key,
+    )
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise ModelError(f"{folder} has no config.json; it is not a saved model ({_SAVE_HINT})")
+    try:
+        data = json.loads(cfg.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{cfg} is not valid JSON ({exc}); {_SAVE_HINT} again") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{cfg} is not a model config (not a JSON object); {_SAVE_HINT} again")
+    return data
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        raise ModelError(
+            f"{folder} has no weights (*.safetensors or pytorch_model.bin); {_SAVE_HINT}"
+        )
+    return files
+
+
+def _labels(config: dict[str, Any], folder: Path) -> list[str]:
+    """Label names in output order from id2label (transformers' default: LABEL_0, LABEL_1)."""
+    id2label = config.get("id2label")
+    if not id2label:
+        n = int(config.get("num_labels") or 2)
+        return [f"LABEL_{i}" for i in range(n)]
+    try:
+        by_index = {int(k): str(v) for k, v in dict(id2label).items()}
+    except (TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{folder}/config.json id2label has non-integer keys ({exc}); fix id2label"
+        ) from exc
+    if sorted(by_index) != list(range(len(by_index))):
+        raise ModelError(
+            f"{folder}/config.json id2label keys {sorted(by_index)} are not 0..n-1; fix id2label"
+        )
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def _default_labels(config: dict[str, Any]) -> bool:
+    """True when id2label is absent or only transformers' placeholder LABEL_i names."""
+    id2label = config.get("id2label") or {}
+    return all(
+        (m := _DEFAULT_LABEL.match(str(v))) is not None and m.group(1) == str(k)
+        for k, v in dict(id2label).items()
+    )
+
+
+def _tokenizer_vocab_size(tokenizer_file: Path) -> int:
+    from tokenizers import Tokenizer
+
+    try:
+        tok = Tokenizer.from_file(str(tokenizer_file))
+    except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+        raise ModelError(
+            f"{tokenizer_file} is not a valid tokenizer.json ({exc}); save it again with "
+            "AutoTokenizer.from_pretrained(...).save_pretrained(folder)"
+        ) from exc
+    return int(tok.get_vocab_size(with_added_tokens=True))
+
+
+def load_hf_classifier(info: HFModelInfo) -> torch.nn.Module:
+    """The folder's own classifier (fp32, eval, CPU): ``forward(ids, mask, types=None) -> logits``.
+
+    Example::
+
+        model = load_hf_classifier(inspect_hf_folder(folder))
+        logits = model(input_ids, attention_mask)  # [batch, num_labels]
+    """
+    try:
+        import torch  # noqa: F401
+        from transformers import AutoModelForSequenceClassification
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "loading a Hugging Face model needs torch and transformers; install the extra: "
+            "pip install -e '.[torch]'"
+        ) from exc
+    try:
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            info.path, local_files_only=True, output_loading_info=True
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(
+            f"transformers cannot load {info.path} as a sequence classifier ({exc}); "
+            "check that it was saved with save_pretrained by a compatible transformers version"
+        ) from exc
+    missing = list(loading.get("missing_keys") or [])
+    if missing:
+        raise ModelError(
+            f"{info.path} lacks weights for {missing[:4]}{' ...' if len(missing) > 4 else ''}; "
+            "transformers would fill them with random values — save the fine-tuned model again"
+        )
+    return _wrapper_class()(model.float().eval().to("cpu"))
+
+
+@functools.cache
+def _wrapper_class() -> type:
+    """The torch wrapper class, defined on first use so importing this module needs no torch."""
+    import inspect
+
+    import torch
+
+    class HFClassifier(torch.nn.Module):
+        """forward(input_ids, attention_mask, token_type_ids=None) -> logits [batch, labels]."""
+
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+            params = inspect.signature(model.forward).parameters
+            self.takes_token_types = "token_type_ids" in params
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor | None = None,
+        ) -> torch.Tensor:
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None and self.takes_token_types:
+                kwargs["token_type_ids"] = token_type_ids
+            out = self.model(**kwargs)
+            return out[0] if isinstance(out, tuple) else out.logits
+
+    return HFClassifier
