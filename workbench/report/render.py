@@ -135,7 +135,7 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
         "problems": loaded.problems,
         "provenance": to_dict(prov),
         "calibration_summary": to_dict(run.calibration) if run.calibration else None,
-        "config_json": json.dumps(run.config, indent=2, sort_keys=True, default=str),
+        "config_json": json.dumps(to_dict(run.experiment), indent=2, sort_keys=True, default=str),
     }
 
 
