@@ -20,33 +20,27 @@ def test_help_lists_commands_without_torch():
     assert "demo" in out
 
 
+def _experiment(tmp_path, data) -> str:
+    exp = tmp_path / "exp.toml"
+    exp.write_text(f'[model]\ndefault = true\n[data]\nfile = "{data.name}"\n')
+    return str(exp)
+
+
 def test_missing_column_is_one_line_exit_2(tmp_path, capsys):
     data = tmp_path / "d.csv"
     data.write_text("review,label\ngood,1\nbad,0\n")
-    code = main(
-        [
-            "demo",
-            "--quick",
-            "--data",
-            str(data),
-            "--reports",
-            str(tmp_path / "r"),
-            "--calibration-sets",
-            str(tmp_path / "c"),
-            "--no-progress",
-        ]
-    )
+    args = ["--quick", "--reports", str(tmp_path / "r"), "--calibration-sets", str(tmp_path / "c")]
+    code = main(["run", _experiment(tmp_path, data), *args, "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2
-    assert err.startswith("error:") and "--text-column" in err and "\n" not in err
+    assert err.startswith("error:") and "text_column" in err and "\n" not in err
     assert not (tmp_path / "r").exists()
 
 
 def test_single_class_dataset_is_refused(tmp_path, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 1}\n')
-    code = main(
-        ["demo", "--quick", "--data", str(data), "--reports", str(tmp_path / "r"), "--no-progress"]
-    )
+    code = main(["run", _experiment(tmp_path, data), "--reports", str(tmp_path / "r")])
     assert code == 2
-    assert "single class" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "single class ('1')" in err

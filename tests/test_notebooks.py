@@ -24,3 +24,19 @@ def test_quickstart_executes(tmp_path, monkeypatch):
     assert "ort-int8-dynamic" in html and "<table" in html
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert list((tmp_path / "reports").glob("*/report.html"))
+
+
+def test_your_model_notebook_executes(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(tmp_path))
+    nb = nbformat.read(NOTEBOOKS / "02_your_model.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "ort-int8-static" in html and "<table" in html
+    assert ("PASS" in text or "FAIL" in text) and "report.html" in text
+    assert list((tmp_path / "reports").glob("*/report.html"))

@@ -48,8 +48,11 @@ class CalibrationOutcome:
         return lambda: self.calib_set.batches(tok, batch_size=BATCH)
 
 
-def prepare_calibration(ws: Workspace, run_dir: Path, root: str, st: Stages) -> CalibrationOutcome:
-    """Build (or reuse) the calibration set, its tables and the method comparison."""
+def prepare_calibration(
+    ws: Workspace, run_dir: Path, root: str, st: Stages, compare: bool = True
+) -> CalibrationOutcome:
+    """Build (or reuse) the calibration set, a table for the method and for every method in
+    ``[calibration] compare``, and (when ``compare``) the side-by-side comparison."""
     with st.stage("calibration set"):
         calib = _calibration_set(ws, run_dir, root)
     c = ws.exp.calibration
@@ -76,7 +79,7 @@ def prepare_calibration(ws: Workspace, run_dir: Path, root: str, st: Stages) -> 
             table.save(tables_dir / f"{m}.json")
     table_file = tables_dir / f"{c.method}.json"
     shutil.copyfile(table_file, run_dir / TABLE_FILE)
-    if c.compare:
+    if c.compare and compare:
         with st.stage("compare calibration methods"):
             _compare(ws, calib, run_dir, key, stats)
     summary = CalibrationSummary(
