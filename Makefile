@@ -36,6 +36,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check workbench tests benchmarks
 	$(BIN)/ruff format --check workbench tests benchmarks
+	$(BIN)/lint-imports
 
 bench-cpu: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/cpu_int8.py

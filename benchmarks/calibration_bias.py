@@ -38,7 +38,7 @@ def _model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         if not args.model_dir:
             sys.exit("--onnx needs --model-dir (the folder with the model's tokenizer.json)")
         return args.onnx, TextTokenizer.from_model_dir(args.model_dir, args.max_length)
-    from workbench.data.sweep import default_model
+    from workbench.experiment.calibset_sweep import default_model
 
     return default_model(None, "text", "label")
 

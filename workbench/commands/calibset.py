@@ -215,9 +215,9 @@ def format_report(r: Any) -> str:
 
 def _run_sweep(args: argparse.Namespace) -> int:
     try:
-        from workbench.data.sweep import run_sweep
+        from workbench.experiment.calibset_sweep import run_sweep
     except ModuleNotFoundError as exc:
-        if exc.name != "workbench.data.sweep":
+        if exc.name != "workbench.experiment.calibset_sweep":
             raise
         raise ConfigError("calibset sweep is not available in this version yet") from exc
     result = run_sweep(

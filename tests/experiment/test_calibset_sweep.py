@@ -7,9 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from workbench.data.sweep import PLOT_FILE, SWEEP_FILE, SweepResult, amax_spread, run_sweep
 from workbench.data.tokenize import TextTokenizer
 from workbench.errors import DataError
+from workbench.experiment.calibset_sweep import (
+    PLOT_FILE,
+    SWEEP_FILE,
+    SweepResult,
+    amax_spread,
+    run_sweep,
+)
 from workbench.results.records import load_record
 
 
