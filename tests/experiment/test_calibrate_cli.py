@@ -40,7 +40,8 @@ def test_tables_only_run(user_experiment, tmp_path, capsys):
 
 def test_comparison_is_written_and_printed(user_experiment, tmp_path, capsys):
     args = ["calibrate", str(user_experiment), "--methods", "max,mse", "--reports",
-            str(tmp_path), "--run-id", "c", "--calibration-sets", str(tmp_path / "sets")]  # fmt: skip
+            str(tmp_path), "--run-id", "c", "--calibration-sets",
+            str(tmp_path / "sets")]  # fmt: skip
     assert main(args) == 0
     rec = json.loads((tmp_path / "c" / "calibration_comparison.json").read_text())
     assert [m["method"] for m in rec["methods"]] == ["max", "mse"]
