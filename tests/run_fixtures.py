@@ -23,10 +23,12 @@ from workbench.results.records import (
     CalibrationSummary,
     Int8Coverage,
     LatencyResult,
+    ModelSummary,
     Provenance,
     RunResult,
     save_run,
 )
+from workbench.results.spec import Experiment, ModelSpec
 
 LABEL_NAMES = ["rotten", "fresh"]
 XSS_TEXT = "<script>document.title='pwned';window.__xss=1</script> a film & its \"fans\""
@@ -190,7 +192,16 @@ def write_run(
         builds=results,
         calibration=calib,
         provenance=provenance(cpu, cpu_count, gpu),
-        config={"quick": False, "seq_len": 128, "calibration_samples": 512},
+        experiment=Experiment(name="fixture", model=ModelSpec(default=True)),
+        model=ModelSummary(
+            kind="default",
+            path="models/minilm-rt",
+            onnx_path="models/minilm-rt/model.onnx",
+            onnx_sha256="cd" * 32,
+            export_max_abs_err=1e-6,
+        ),
+        skipped=[],
+        warnings=[],
     )
     save_run(run, run_dir)
     return run

@@ -56,17 +56,17 @@ def test_latency_record(tiny_model, tiny_onnx):
 
 
 def test_isolated_child_reports_own_memory(tiny_model, tiny_onnx):
-    spec = LatencySpec(
-        "onnxruntime",
-        str(tiny_onnx),
-        str(tiny_model.encoder_dir / "tokenizer.json"),
-        "fp32",
-        [(1, 16), (2, 16)],
-        5,
-        1,
-        5.0,
-        1,
-    )
+    from workbench.backends.registry import Artifact, BuildRequest
+
+    req = BuildRequest(
+        name="ort-fp32", backend="onnxruntime", device="cpu", precision="fp32", compile=False,
+        cuda_graphs=False, fp32_onnx=str(tiny_onnx), torch_model="",
+        tokenizer_file=str(tiny_model.encoder_dir / "tokenizer.json"), max_length=16,
+        table_file="", method="entropy", calibrator="workbench", per_channel=True, exclude=(),
+        cache_dir="",
+    )  # fmt: skip
+    art = Artifact(str(tiny_onnx), "sha", "FP32")
+    spec = LatencySpec(req, art, [(1, 16), (2, 16)], 5, 1, 5.0, 1)
     out = measure_isolated(spec)
     assert [(x.batch_size, x.seq_len) for x in out.latency] == [(1, 16), (2, 16)]
     assert 20 < out.peak_rss_mb < 4000

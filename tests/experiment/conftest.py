@@ -30,3 +30,7 @@ def user_experiment(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--out", str(exp)]  # fmt: skip
     assert main(args) == 0
     return exp
+
+
+# The comparison tests share the calibration tests' tiny-model feeds.
+from tests.calibration.conftest import calib_texts, tiny_tokenizer, unpadded_feeds  # noqa: E402, F401

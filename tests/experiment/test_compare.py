@@ -15,7 +15,7 @@ from workbench.calibration.table import CalibrationTable
 from workbench.calibration.trt_cache import read_trt_cache
 from workbench.errors import ConfigError, DataError
 from workbench.experiment.compare import compare_methods
-from workbench.results.records import load_record
+from workbench.results.records import SCHEMA_VERSION, load_record
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_compare_writes_a_complete_record(tiny_onnx, unpadded_feeds, test_set, t
         labels=["rotten", "fresh"], calibration_set_sha256="c" * 64, sqnr_samples=16,
     )  # fmt: skip
     back = load_record(CalibrationComparison, tmp_path / COMPARISON_FILE)
-    assert json.loads((tmp_path / COMPARISON_FILE).read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / COMPARISON_FILE).read_text())["schema_version"] == SCHEMA_VERSION
     assert [m.method for m in back.methods] == methods
     assert back.best_method in methods and back.n_test == 24 and back.sqnr_samples == 16
     names = quantizable_tensors(tiny_onnx)

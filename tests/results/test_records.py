@@ -9,14 +9,18 @@ import pytest
 
 from workbench.errors import ResultsError
 from workbench.results.records import (
+    SCHEMA_VERSION,
     AccuracyResult,
     BuildResult,
     LatencyResult,
+    ModelSummary,
     Provenance,
     RunResult,
+    SkippedBuild,
     load_run,
     save_run,
 )
+from workbench.results.spec import Experiment
 
 
 def _run() -> RunResult:
@@ -41,9 +45,13 @@ def _run() -> RunResult:
     prov = Provenance(
         "sha", {"numpy": "2"}, "3.11", "linux", "cpu", 2, ["avx2"], "", "now", {"split": 0}
     )
+    model = ModelSummary("default", "m", "m.onnx", "ab" * 32, 1e-6)
+    exp = Experiment(name="t", quick=True)
     return RunResult(
-        1, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov, {"quick": True}
-    )
+        SCHEMA_VERSION, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov, exp,
+        model, [SkippedBuild("trt-fp16", "tensorrt", "cuda", "fp16", "TensorRT not installed")],
+        ["a warning"],
+    )  # fmt: skip
 
 
 def test_run_round_trips(tmp_path):
