@@ -181,19 +181,14 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
 
 
 def default_model(data_file: str | None, text_column: str, label_column: str) -> tuple[str, Any]:
-    """The demo's cached default classifier (prepared on first use), its ONNX and tokenizer."""
-    from workbench.backends.onnxruntime.export import export_onnx
-    from workbench.backends.pytorch.prepare import prepare_classifier
-    from workbench.data.datasets import load_labelled_file, load_rotten_tomatoes, make_splits
-    from workbench.data.tokenize import TextTokenizer
+    """The demo's cached default classifier (prepared on first use), its ONNX and tokenizer,
+    through the same Workspace a run uses."""
+    from workbench.experiment.workspace import Workspace
+    from workbench.results.spec import DataSpec, Experiment, ModelSpec
 
-    data = (
-        load_labelled_file(data_file, text_column, label_column)
-        if data_file
-        else load_rotten_tomatoes()
-    )
-    art = prepare_classifier(make_splits(data))
-    return export_onnx(art).onnx_path, TextTokenizer.from_model_dir(art.encoder_dir, art.max_length)
+    data = DataSpec(file=data_file or "", text_column=text_column, label_column=label_column)
+    ws = Workspace.open(Experiment(model=ModelSpec(default=True), data=data))
+    return ws.export.onnx_path, ws.tokenizer
 
 
 def run_sweep(
