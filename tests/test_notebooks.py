@@ -11,15 +11,20 @@ pytestmark = pytest.mark.slow
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def test_quickstart_executes(tmp_path, monkeypatch):
+def _execute(name: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Run a notebook top to bottom with its outputs under ``out``; return its outputs."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(tmp_path))
-    nb = nbformat.read(NOTEBOOKS / "01_quickstart.ipynb", as_version=4)
+    monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(out))
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbclient.NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     ).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+
+
+def test_quickstart_executes(tmp_path, monkeypatch):
+    outputs = _execute("01_quickstart.ipynb", tmp_path, monkeypatch)
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     assert "ort-int8-dynamic" in html and "<table" in html
     assert any("image/png" in o.get("data", {}) for o in outputs)
@@ -27,14 +32,7 @@ def test_quickstart_executes(tmp_path, monkeypatch):
 
 
 def test_your_model_notebook_executes(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(tmp_path))
-    nb = nbformat.read(NOTEBOOKS / "02_your_model.ipynb", as_version=4)
-    nbclient.NotebookClient(
-        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-    ).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs = _execute("02_your_model.ipynb", tmp_path, monkeypatch)
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "ort-int8-static" in html and "<table" in html

@@ -94,7 +94,9 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         reference_build=reference,
         builds=annotate(results),
         calibration=calib.summary if calib else None,
-        provenance=collect_provenance(seeds={"split": exp.seed, "calibration": exp.seed}),
+        provenance=collect_provenance(
+            seeds={"split": exp.seed, "calibration": exp.seed}, gpu=_gpu_name(measured)
+        ),
         experiment=exp,
         model=ModelSummary(
             kind=ws.model.kind,
@@ -177,6 +179,12 @@ def _result(
         int8_coverage=m.int8_coverage,
         notes=[m.artifact.detail],
     )
+
+
+def _gpu_name(measured: dict[str, BuildMeasurement]) -> str:
+    """The GPU a CUDA build ran on ("" when every build ran on the CPU)."""
+    names = [m.device_name for m in measured.values() if m.device_name != "cpu"]
+    return names[0].removeprefix("cuda:") if names else ""
 
 
 def _run_id(dataset: str, quick: bool) -> str:
