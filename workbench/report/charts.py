@@ -48,10 +48,14 @@ def _horizontal() -> dict[str, Any]:
     return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
 
 
+def _is_wide(values: Sequence[float]) -> bool:
+    v = np.asarray([x for x in values if np.isfinite(x) and x > 0], dtype=np.float64)
+    return bool(v.size and v.max() / v.min() > 10)
+
+
 def _log_if_wide(ax: Any, values: Sequence[float]) -> None:
     """Log x-axis when values span more than 10x, so a slow eager baseline hides nothing."""
-    v = np.asarray([x for x in values if np.isfinite(x) and x > 0], dtype=np.float64)
-    if v.size and v.max() / v.min() > 10:
+    if _is_wide(values):
         from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
         ax.set_xscale("log")
@@ -99,6 +103,24 @@ def _y_limits(acc: np.ndarray, cis: Sequence[Interval] | None) -> Interval:
     return max(low - pad, 0.0), min(high + pad, 100.0)
 
 
+def _label_offsets(x: Sequence[float], y: Sequence[float], log_x: bool) -> list[tuple[int, int]]:
+    """Point offsets (in points) for name labels: right of the point unless near the right
+    edge, and below instead of above when a neighbour's label already sits there."""
+    xs = np.log10(np.asarray(x, dtype=np.float64)) if log_x else np.asarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    nx = (xs - xs.min()) / (np.ptp(xs) or 1.0)
+    ny = (ys - ys.min()) / (np.ptp(ys) or 1.0)
+    taken: list[tuple[float, float, int]] = []  # (x, y, vertical side) of placed labels
+    out = []
+    for i in np.argsort(xs, kind="stable"):
+        dx = -6 if nx[i] > 0.8 else 6
+        near = [t for t in taken if abs(t[0] - nx[i]) < 0.12 and abs(t[1] - ny[i]) < 0.15]
+        dy = -12 if any(t[2] > 0 for t in near) else 5
+        taken.append((float(nx[i]), float(ny[i]), dy))
+        out.append((int(i), (dx, dy)))
+    return [o for _, o in sorted(out)]
+
+
 def accuracy_latency_scatter(
     names: Sequence[str],
     latency_ms: Sequence[float],
@@ -112,7 +134,7 @@ def accuracy_latency_scatter(
     import matplotlib
 
     with matplotlib.rc_context(_RC):
-        fig = _figure(7.2, 4.0)
+        fig = _figure(8.4, 4.6)
         ax = fig.add_subplot()
         pts = list(zip(latency_ms, accuracy, strict=True))
         front = pareto_front(pts)
@@ -123,6 +145,8 @@ def accuracy_latency_scatter(
             fx = [pts[i][0] for i in front]
             fy = [acc[i] for i in front]
             ax.plot(fx, fy, color="#6b7280", lw=1.2, ls="--", zorder=2, label="Pareto front")
+        wide = _is_wide(latency_ms)
+        offsets = _label_offsets(latency_ms, list(acc), wide)
         for i, (name, x) in enumerate(zip(names, latency_ms, strict=True)):
             on = i in front
             color = PALETTE[i % len(PALETTE)]
@@ -142,13 +166,27 @@ def accuracy_latency_scatter(
                 zorder=3,
                 label=name if on else f"{name} (dominated)",
             )
-            ax.annotate(name, (x, acc[i]), xytext=(6, 5), textcoords="offset points", fontsize=8)
+            dx, dy = offsets[i]
+            ax.annotate(
+                name,
+                (x, acc[i]),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right",
+                fontsize=8,
+            )
         _log_if_wide(ax, latency_ms)
         ax.set_ylim(*_y_limits(acc, accuracy_ci))
         ax.set_xlabel(f"p50 latency (ms), {shape_label}")
         ax.set_ylabel("accuracy (%), 95% CI")
         ax.grid(alpha=0.3)
-        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+        ax.legend(
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.16),
+            ncol=min(len(names) + 1, 3),
+            fontsize=7,
+            frameon=False,
+        )
         return _to_uri(fig)
 
 
@@ -199,7 +237,7 @@ def threshold_histogram(
     import matplotlib
 
     with matplotlib.rc_context(_RC):
-        fig = _figure(3.2, 2.0)
+        fig = _figure(3.4, 2.6)
         ax = fig.add_subplot()
         e = np.asarray(edges, dtype=np.float64)
         c = np.asarray(counts, dtype=np.float64)
@@ -210,7 +248,7 @@ def threshold_histogram(
         ax.set_title(wrap_name(name), fontsize=7, loc="left")
         ax.set_xlabel("|x|", fontsize=7)
         ax.tick_params(labelsize=6)
-        ax.legend(fontsize=6, frameon=False)
+        ax.legend(fontsize=6, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
         return _to_uri(fig)
 
 

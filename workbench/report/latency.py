@@ -176,13 +176,15 @@ def speedup_cell(base: BuildResult | None, build: BuildResult, shape: Shape | No
 
 
 def latency_rows(builds: Sequence[BuildResult], gate: Shape | None) -> list[dict]:
-    """Every measured shape of every build, with speed-up CIs and noise warnings."""
+    """Every measured shape of every build (grouped by shape), with speed-up CIs and noise."""
     torch32 = find_build(builds, "pytorch", "fp32")
     ort32 = find_build(builds, "onnxruntime", "fp32")
     rows = []
-    for b in builds:
-        for x in sorted(b.latency, key=lambda x: (x.batch_size, x.seq_len)):
-            shape = (x.batch_size, x.seq_len)
+    for shape in shapes(builds):
+        for b in builds:
+            x = at(b, shape)
+            if x is None:
+                continue
             n = noise(x)
             rows.append(
                 {
@@ -194,7 +196,9 @@ def latency_rows(builds: Sequence[BuildResult], gate: Shape | None) -> list[dict
                     "p90": x.p90_ms,
                     "p99": x.p99_ms,
                     "tail": n.tail,
+                    "tail_high": n.tail > MAX_TAIL,
                     "spread": n.spread,
+                    "spread_high": n.spread > MAX_SPREAD,
                     "noisy": bool(n.warnings),
                     "warnings": n.warnings,
                     "throughput": x.throughput_seq_per_s,
