@@ -150,7 +150,7 @@ def accuracy_latency_scatter(
         for i, (name, x) in enumerate(zip(names, latency_ms, strict=True)):
             on = i in front
             color = PALETTE[i % len(PALETTE)]
-            ax.errorbar(
+            _, _, bars = ax.errorbar(
                 [x],
                 [acc[i]],
                 yerr=None if yerr is None else yerr[:, i : i + 1],
@@ -166,6 +166,9 @@ def accuracy_latency_scatter(
                 zorder=3,
                 label=name if on else f"{name} (dominated)",
             )
+            for coll in bars:  # SVG ids let tests and readers find each interval
+                (x0, _), (x1, _) = coll.get_segments()[0]
+                coll.set_gid(f"ci-{'y' if x0 == x1 else 'x'}-{i}")
             dx, dy = offsets[i]
             ax.annotate(
                 name,
