@@ -180,6 +180,7 @@ def accuracy_latency_scatter(
             )
         _log_if_wide(ax, latency_ms)
         ax.set_ylim(*_y_limits(acc, accuracy_ci))
+        ax.patch.set_gid("plot-area")
         ax.set_xlabel(f"p50 latency (ms), {shape_label}")
         ax.set_ylabel("accuracy (%), 95% CI")
         ax.grid(alpha=0.3)
