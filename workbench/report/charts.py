@@ -78,7 +78,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 Interval = tuple[float, float]
 
 
-def _errors(values: Sequence[float], cis: Sequence[Interval] | None) -> np.ndarray | None:
+def _errors(values: Sequence[float] | np.ndarray, cis: Sequence[Interval] | None) -> Any:
     """Matplotlib's (2, n) error array from intervals around ``values`` (NaN: no bar)."""
     if cis is None:
         return None
@@ -121,6 +121,32 @@ def _label_offsets(x: Sequence[float], y: Sequence[float], log_x: bool) -> list[
     return [o for _, o in sorted(out)]
 
 
+def _build_point(ax: Any, i: int, name: str, xy: tuple[float, float], err: Any, on: bool) -> None:
+    """One build: marker (filled on the front, hollow when dominated) with its error bars,
+    each bar's SVG group named ``ci-y-<i>`` / ``ci-x-<i>``."""
+    color = PALETTE[i % len(PALETTE)]
+    xerr, yerr = err
+    _, _, bars = ax.errorbar(
+        [xy[0]],
+        [xy[1]],
+        yerr=None if yerr is None else yerr[:, i : i + 1],
+        xerr=None if xerr is None else xerr[:, i : i + 1],
+        fmt="o",
+        ms=8 if on else 7,
+        color=color,
+        mfc=color if on else "white",
+        mec="black" if on else color,
+        mew=1.0 if on else 1.6,
+        elinewidth=1.2,
+        capsize=4,
+        zorder=3,
+        label=name if on else f"{name} (dominated)",
+    )
+    for coll in bars:
+        (x0, _), (x1, _) = coll.get_segments()[0]
+        coll.set_gid(f"ci-{'y' if x0 == x1 else 'x'}-{i}")
+
+
 def accuracy_latency_scatter(
     names: Sequence[str],
     latency_ms: Sequence[float],
@@ -140,43 +166,17 @@ def accuracy_latency_scatter(
         front = pareto_front(pts)
         acc = np.asarray(accuracy, dtype=np.float64) * 100
         yerr = _errors(acc, [(lo * 100, hi * 100) for lo, hi in accuracy_ci or []] or None)
-        xerr = _errors(latency_ms, latency_ci)
+        err = (_errors(latency_ms, latency_ci), yerr)
         if len(front) > 1:
-            fx = [pts[i][0] for i in front]
-            fy = [acc[i] for i in front]
+            fx, fy = [pts[i][0] for i in front], [acc[i] for i in front]
             ax.plot(fx, fy, color="#6b7280", lw=1.2, ls="--", zorder=2, label="Pareto front")
-        wide = _is_wide(latency_ms)
-        offsets = _label_offsets(latency_ms, list(acc), wide)
+        offsets = _label_offsets(latency_ms, list(acc), _is_wide(latency_ms))
         for i, (name, x) in enumerate(zip(names, latency_ms, strict=True)):
-            on = i in front
-            color = PALETTE[i % len(PALETTE)]
-            _, _, bars = ax.errorbar(
-                [x],
-                [acc[i]],
-                yerr=None if yerr is None else yerr[:, i : i + 1],
-                xerr=None if xerr is None else xerr[:, i : i + 1],
-                fmt="o",
-                ms=8 if on else 7,
-                color=color,
-                mfc=color if on else "white",
-                mec="black" if on else color,
-                mew=1.0 if on else 1.6,
-                elinewidth=1.2,
-                capsize=4,
-                zorder=3,
-                label=name if on else f"{name} (dominated)",
-            )
-            for coll in bars:  # SVG ids let tests and readers find each interval
-                (x0, _), (x1, _) = coll.get_segments()[0]
-                coll.set_gid(f"ci-{'y' if x0 == x1 else 'x'}-{i}")
+            _build_point(ax, i, name, (x, acc[i]), err, i in front)
             dx, dy = offsets[i]
+            ha = "left" if dx > 0 else "right"
             ax.annotate(
-                name,
-                (x, acc[i]),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha="left" if dx > 0 else "right",
-                fontsize=8,
+                name, (x, acc[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8
             )
         _log_if_wide(ax, latency_ms)
         ax.set_ylim(*_y_limits(acc, accuracy_ci))
@@ -184,12 +184,9 @@ def accuracy_latency_scatter(
         ax.set_xlabel(f"p50 latency (ms), {shape_label}")
         ax.set_ylabel("accuracy (%), 95% CI")
         ax.grid(alpha=0.3)
+        ncol = min(len(names) + 1, 3)
         ax.legend(
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.16),
-            ncol=min(len(names) + 1, 3),
-            fontsize=7,
-            frameon=False,
+            loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=7, frameon=False
         )
         return _to_uri(fig)
 

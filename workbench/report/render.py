@@ -81,10 +81,10 @@ def _charts(
     for b in run.builds:
         lat = context.latency_at(b, shape)
         if b.accuracy and lat and math.isfinite(lat.p50_ms):
-            acc = b.accuracy
-            ci = stats.wilson_interval(round(acc.accuracy * acc.n), acc.n)
+            a = b.accuracy
+            ci = stats.wilson_interval(round(a.accuracy * a.n), a.n)
             med = latency.median_ci(lat.samples_ms) or (math.nan, math.nan)
-            pts.append((b.name, lat.p50_ms, acc.accuracy, ci, med))
+            pts.append((b.name, lat.p50_ms, a.accuracy, ci, med))
     if pts:
         names, lat_ms, acc, acc_ci, lat_ci = zip(*pts, strict=True)
         label = latency.shape_label(shape) + (" (the gate's shape)" if shape == gate else "")
