@@ -103,13 +103,15 @@ def _y_limits(acc: np.ndarray, cis: Sequence[Interval] | None) -> Interval:
     return max(low - pad, 0.0), min(high + pad, 100.0)
 
 
-def _label_offsets(x: Sequence[float], y: Sequence[float], log_x: bool) -> list[tuple[int, int]]:
+def _label_offsets(
+    x: Sequence[float], y: Sequence[float], log_x: bool, y_range: Interval
+) -> list[tuple[int, int]]:
     """Point offsets (in points) for name labels: right of the point unless near the right
     edge, and below instead of above when a neighbour's label already sits there."""
     xs = np.log10(np.asarray(x, dtype=np.float64)) if log_x else np.asarray(x, dtype=np.float64)
     ys = np.asarray(y, dtype=np.float64)
     nx = (xs - xs.min()) / (np.ptp(xs) or 1.0)
-    ny = (ys - ys.min()) / (np.ptp(ys) or 1.0)
+    ny = (ys - y_range[0]) / ((y_range[1] - y_range[0]) or 1.0)
     taken: list[tuple[float, float, int]] = []  # (x, y, vertical side) of placed labels
     out = []
     for i in np.argsort(xs, kind="stable"):
@@ -170,7 +172,8 @@ def accuracy_latency_scatter(
         if len(front) > 1:
             fx, fy = [pts[i][0] for i in front], [acc[i] for i in front]
             ax.plot(fx, fy, color="#6b7280", lw=1.2, ls="--", zorder=2, label="Pareto front")
-        offsets = _label_offsets(latency_ms, list(acc), _is_wide(latency_ms))
+        y_range = _y_limits(acc, accuracy_ci)
+        offsets = _label_offsets(latency_ms, list(acc), _is_wide(latency_ms), y_range)
         for i, (name, x) in enumerate(zip(names, latency_ms, strict=True)):
             _build_point(ax, i, name, (x, acc[i]), err, i in front)
             dx, dy = offsets[i]
@@ -179,7 +182,7 @@ def accuracy_latency_scatter(
                 name, (x, acc[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8
             )
         _log_if_wide(ax, latency_ms)
-        ax.set_ylim(*_y_limits(acc, accuracy_ci))
+        ax.set_ylim(*y_range)
         ax.patch.set_gid("plot-area")
         ax.set_xlabel(f"p50 latency (ms), {shape_label}")
         ax.set_ylabel("accuracy (%), 95% CI")
