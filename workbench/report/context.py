@@ -18,6 +18,7 @@ from workbench.errors import ResultsError
 from workbench.gate import stats
 from workbench.gate.decision import GATE_FILE, GateDecision, hardware, load_decision
 from workbench.gate.pairs import Predictions, load_predictions, load_test_texts
+from workbench.report import latency
 from workbench.results.records import BuildResult, LatencyResult, RunResult, load_run
 
 log = logging.getLogger(__name__)
@@ -53,25 +54,26 @@ class LoadedRun:
 
 
 def primary_shape(run: RunResult) -> tuple[int, int] | None:
-    """(batch, seq) the summary shows: batch 1 × seq 128 when measured, else the smallest."""
-    shapes = sorted({(x.batch_size, x.seq_len) for b in run.builds for x in b.latency})
+    """(batch, seq) shown when no gate judged latency: batch 1 × seq 128 if measured, else the
+    smallest."""
+    shapes = latency.shapes(run.builds)
     if not shapes:
         return None
     return PRIMARY_SHAPE if PRIMARY_SHAPE in shapes else shapes[0]
 
 
+def headline_shape(run: RunResult, decision: GateDecision | None) -> tuple[int, int] | None:
+    """The shape the summary shows: the one the gate judged when measured, else the primary."""
+    gate = latency.gate_shape(decision)
+    return gate if gate in latency.shapes(run.builds) else primary_shape(run)
+
+
 def latency_at(build: BuildResult, shape: tuple[int, int] | None) -> LatencyResult | None:
-    if shape is None:
-        return None
-    return next((x for x in build.latency if (x.batch_size, x.seq_len) == shape), None)
-
-
-def _find(run: RunResult, backend: str, precision: str) -> BuildResult | None:
-    return next((b for b in run.builds if (b.backend, b.precision) == (backend, precision)), None)
+    return latency.at(build, shape)
 
 
 def _speedup(base: BuildResult | None, b: BuildResult, shape: tuple[int, int] | None) -> float:
-    lb, lc = (latency_at(base, shape) if base else None), latency_at(b, shape)
+    lb, lc = latency.at(base, shape), latency.at(b, shape)
     if lb is None or lc is None or lc.p50_ms <= 0:
         return math.nan
     return lb.p50_ms / lc.p50_ms
@@ -86,11 +88,11 @@ def _delta(loaded: LoadedRun, ref: str, name: str) -> dict[str, float] | None:
     return {"diff": ci.diff, "low": ci.low, "high": ci.high}
 
 
-def summary_rows(loaded: LoadedRun) -> list[dict[str, Any]]:
-    """One row per build for the summary table."""
+def summary_rows(loaded: LoadedRun, shape: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """One row per build for the summary table, latency at ``shape``."""
     run = loaded.run
-    shape = primary_shape(run)
-    torch32, ort32 = _find(run, "pytorch", "fp32"), _find(run, "onnxruntime", "fp32")
+    torch32 = latency.find_build(run.builds, "pytorch", "fp32")
+    ort32 = latency.find_build(run.builds, "onnxruntime", "fp32")
     rows = []
     for b in run.builds:
         acc, lat = b.accuracy, latency_at(b, shape)
@@ -116,8 +118,9 @@ def summary_rows(loaded: LoadedRun) -> list[dict[str, Any]]:
                 "peak_rss_mb": b.peak_rss_mb,
                 "coverage": b.int8_coverage.share if b.int8_coverage else None,
                 "coverage_detail": _coverage_text(b),
-                "speedup_torch": _speedup(torch32, b, shape),
-                "speedup_ort": _speedup(ort32, b, shape),
+                "noisy": bool(lat and latency.noise(lat).warnings),
+                "speedup_torch": latency.speedup_cell(torch32, b, shape),
+                "speedup_ort": latency.speedup_cell(ort32, b, shape),
             }
         )
     return rows
@@ -128,31 +131,6 @@ def _coverage_text(b: BuildResult) -> str:
     if c is None:
         return ""
     return f"{c.quantized_matmul} of {c.quantized_matmul + c.float_matmul} ({c.detail})"
-
-
-def latency_rows(run: RunResult) -> list[dict[str, Any]]:
-    """Every measured shape of every build."""
-    ort32 = _find(run, "onnxruntime", "fp32")
-    rows = []
-    for b in run.builds:
-        for x in sorted(b.latency, key=lambda x: (x.batch_size, x.seq_len)):
-            shape = (x.batch_size, x.seq_len)
-            rows.append(
-                {
-                    "name": b.name,
-                    "batch": x.batch_size,
-                    "seq": x.seq_len,
-                    "p50": x.p50_ms,
-                    "p90": x.p90_ms,
-                    "p99": x.p99_ms,
-                    "throughput": x.throughput_seq_per_s,
-                    "iterations": x.iterations,
-                    "timer": x.timer,
-                    "copies": x.includes_host_device_copies,
-                    "speedup_ort": _speedup(ort32, b, shape),
-                }
-            )
-    return rows
 
 
 def confusion_tables(run: RunResult) -> list[dict[str, Any]]:
@@ -224,13 +202,12 @@ def changed_samples(loaded: LoadedRun) -> list[dict[str, Any]]:
     return out
 
 
-def build_notes(run: RunResult) -> list[dict[str, Any]]:
+def build_notes(run: RunResult, shape: tuple[int, int] | None) -> list[dict[str, Any]]:
     """The records' notes per build, plus facts the numbers imply (INT8 no faster, low coverage)."""
-    shape = primary_shape(run)
     out = []
     for b in run.builds:
         notes = list(b.notes)
-        fp32 = _find(run, b.backend, "fp32")
+        fp32 = latency.find_build(run.builds, b.backend, "fp32")
         if b.precision.startswith("int8") and fp32 is not None:
             s = _speedup(fp32, b, shape)
             if math.isfinite(s) and s < 1.05 and shape and not any("speed" in n for n in notes):

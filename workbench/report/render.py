@@ -16,7 +16,8 @@ from typing import Any
 
 from workbench import __version__
 from workbench.fileio import atomic_write_text
-from workbench.report import charts, context, sections
+from workbench.gate import stats
+from workbench.report import charts, context, latency, sections, text
 from workbench.results.serde import to_dict
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def _environment() -> Any:
         pct=_pct,
         pts=_pts,
         ms=lambda x: _fmt(x, ".2f"),
-        num=lambda x, spec=".3f": _fmt(x, spec),
+        num=text.number,
+        code=text.code_spans,
         x=lambda x: _fmt(x, ".2f", "×"),
         mb=lambda x: _fmt(x, ".0f"),
         db=_db,
@@ -68,36 +70,37 @@ def _environment() -> Any:
     return env
 
 
-def _charts(loaded: context.LoadedRun) -> dict[str, str | None]:
+def _charts(
+    loaded: context.LoadedRun, shape: tuple[int, int] | None, gate: tuple[int, int] | None
+) -> dict[str, str | None]:
     run = loaded.run
-    shape = context.primary_shape(run)
     out: dict[str, str | None] = {"scatter": None, "latency": None}
     if shape is None:
         return out
-    label = f"batch {shape[0]} × seq {shape[1]}"
-    pts = [
-        (b.name, lat.p50_ms, b.accuracy.accuracy)
-        for b in run.builds
-        if b.accuracy and (lat := context.latency_at(b, shape)) and math.isfinite(lat.p50_ms)
-    ]
+    pts = []
+    for b in run.builds:
+        lat = context.latency_at(b, shape)
+        if b.accuracy and lat and math.isfinite(lat.p50_ms):
+            a = b.accuracy
+            ci = stats.wilson_interval(round(a.accuracy * a.n), a.n)
+            med = latency.median_ci(lat.samples_ms) or (math.nan, math.nan)
+            pts.append((b.name, lat.p50_ms, a.accuracy, ci, med))
     if pts:
-        names, lat_ms, acc = zip(*pts, strict=True)
-        out["scatter"] = charts.accuracy_latency_scatter(names, lat_ms, acc, label)
-    shapes = sorted({(x.batch_size, x.seq_len) for b in run.builds for x in b.latency})
+        names, lat_ms, acc, acc_ci, lat_ci = zip(*pts, strict=True)
+        label = latency.shape_label(shape) + (" (the gate's shape)" if shape == gate else "")
+        out["scatter"] = charts.accuracy_latency_scatter(names, lat_ms, acc, label, acc_ci, lat_ci)
+    shapes = latency.shapes(run.builds)
     series = [
-        {
-            b.name: list(x.samples_ms)
-            for b in run.builds
-            for x in b.latency
-            if (x.batch_size, x.seq_len) == s and x.samples_ms
-        }
+        {b.name: list(x.samples_ms) for b in run.builds if (x := latency.at(b, s)) and x.samples_ms}
         for s in shapes
     ]
     keep = [i for i, s in enumerate(series) if s]
     if keep:
-        out["latency"] = charts.latency_distribution(
-            [f"batch {shapes[i][0]} × seq {shapes[i][1]}" for i in keep], [series[i] for i in keep]
-        )
+        titles = [
+            latency.shape_label(shapes[i]) + (" · judged by the gate" if shapes[i] == gate else "")
+            for i in keep
+        ]
+        out["latency"] = charts.latency_distribution(titles, [series[i] for i in keep])
     return out
 
 
@@ -106,36 +109,51 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
     loaded = context.LoadedRun.load(run_dir)
     run = loaded.run
     decision, gate_problem = context.gate_verdict(loaded.run_dir)
-    shape = context.primary_shape(run)
+    gate = latency.gate_shape(decision)
+    shape = context.headline_shape(run, decision)
     comparison = None
     if compare is not None:
         other = context.LoadedRun.load(compare)
         loaded.problems += [f"compare run: {p}" for p in other.problems]
         comparison = context.compare_rows(loaded, other)
-    prov = run.provenance
     samples = context.changed_samples(loaded)
     flipped = [s["name"] for s in samples if s["n_flipped"]]
+    rows = latency.latency_rows(run.builds, gate)
+    gate_latency = latency.gate_latency(run.builds, run.run_id, decision) if decision else None
     return {
         "run": run,
         "version": __version__,
         "rendered_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "gate": decision,
         "gate_problem": gate_problem,
+        "gate_shape": gate,
+        "gate_latency": gate_latency,
         "shape": shape,
-        "summary": context.summary_rows(loaded),
-        "latency_rows": context.latency_rows(run),
+        "shapes": latency.shapes(run.builds),
+        "summary": context.summary_rows(loaded, shape),
+        "latency_rows": rows,
+        "noisy_rows": [r for r in rows if r["noisy"]],
         "confusion": context.confusion_tables(run),
         "samples": samples,
         "open_samples": flipped[0] if flipped else (samples[0]["name"] if samples else ""),
-        "notes": context.build_notes(run),
+        "notes": context.build_notes(run, shape),
         "calibration": sections.calibration_section(loaded.run_dir),
         "calibset": sections.calibset_section(loaded.run_dir),
         "comparison": comparison,
-        "charts": _charts(loaded),
+        "charts": _charts(loaded, shape, gate),
         "problems": loaded.problems,
-        "provenance": to_dict(prov),
+        "provenance": to_dict(run.provenance),
+        "model_paths": {
+            b.name: text.display_path(b.model_path, loaded.run_dir) for b in run.builds
+        },
         "calibration_summary": to_dict(run.calibration) if run.calibration else None,
         "config_json": json.dumps(to_dict(run.experiment), indent=2, sort_keys=True, default=str),
+        "speedup_resamples": latency.RESAMPLES,
+        "noise_limits": {
+            "tail": latency.MAX_TAIL,
+            "spread": latency.MAX_SPREAD,
+            "drift": latency.MAX_DRIFT,
+        },
     }
 
 

@@ -62,8 +62,58 @@ def summary_frame(run: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def format_summary(run: RunResult) -> str:
-    """The summary table as aligned text for the terminal."""
+WIDTH = 100  # terminal columns the default summary fits
+# Compact table: (column of summary_frame, short header, format); "{b}" stands for each batch.
+COMPACT = (
+    ("build", "build", "{}"),
+    ("precision", "precision", "{}"),
+    ("accuracy", "acc", "{:.1%}"),
+    ("Δ acc (pts)", "Δ pts", "{:+.2f}"),
+    ("agreement", "agree", "{:.1%}"),
+    ("p50 b{b} (ms)", "p50 b{b} ms", "{:.1f}"),
+    ("× ort-fp32 b{b}", "×ort b{b}", "{:.2f}"),
+    ("INT8 coverage", "int8", "{:.0%}"),
+)
+DROP_ORDER = ("agree", "int8", "precision")  # dropped in this order while still too wide
+
+
+def _cell(fmt: str, x: object) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return fmt.format(x).replace("-", "−") if fmt.startswith("{:+") else fmt.format(x)
+
+
+def _compact(df: pd.DataFrame) -> pd.DataFrame:
+    """The few columns that decide a build, under short headers, as formatted text."""
+    batches = sorted({int(c.split()[1][1:]) for c in df.columns if c.startswith("p50 b")})
+    cols = {}
+    for src, head, fmt in COMPACT:
+        for b in batches if "{b}" in src else [None]:
+            name, title = src.format(b=b), head.format(b=b)
+            if name in df.columns:
+                cols[title] = [_cell(fmt, x) for x in df[name]]
+    return pd.DataFrame(cols)
+
+
+def format_summary(run: RunResult, *, wide: bool = False, width: int = WIDTH) -> str:
+    """The summary table as aligned text for the terminal.
+
+    By default the few columns that decide a build, fitted to ``width`` characters (less
+    important columns dropped first); ``wide=True`` prints every column of ``summary_frame``.
+    Example: ``print(format_summary(run))`` or ``print(format_summary(run, wide=True))``.
+    """
     df = summary_frame(run)
-    keep = [c for c in df.columns if not c.startswith("p99") and not c.startswith("seq/s")]
-    return df[keep].to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="—")
+    if wide:
+        return df.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="—")
+    table = _compact(df)
+    text = table.to_string(index=False)
+    for col in DROP_ORDER:
+        if max(map(len, text.splitlines())) <= width or col not in table.columns:
+            continue
+        table = table.drop(columns=col)
+        text = table.to_string(index=False)
+    note = (
+        "Δ pts: accuracy vs the reference build; ×ort: p50 speed-up vs ort-fp32; "
+        f"all {df.shape[1]} columns: --wide"
+    )
+    return text + "\n" + (note if len(note) <= width else "all columns: --wide")
