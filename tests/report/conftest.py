@@ -86,7 +86,7 @@ def realistic_demo_run(run_dir: Path) -> Path:
 def demo_gated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A realistic demo run gated as ``workbench demo`` gates it: the shipped policy (latency at
     batch 8), ort-int8-static against ort-fp32 (it fails: no faster, lower agreement)."""
-    from workbench.pipeline import DEFAULT_POLICY
+    from workbench.experiment.spec import DEFAULT_POLICY
 
     d = realistic_demo_run(tmp_path_factory.mktemp("reports") / "demo-run")
     decision = evaluate_gate(d, "ort-fp32", d, "ort-int8-static", load_policy(DEFAULT_POLICY))

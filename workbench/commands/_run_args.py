@@ -23,6 +23,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", help="gate policy TOML (overrides the experiment's)")
     p.add_argument("--no-gate", action="store_true", help="skip the gate")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--wide", action="store_true", help="every summary column (wider than 100)")
 
 
 def apply_run_args(exp: Experiment, args: argparse.Namespace) -> Experiment:
@@ -52,7 +53,7 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
         progress=not args.no_progress,
     )
     run, run_dir = run_experiment(exp, opts)
-    print(format_summary(run))
+    print(format_summary(run, wide=args.wide))
     for s in run.skipped:
         print(f"not run: {s.name} ({s.reason})")
     code = 0

@@ -92,7 +92,7 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         test_set_sha256=ws.test_sha256,
         labels=list(ws.model.labels),
         reference_build=reference,
-        builds=annotate(results),
+        builds=annotate(results, _gate_shape(exp)),
         calibration=calib.summary if calib else None,
         provenance=collect_provenance(
             seeds={"split": exp.seed, "calibration": exp.seed}, gpu=_gpu_name(measured)
@@ -179,6 +179,11 @@ def _result(
         int8_coverage=m.int8_coverage,
         notes=[m.artifact.detail],
     )
+
+
+def _gate_shape(exp: Experiment) -> tuple[int, int]:
+    p = exp.gate.policy
+    return (p.latency_batch, p.latency_seq) if p and exp.gate.enabled else exp.evaluate.shapes[0]
 
 
 def _gpu_name(measured: dict[str, BuildMeasurement]) -> str:

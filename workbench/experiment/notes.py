@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from workbench.results.records import BuildResult
+from workbench.results.records import BuildResult, LatencyResult
 
 
-def annotate(results: list[BuildResult]) -> list[BuildResult]:
-    """Add notes such as "INT8 ran no faster than ort-fp32 here" to the builds."""
+def annotate(results: list[BuildResult], shape: tuple[int, int] = (1, 128)) -> list[BuildResult]:
+    """Add notes such as "INT8 ran no faster than ort-fp32 here" to the builds, judged at
+    ``shape`` (the gate's latency shape when it has one)."""
     from workbench.provenance import cpu_int8_flags
 
     flags = cpu_int8_flags()
@@ -19,12 +20,13 @@ def annotate(results: list[BuildResult]) -> list[BuildResult]:
     out = []
     for b in results:
         notes = list(b.notes)
-        if base and b.precision.startswith("int8") and b.latency and base.latency:
-            ratio = base.latency[0].p50_ms / b.latency[0].p50_ms
+        mine, theirs = _at(b, shape), _at(base, shape) if base else None
+        if base and b.precision.startswith("int8") and mine and theirs:
+            ratio = theirs.p50_ms / mine.p50_ms
             if ratio < 1.1:
                 notes.append(
                     f"{b.precision} ran {ratio:.2f}x the speed of ort-fp32 at batch "
-                    f"{b.latency[0].batch_size} ({isa}): INT8 does not pay off here as built"
+                    f"{shape[0]} x seq {shape[1]} ({isa}): INT8 does not pay off here as built"
                 )
                 if "per-channel weights" in b.notes[0] and b.precision == "int8-static":
                     notes.append(
@@ -40,3 +42,10 @@ def annotate(results: list[BuildResult]) -> list[BuildResult]:
             )
         out.append(replace(b, notes=notes))
     return out
+
+
+def _at(build: BuildResult, shape: tuple[int, int]) -> LatencyResult | None:
+    return next(
+        (x for x in build.latency if (x.batch_size, x.seq_len) == shape),
+        build.latency[0] if build.latency else None,
+    )
