@@ -17,23 +17,41 @@ INT8_TOLERANCE = 0.06
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_demo(tmp_path_factory):
+    """`workbench demo --quick` as a user runs it, output captured (not a terminal)."""
+    import os
+    import subprocess
+    import sys
+
     root = tmp_path_factory.mktemp("demo")
-    code = main(
-        [
-            "demo",
-            "--quick",
-            "--reports",
-            str(root / "reports"),
-            "--calibration-sets",
-            str(root / "calib"),
-            "--run-id",
-            "quick",
-            "--no-progress",
-        ]
+    args = ["--quick", "--reports", str(root / "reports"), "--calibration-sets",
+            str(root / "calib"), "--run-id", "quick"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench", "demo", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=1800,
     )
-    assert code == 0
-    return root / "reports" / "quick"
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return root / "reports" / "quick", proc
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_demo):
+    return quick_demo[0]
+
+
+def test_terminal_output_is_quiet_and_ends_with_the_verdict(quick_demo):
+    _, proc = quick_demo
+    out = proc.stdout + proc.stderr
+    assert "\r" not in out  # no progress-bar noise when not a terminal
+    assert "INFO root" not in out and "Loading weights" not in out
+    assert "load data and model done in" in proc.stderr  # one plain line per stage instead
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith(("gate PASS", "gate FAIL")) and "ort-int8-static" in last
+    table = proc.stdout.split("\n\n")[0].splitlines()
+    assert max(len(line) for line in table) <= 100
 
 
 def test_run_record_has_sane_numbers(quick_run):

@@ -56,18 +56,22 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     print(format_summary(run, wide=args.wide))
     for s in run.skipped:
         print(f"not run: {s.name} ({s.reason})")
-    code = 0
-    gate_file = Path(run_dir) / "gate.json"
-    if run.experiment.gate.enabled and gate_file.is_file():
-        from workbench.gate import load_decision
-
-        decision = load_decision(gate_file)
-        print()
-        for check in decision.checks:
-            print(check.message)
-        verdict = "PASS" if decision.passed else "FAIL"
-        print(f"gate {verdict}: {decision.candidate} vs {decision.baseline}")
-        if strict_gate and not decision.passed:
-            code = 1
     print(f"\nreport: {Path(run_dir) / 'report.html'}")
-    return code
+    gate_file = Path(run_dir) / "gate.json"
+    if not (run.experiment.gate.enabled and gate_file.is_file()):
+        print("gate: not run (no [gate] or --no-gate)")
+        return 0
+    from workbench.gate import load_decision
+
+    decision = load_decision(gate_file)
+    print()
+    for check in decision.checks:
+        print(check.message)
+    failed = [c.name for c in decision.checks if c.status != "pass"]
+    why = f" ({', '.join(failed)} failed)" if failed else ""
+    tail = ""
+    if not decision.passed and not strict_gate:
+        tail = "; the demo still exits 0: pass --policy FILE for an exit code that follows the gate"
+    print(f"gate {'PASS' if decision.passed else 'FAIL'}{why}: {decision.candidate} vs "
+          f"{decision.baseline}{tail}")  # fmt: skip
+    return 1 if strict_gate and not decision.passed else 0

@@ -1,39 +1,75 @@
-"""Progress per stage: tqdm bars on a terminal, silent when progress is off."""
+"""Progress per stage: tqdm bars on a terminal, one plain line per stage elsewhere.
+
+In a CI log or ``make demo > log`` a bar would write carriage-return noise; there each
+stage prints one line when it ends (with its time), on stderr.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 Progress = Callable[[int, int], None]
 
 
+class _Count:
+    """What a stage's callback updates when no bar is drawn."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.total: int | None = None
+
+    def refresh(self) -> None:
+        pass
+
+
 @dataclass
 class Stages:
-    """One bar per stage; a stage's callback sets its total and position."""
+    """One bar (terminal) or one line (otherwise) per stage; silent when not enabled."""
 
     enabled: bool
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+
+    @property
+    def interactive(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
 
     @contextmanager
     def stage(self, name: str, total: int | None = None) -> Iterator[Any]:
+        if not self.enabled or not self.interactive:
+            yield from self._plain(name)
+            return
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=f"{name:<28}", disable=not self.enabled, leave=True)
+        bar = tqdm(total=total, desc=f"{name:<28}", leave=True, file=self.stream)
         try:
             yield bar
         finally:
-            if total is None and bar.total is None:
-                bar.update(1)
+            if bar.total is None:
+                bar.total = 1
+                bar.n = 1
+            bar.refresh()
             bar.close()
+
+    def _plain(self, name: str) -> Iterator[_Count]:
+        count = _Count()
+        t0 = time.perf_counter()
+        yield count
+        if self.enabled:
+            done = f" ({count.n}/{count.total})" if count.total else ""
+            print(f"{name}{done} done in {time.perf_counter() - t0:.1f} s", file=self.stream)
+            self.stream.flush()
 
     def callback(self, bar: Any) -> Progress:
         """A ``(done, total)`` callback that drives ``bar``."""
 
         def update(done: int, total: int) -> None:
             bar.total = total
-            bar.n = done
+            bar.n = min(done, total)
             bar.refresh()
 
         return update
