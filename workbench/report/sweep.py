@@ -106,7 +106,7 @@ def _axis_chart(sweep: SweepResult, axis: str) -> str | None:
     import matplotlib
 
     values = sweep.axes[axis]
-    names = list(dict.fromkeys(b.name for c in sweep.cells for b in c.builds if b.drop))
+    names = list(dict.fromkeys(b.name for c in sweep.cells for b in c.builds if b.drop is not None))
     if not names:
         return None
     with matplotlib.rc_context(charts._RC):
