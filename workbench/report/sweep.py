@@ -18,6 +18,8 @@ from workbench import __version__
 from workbench.fileio import atomic_write_text
 from workbench.report import charts
 from workbench.results.sweep import (
+    CellBuild,
+    CellResult,
     SweepResult,
     load_sweep_result,
     pareto_cells,
@@ -73,7 +75,7 @@ def _axis_section(sweep: SweepResult, axis: str) -> dict[str, Any]:
         names = list(dict.fromkeys(b.name for c in cells for b in c.builds))
         for name in names:
             bs = [b for c in cells for b in c.builds if b.name == name]
-            drops = [b for b in bs if b.drop is not None]
+            drops = [b for c in cells for b in _candidates(c) if b.name == name]
             rows.append(
                 {
                     "value": value,
@@ -106,7 +108,7 @@ def _axis_chart(sweep: SweepResult, axis: str) -> str | None:
     import matplotlib
 
     values = sweep.axes[axis]
-    names = list(dict.fromkeys(b.name for c in sweep.cells for b in c.builds if b.drop is not None))
+    names = list(dict.fromkeys(b.name for c in sweep.cells for b in _candidates(c)))
     if not names:
         return None
     with matplotlib.rc_context(charts._RC):
@@ -116,7 +118,7 @@ def _axis_chart(sweep: SweepResult, axis: str) -> str | None:
         for j, name in enumerate(names):
             for i, value in enumerate(values):
                 bs = [b for c in sweep.cells if c.params.get(axis) == value
-                      for b in c.builds if b.name == name and b.drop is not None]  # fmt: skip
+                      for b in _candidates(c) if b.name == name]  # fmt: skip
                 for k, b in enumerate(bs):
                     x = i - 0.4 + width * (j + (k + 1) / (len(bs) + 1))
                     lo, hi = b.drop_low or 0.0, b.drop_high or 0.0
@@ -131,6 +133,11 @@ def _axis_chart(sweep: SweepResult, axis: str) -> str | None:
         ax.grid(alpha=0.3, axis="y")
         ax.legend(loc="best", fontsize=7, frameon=False)
         return charts._to_uri(fig)
+
+
+def _candidates(c: CellResult) -> list[CellBuild]:
+    """Builds of a cell with a drop vs its baseline (the baseline itself left out)."""
+    return [b for b in c.builds if b.drop is not None and b.name != c.baseline]
 
 
 def _pareto_chart(sweep: SweepResult) -> str | None:
