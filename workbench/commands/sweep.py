@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_sweep(args.sweep)
     if args.list:
-        for c in spec.cells:
-            print(f"{c.key}  {c.name}")
+        for cell in spec.cells:
+            print(f"{cell.key}  {cell.name}")
         return 0
     out = args.out or str(Path("reports") / "sweeps" / spec.name)
     opts = SweepOptions(

@@ -240,7 +240,8 @@ def _prepare_task(cell: SweepCell, out: str, key: str) -> str:
     from workbench.experiment.workspace import Workspace, apply_quick
 
     exp = apply_quick(cell.experiment) if cell.experiment.quick else cell.experiment
-    ws = Workspace.open(exp)
+    where = cell.experiment.source.split(" cell [")[0]
+    ws = Workspace.open(replace(exp, source=f"{where} (stages shared by cells, group {key})"))
     _ = ws.export  # trains the default classifier if needed, exports ONNX (both cached)
     int8 = [b for b in exp.builds if b.precision.startswith("int8") or b.precision == "fp8"]
     if int8 or not exp.builds or exp.calibration.compare:

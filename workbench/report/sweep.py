@@ -121,9 +121,9 @@ def _axis_chart(sweep: SweepResult, axis: str) -> str | None:
                       for b in _candidates(c) if b.name == name]  # fmt: skip
                 for k, b in enumerate(bs):
                     x = i - 0.4 + width * (j + (k + 1) / (len(bs) + 1))
-                    lo, hi = b.drop_low or 0.0, b.drop_high or 0.0
-                    err = [[max(0.0, (b.drop - lo) * 100)], [max(0.0, (hi - b.drop) * 100)]]
-                    ax.errorbar([x], [b.drop * 100], yerr=err, fmt="o", ms=4, capsize=2,
+                    d, lo, hi = b.drop or 0.0, b.drop_low or 0.0, b.drop_high or 0.0
+                    err = [[max(0.0, (d - lo) * 100)], [max(0.0, (hi - d) * 100)]]
+                    ax.errorbar([x], [d * 100], yerr=err, fmt="o", ms=4, capsize=2,
                                 color=charts.PALETTE[j % len(charts.PALETTE)],
                                 label=name if i == 0 and k == 0 else None)  # fmt: skip
         ax.axhline(0, color="#9ca3af", lw=0.8)
