@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -212,7 +213,10 @@ def test_sweep_on_local_ray_resumes_and_records_failures(
     runs_before = {k: (out / "cells" / k / "run.json").stat().st_mtime_ns for k in before}
     assert not (out / "sweep.json").exists()  # killed before the end
 
-    code = main(["sweep", str(sweep_file), "--out", str(out), "--num-cpus", "2", "--retries", "1"])
+    mlruns = tmp_path / "mlruns"
+    args = ["sweep", str(sweep_file), "--out", str(out), "--num-cpus", "2", "--retries", "1"]
+    mlflow = importlib.util.find_spec("mlflow") is not None
+    code = main([*args, "--mlflow", str(mlruns)] if mlflow else args)
     assert code == 1  # two cells failed: exit 1, the others still ran
 
     sweep = load_sweep_result(out)
@@ -239,6 +243,32 @@ def test_sweep_on_local_ray_resumes_and_records_failures(
         assert f'href="{c.report}"' in html and (out / c.report).is_file()
     assert "By calibration.method" in html and "By calibration.n" in html
     assert "larger than the calibration pool" in html and "pareto-table" in html
+    if mlflow:
+        _check_mlflow(sweep, out, mlruns)
+
+
+def _check_mlflow(sweep, out: Path, mlruns: Path) -> None:
+    """One MLflow run per cell with its params, metrics and report; logging again adds none."""
+    from mlflow.tracking import MlflowClient
+
+    from workbench.experiment.sweep_tracking import KEY_TAG, log_sweep, tracking_uri
+
+    client = MlflowClient(tracking_uri=tracking_uri(str(mlruns)))
+    exp = client.get_experiment_by_name("grid")
+    runs = {r.data.tags[KEY_TAG]: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {c.key for c in sweep.cells}
+    for c in sweep.cells:
+        r = runs[c.key]
+        assert r.data.params["calibration.method"] == c.params["calibration.method"]
+        if c.status == "done":
+            b = c.builds[1]
+            assert r.data.metrics[f"{b.name}.accuracy"] == pytest.approx(b.accuracy)
+            assert r.info.status == "FINISHED"
+            names = [a.path for a in client.list_artifacts(r.info.run_id)]
+            assert names == ["report.html"]
+        else:
+            assert r.info.status == "FAILED" and "calibration pool" in r.data.params["error"]
+    assert log_sweep(sweep, out, str(mlruns)) == 0
 
 
 def _check_done_cell(out: Path, c, run) -> None:

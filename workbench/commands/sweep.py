@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all cores)")
     p.add_argument("--num-gpus", type=int, help="GPUs of the local Ray (default: detected)")
     p.add_argument("--retries", type=int, default=0, help="extra attempts for a failed cell")
+    p.add_argument(
+        "--mlflow",
+        default="",
+        metavar="URI",
+        help="log each cell to MLflow: a folder (file store) or a tracking URI",
+    )
     p.add_argument("--list", action="store_true", help="print the cells and exit")
     p.add_argument("--no-report", action="store_true", help="skip sweep.html")
     p.set_defaults(func=run)
@@ -46,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         report=not args.no_report,
         verbose=args.verbose,
+        mlflow=args.mlflow,
     )
     result, out_dir = run_sweep(spec, opts)
     for c in result.cells:

@@ -62,6 +62,7 @@ class SweepOptions:
     retries: int = 0  # extra attempts for a failed cell
     report: bool = True  # render sweep.html
     verbose: bool = False  # forward the cells' own log lines
+    mlflow: str = ""  # MLflow tracking URI or folder: one MLflow run per cell ("" = none)
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions) -> tuple[SweepResult, Path]:
@@ -73,6 +74,10 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> tuple[SweepResult, Path
     """
     if options.retries < 0:
         raise ConfigError(f"--retries {options.retries}: use 0 or more")
+    if options.mlflow:
+        from workbench.experiment.sweep_tracking import check_mlflow
+
+        check_mlflow()
     out = Path(options.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -112,6 +117,11 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> tuple[SweepResult, Path
         from workbench.report.sweep import render_sweep
 
         render_sweep(out)
+    if options.mlflow:
+        from workbench.experiment.sweep_tracking import log_sweep
+
+        n = log_sweep(result, out, options.mlflow)
+        log.info("logged %d cells to MLflow at %s", n, options.mlflow)
     return result, out
 
 
