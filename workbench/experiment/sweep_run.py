@@ -88,15 +88,18 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> tuple[SweepResult, Path
     cluster, cpus, gpus, new = "local", 0.0, 0.0, {}
     if todo:
         ray = _import_ray()
-        _connect(ray, options)
+        ours = not ray.is_initialized()  # a notebook's own ray.init() is used and kept
+        if ours:
+            _connect(ray, options)
         try:
             res = ray.cluster_resources()
-            cluster = options.address or "local"
+            cluster = options.address or ("local" if ours else "already connected")
             cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
-            _check_resources(res, todo, options.address)
+            _check_resources(res, todo, options.address or cluster)
             new = _execute(ray, spec, todo, out, options.retries)
         finally:
-            ray.shutdown()
+            if ours:
+                ray.shutdown()
     from workbench.provenance import collect_provenance
 
     result = SweepResult(
