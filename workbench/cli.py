@@ -27,6 +27,7 @@ COMMANDS = (
     "prepare",
     "calibset",
     "calibrate",
+    "sweep",
     "report",
     "gate",
     "doctor",
