@@ -41,16 +41,9 @@ def test_your_model_notebook_executes(tmp_path, monkeypatch):
 
 
 def test_sweep_notebook_executes(tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ray", reason="sweeps run on Ray (extra: sweep)")
-    monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(tmp_path))
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    nb = nbformat.read(NOTEBOOKS / "04_sweep.ipynb", as_version=4)
-    nbclient.NotebookClient(
-        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-    ).execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    outputs = _execute("04_sweep.ipynb", tmp_path, monkeypatch)
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "ort-int8-static" in html and "<table" in html and "calibration.method" in html

@@ -90,7 +90,7 @@ def parse_experiment(
         raw = data.get(table, {})
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: [{table}] must be a table")
-        raw = _resolve_paths(table, raw, base_dir)
+        raw = resolve_paths(table, raw, base_dir)
         if table == "gate":
             kwargs[table] = _gate(raw, base_dir, f"{source} [gate]")
         else:
@@ -215,7 +215,7 @@ def _gate(raw: dict[str, Any], base_dir: Path, source: str) -> GateSpec:
     return dataclasses.replace(spec, policy=load_policy(path), policy_file=str(path))
 
 
-def _resolve_paths(table: str, raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+def resolve_paths(table: str, raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     out = dict(raw)
     for key in _PATHS.get(table, ()):
         value = out.get(key)

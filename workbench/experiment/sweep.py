@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError
-from workbench.experiment.spec import _resolve_paths, parse_experiment
+from workbench.experiment.spec import resolve_paths, parse_experiment
 from workbench.fileio import sha256_json
 from workbench.results.records import SCHEMA_VERSION, AccuracyResult, BuildResult, RunResult
 from workbench.results.serde import to_dict
@@ -161,7 +161,7 @@ def _absolute(exp: dict[str, Any], folder: Path) -> dict[str, Any]:
     out = dict(exp)
     for table in ("model", "data"):
         if isinstance(out.get(table), dict):
-            out[table] = _resolve_paths(table, out[table], folder)
+            out[table] = resolve_paths(table, out[table], folder)
     gate = out.get("gate")
     if isinstance(gate, dict) and isinstance(gate.get("policy"), str) and gate["policy"]:
         p = Path(gate["policy"]).expanduser()
