@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError
-from workbench.experiment.spec import resolve_paths, parse_experiment
+from workbench.experiment.spec import parse_experiment, resolve_paths
 from workbench.fileio import sha256_json
 from workbench.results.records import SCHEMA_VERSION, AccuracyResult, BuildResult, RunResult
 from workbench.results.serde import to_dict
