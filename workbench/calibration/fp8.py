@@ -46,15 +46,17 @@ def e4m3_grid() -> np.ndarray:
 
 
 def round_to_e4m3(x: np.ndarray) -> np.ndarray:
-    """Saturating round of ``x`` onto the e4m3 grid (nearest, ties to even mantissa)."""
+    """Saturating round of ``x`` onto the e4m3 grid (nearest, ties to even mantissa; NaN kept)."""
     grid = e4m3_grid()
-    a = np.minimum(np.abs(np.asarray(x, dtype=np.float64)), FP8_MAX)
+    x = np.asarray(x, dtype=np.float64)
+    a = np.minimum(np.abs(x), FP8_MAX)
     hi = np.clip(np.searchsorted(grid, a, side="left"), 1, grid.size - 1)
     lo = hi - 1
     d_lo, d_hi = a - grid[lo], grid[hi] - a
     # consecutive grid codes alternate mantissa parity: an even index is an even mantissa
     pick_hi = (d_hi < d_lo) | ((d_hi == d_lo) & (hi % 2 == 0))
-    return np.copysign(np.where(pick_hi, grid[hi], grid[lo]), x)
+    out = np.copysign(np.where(pick_hi, grid[hi], grid[lo]), x)
+    return np.where(np.isnan(x), np.nan, out)
 
 
 def fp8_amax(stats: TensorStats, method: str) -> float:

@@ -230,7 +230,8 @@ def quantize_linears(
         if missing:
             raise ConfigError(
                 f"no calibration amax for {len(missing)} Linear(s), e.g. {missing[0]!r}; map the "
-                "table with linear_amax_from_table() of this model's export, or exclude them"
+                "table with linear_amax_from_table() of this model's export, or exclude them "
+                "(quantize_from_table keeps Linears the export never runs in float)"
             )
         bad = [p for p in paths if not (act_amax[p] >= 0 and act_amax[p] < float("inf"))]
         if bad:

@@ -14,11 +14,20 @@ Example::
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from workbench.backends.pytorch.lowp import Precision, linear_paths, quantize_linears
 from workbench.calibration.graph import QUANTIZED_OPS, _constant_tensors, load_onnx
 from workbench.calibration.table import CalibrationTable
 from workbench.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def module_path_of_node(node_name: str) -> str | None:
@@ -66,3 +75,26 @@ def linear_amax_from_table(table: CalibrationTable, onnx_path: str | Path) -> di
             "calibrate this export"
         )
     return {path: float(table.amax[t]) for path, t in inputs.items() if t in table.amax}
+
+
+def quantize_from_table(
+    model: nn.Module,
+    table: CalibrationTable,
+    onnx_path: str | Path,
+    precision: Precision,
+    exclude: Sequence[str] = (),
+) -> nn.Module:
+    """``quantize_linears`` with the table's ranges; Linears absent from the export stay float.
+
+    A Linear the export does not contain never runs in the forward pass (e.g. the
+    ``encoder.pooler.dense`` of a mean-pool classifier), so it is excluded by name.
+
+    Example::
+
+        q = quantize_from_table(load_torch_classifier(art), table, info.onnx_path, "fp8")
+    """
+    amax = linear_amax_from_table(table, onnx_path)
+    unused = [p for p in linear_paths(model, exclude) if p not in linear_inputs(onnx_path)]
+    if unused:
+        log.info("%d Linear(s) not in the export stay float: %s", len(unused), unused)
+    return quantize_linears(model, amax, precision, [*exclude, *unused])
