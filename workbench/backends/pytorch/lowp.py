@@ -90,6 +90,7 @@ class QuantLinear(nn.Module):
         w = linear.weight.detach().to(torch.float32)
         self.precision = precision
         self.simulate = simulate
+        self.fast_accum = False  # FP8: _scaled_mm's faster, lower-precision accumulation
         self.in_features, self.out_features = linear.in_features, linear.out_features
         fp8 = precision == "fp8"
         align = 16 if fp8 else 8  # _scaled_mm: K, N % 16; _int_mm: K, N % 8
@@ -169,6 +170,7 @@ class QuantLinear(nn.Module):
             scale_a=s,
             scale_b=_f32(self.w_scale_max),
             out_dtype=x2.dtype,
+            use_fast_accum=self.fast_accum,
         )
         return (y * _f32(self.w_ratio) + self.bias).to(x2.dtype)
 
