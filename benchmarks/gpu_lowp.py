@@ -130,13 +130,19 @@ def make_build(torch: Any, fp32: Any, amax: dict[str, float], build: Build) -> A
 
 
 def capture(torch: Any, model: Any, batch: int) -> tuple[Any, dict[str, Any], Any]:
-    """Warm up (compiles) and capture one forward at (batch, SEQ); returns graph, inputs, out."""
-    static = random_batch(torch, batch, 123, pad=False)
+    """Warm up (compiles) and capture one forward at (batch, SEQ); returns graph, inputs, out.
+
+    The batch always has padding: Hugging Face drops an all-ones mask outside graph
+    capture but not inside, and the compiled layers must see the same (a mask) in both.
+    """
+    static = random_batch(torch, batch, 123, pad=True)
+    static["attention_mask"][:, -1] = 0  # never all ones (see above)
+    warm = {k: v.clone() for k, v in static.items()}
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.inference_mode(), torch.cuda.stream(stream):
         for _ in range(3):
-            model(**static)
+            model(**warm)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.inference_mode(), torch.cuda.graph(graph, stream=stream):

@@ -73,7 +73,8 @@ def test_compiled_graph_classifier_agrees_with_fp32(mean_pool_classifier, precis
     calib = {k: torch.from_numpy(v) for k, v in random_feed(32, 64, 11, pad=True).items()}
     amax = _hook_amax(model, calib)
     with torch.no_grad():
-        q = quantize_linears(copy.deepcopy(model), amax, precision).to("cuda", torch.float16)
+        # quantized on the GPU from the FP32 weights, then the float parts cast to FP16
+        q = quantize_linears(copy.deepcopy(model).cuda(), amax, precision).half()
     compiled = torch.compile(q, dynamic=False)
     feeds = [random_feed(16, 64, s, pad=True) for s in (1, 2, 3)]
     static = {k: torch.from_numpy(v).cuda() for k, v in feeds[0].items()}

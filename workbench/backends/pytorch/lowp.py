@@ -109,17 +109,14 @@ class QuantLinear(nn.Module):
         self.register_buffer("weight_q", wq)  # [N_pad, K]
         self.register_buffer("w_scale", _bits(s_w))  # [N_pad]
         s_a = act_scale(amax, precision) if amax is not None else 1.0
-        self.register_buffer("a_scale", _bits(torch.tensor(s_a)))
+        self.register_buffer("a_scale", _bits(torch.tensor(s_a, device=w.device)))
         # FP8: _scaled_mm applies s_a * max(s_w); the ratio s_w / max(s_w) <= 1 comes after
         self.register_buffer("w_scale_max", _bits(s_w.max()))
         self.register_buffer("w_ratio", _bits((s_w / s_w.max())[None, :]))
         self.register_buffer("out_scale", _bits((s_a * s_w)[None, :]))  # INT8 static epilogue
-        b = linear.bias
-        bias = (
-            torch.zeros(n_pad)
-            if b is None
-            else torch.cat([b.detach().float(), torch.zeros(n_pad - self.out_features)])
-        )
+        bias = w.new_zeros(n_pad)
+        if linear.bias is not None:
+            bias[: self.out_features] = linear.bias.detach().float()
         self.register_buffer("bias", bias.to(linear.weight.dtype))
 
     def extra_repr(self) -> str:
