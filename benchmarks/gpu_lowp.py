@@ -37,7 +37,10 @@ log = logging.getLogger("benchmarks.gpu_lowp")
 SEQ = 128
 BATCHES = (1, 128)
 N_AGREE = 1024  # agreement samples (8 batches of 128)
-KEEP_FLOAT = ("bert.pooler.*", "classifier")  # only the 72 encoder Linears are quantized
+KEEP_FLOAT = ("bert.pooler.*", "classifier")
+SERVE_BATCH = (
+    32  # models-per-GPU: batch of each instance  # only the 72 encoder Linears are quantized
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Build:
     precision: str  # "fp16" | "fp8" | "int8-static" | "int8-dynamic"
     regional: bool = True  # compile each BertLayer (True) or the whole model (False)
     fast_accum: bool = False  # FP8 only: _scaled_mm's fast (lower-precision) accumulation
+    per_channel: bool = True  # per-output-channel weight scales (False: one per Linear)
     inductor: dict[str, Any] = field(default_factory=dict)  # torch._inductor.config patches
 
 
@@ -55,6 +59,7 @@ BUILDS = [
     Build("fp16-compile-graphs", "fp16"),
     Build("fp8-static", "fp8"),
     Build("fp8-static-fastaccum", "fp8", fast_accum=True),
+    Build("fp8-static-pertensor-w-fastaccum", "fp8", fast_accum=True, per_channel=False),
     Build("int8-static", "int8-static"),
     Build(
         "int8-static-triton-epilogue", "int8-static", inductor={"force_fuse_int_mm_with_mul": True}
@@ -117,7 +122,13 @@ def make_build(torch: Any, fp32: Any, amax: dict[str, float], build: Build) -> A
 
     model = copy.deepcopy(fp32)
     if build.precision != "fp16":
-        quantize_linears(model, amax, build.precision, exclude=KEEP_FLOAT)  # type: ignore[arg-type]
+        quantize_linears(
+            model,
+            amax,
+            build.precision,  # type: ignore[arg-type]
+            exclude=KEEP_FLOAT,
+            per_channel=build.per_channel,
+        )
         for m in model.modules():
             if isinstance(m, QuantLinear):
                 m.fast_accum = build.fast_accum
@@ -213,6 +224,48 @@ def run_one(torch: Any, fp32: Any, amax: dict, build: Build, agree: list, ref: A
     return rows
 
 
+def models_per_gpu(torch: Any, fp32: Any, amax: dict, build: Build, ks: tuple[int, ...]) -> list:
+    """Aggregate seq/s of k instances (own weights, own graph, own stream) replayed together."""
+    out = []
+    torch._dynamo.reset()
+    models, graphs = [], []
+    for k in range(1, max(ks) + 1):
+        before = torch.cuda.memory_allocated()
+        models.append(make_build(torch, fp32, amax, build))
+        graphs.append(capture(torch, models[-1], SERVE_BATCH)[0])
+        torch.cuda.synchronize()
+        mib = (torch.cuda.memory_allocated() - before) / 2**20
+        if k not in ks:
+            continue
+        streams = [torch.cuda.Stream() for _ in range(k)]
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        n = 50
+        for _ in range(2):  # the second pass is the timed one
+            start.record()
+            for st, g in zip(streams, graphs[:k], strict=True):
+                st.wait_event(start)
+                with torch.cuda.stream(st):
+                    for _ in range(n):
+                        g.replay()
+            for st in streams:
+                torch.cuda.current_stream().wait_stream(st)
+            end.record()
+            torch.cuda.synchronize()
+        ms = start.elapsed_time(end)
+        out.append(
+            {
+                "build": build.name,
+                "batch": SERVE_BATCH,
+                "instances": k,
+                "aggregate_seq_per_s": round(k * n * SERVE_BATCH / ms * 1e3, 1),
+                "mib_per_instance": round(mib, 1),
+            }
+        )
+    del models, graphs
+    torch.cuda.empty_cache()
+    return out
+
+
 def table(rows: list[dict]) -> str:
     fp16 = {r["batch"]: r["seq_per_s"] for r in rows if r["build"] == "fp16-compile-graphs"}
     lines = [
@@ -239,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     torch.backends.cuda.matmul.allow_tf32 = False
+    torch._dynamo.config.recompile_limit = 64  # no silent fall-back to eager
     fp32 = base_model(torch)
     amax = calibrate_max(torch, fp32, [random_batch(torch, 64, s, pad=True) for s in (1, 2)])
     agree = [random_batch(torch, 128, 100 + i, pad=True) for i in range(N_AGREE // 128)]
@@ -257,11 +311,23 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # one failing build must not lose the others' numbers
             log.exception("%s failed", build.name)
             skipped.append(f"{build.name}: {type(exc).__name__}: {str(exc)[:200]}")
+    serving: list[dict] = []
+    for build in (BUILDS[0], BUILDS[3]):  # fp16 vs fp8 per-tensor weights
+        if time.perf_counter() - t_start > args.time_budget_s:
+            skipped.append(f"models-per-GPU {build.name}")
+            continue
+        try:
+            serving.extend(models_per_gpu(torch, fp32, amax, build, (1, 2, 4, 8)))
+        except Exception as exc:  # keep the rows measured so far
+            log.exception("models per GPU, %s, failed", build.name)
+            skipped.append(f"models-per-GPU {build.name}: {type(exc).__name__}: {str(exc)[:200]}")
     result = {
         "gpu": torch.cuda.get_device_name(),
         "model": "bert-base",
         "seq": SEQ,
         "rows": rows,
+        "models_per_gpu": serving,
+        "gpu_memory_mib": round(torch.cuda.get_device_properties(0).total_memory / 2**20),
         "skipped": skipped,
         "torch": torch.__version__,
         "notes": "random weights; encoder Linears quantized (pooler, classifier fp16); "
@@ -272,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(table(rows))
+    for r in serving:
+        print(r)
     if skipped:
         print("skipped:", *skipped, sep="\n  ")
     return 0

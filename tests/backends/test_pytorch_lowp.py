@@ -25,13 +25,17 @@ def np_int8(x: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
     return np.clip(np.round(x.astype(np.float32) / np.float32(scale)), -128, 127)
 
 
-def np_linear_reference(x: np.ndarray, lin, precision: str, amax: float | None) -> np.ndarray:
+def np_linear_reference(
+    x: np.ndarray, lin, precision: str, amax: float | None, per_channel: bool = True
+) -> np.ndarray:
     """Quantize-dequantize input and per-channel weight in NumPy, then a float64 matmul."""
     w = lin.weight.detach().numpy().astype(np.float64)
     b = lin.bias.detach().numpy().astype(np.float64)
     qmax = FP8_MAX if precision == "fp8" else 127.0
     s_w = np.abs(w).max(axis=1, keepdims=True) / qmax
     s_w[s_w == 0] = 1.0  # an all-zero channel
+    if not per_channel:
+        s_w = np.full_like(s_w, s_w.max())
     if precision == "fp8":
         w_dq = round_to_e4m3(w / s_w) * s_w
         s_a = amax / qmax
@@ -94,25 +98,28 @@ def linear():
     return lin.eval()
 
 
+@pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("precision", ["fp8", "int8-static", "int8-dynamic"])
-def test_reference_path_matches_numpy_oracle(linear, precision):
+def test_reference_path_matches_numpy_oracle(linear, precision, per_channel):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 7, 64)).astype(np.float32) * 2.0
     x[0, 0, :4] = [50.0, -50.0, 0.0, 1e-6]  # saturation and underflow
     amax = 6.0
-    q = QuantLinear(linear, precision, amax if precision != "int8-dynamic" else None, True)
+    a = amax if precision != "int8-dynamic" else None
+    q = QuantLinear(linear, precision, a, simulate=True, per_channel=per_channel)
     with torch.no_grad():
         got = q(torch.from_numpy(x)).numpy()
-    want = np_linear_reference(x, linear, precision, amax)
+    want = np_linear_reference(x, linear, precision, amax, per_channel)
     assert got.shape == (2, 7, 24)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("precision", ["fp8", "int8-static", "int8-dynamic"])
-def test_kernel_path_matches_reference_on_cpu(linear, precision):
+def test_kernel_path_matches_reference_on_cpu(linear, precision, per_channel):
     """torch._scaled_mm / _int_mm (CPU builds) give the float64 reference's result."""
-    q = QuantLinear(linear, precision, 5.0, simulate=False)
-    r = QuantLinear(linear, precision, 5.0, simulate=True)
+    q = QuantLinear(linear, precision, 5.0, simulate=False, per_channel=per_channel)
+    r = QuantLinear(linear, precision, 5.0, simulate=True, per_channel=per_channel)
     for seed in (0, 1):
         x = torch.randn(3, 11, 64, generator=torch.Generator().manual_seed(seed)) * 2
         with torch.no_grad():

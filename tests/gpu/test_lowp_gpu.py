@@ -36,9 +36,10 @@ def rel_err(out, ref) -> float:
     return float((out.double() - ref.double()).norm() / ref.double().norm())
 
 
+@pytest.mark.parametrize("per_channel", [True, False])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_kernels_match_reference(precision, dtype):
+def test_kernels_match_reference(precision, dtype, per_channel):
     import torch
 
     from workbench.backends.pytorch.lowp import QuantLinear
@@ -50,8 +51,8 @@ def test_kernels_match_reference(precision, dtype):
         lin = torch.nn.Linear(k, n)
         gen = torch.Generator().manual_seed(seed)
         x = (torch.randn(m, k, generator=gen) * 3).to(dt)
-        q = QuantLinear(lin, precision, 9.0).to("cuda", dt)
-        r = QuantLinear(lin, precision, 9.0, simulate=True).to("cuda", dt)
+        q = QuantLinear(lin, precision, 9.0, per_channel=per_channel).to("cuda", dt)
+        r = QuantLinear(lin, precision, 9.0, True, per_channel).to("cuda", dt)
         with torch.no_grad():
             out = torch.full((m, n), float("nan"), device="cuda", dtype=dt)
             out.copy_(q(x.cuda()))

@@ -85,11 +85,13 @@ class QuantLinear(nn.Module):
         precision: Precision,
         amax: float | None,
         simulate: bool = False,
+        per_channel: bool = True,
     ) -> None:
         super().__init__()
         w = linear.weight.detach().to(torch.float32)
         self.precision = precision
         self.simulate = simulate
+        self.per_channel = per_channel
         self.fast_accum = False  # FP8: _scaled_mm's faster, lower-precision accumulation
         self.in_features, self.out_features = linear.in_features, linear.out_features
         fp8 = precision == "fp8"
@@ -102,6 +104,8 @@ class QuantLinear(nn.Module):
         n_pad = _round_up(self.out_features, align)
         w = torch.cat([w, w.new_zeros(n_pad - self.out_features, self.in_features)])
         s_w = weight_scales(w, FP8_MAX if fp8 else INT8_MAX)
+        if not per_channel:  # one scale for the whole weight (FP8: bias fuses into the GEMM)
+            s_w = s_w.max().expand_as(s_w).clone()
         if fp8:
             wq = quantize_fp8(w, s_w[:, None]).view(torch.uint8)
         else:
@@ -166,9 +170,12 @@ class QuantLinear(nn.Module):
             self.weight_q.view(torch.float8_e4m3fn).t(),
             scale_a=s,
             scale_b=_f32(self.w_scale_max),
+            bias=None if self.per_channel else self.bias.to(x2.dtype),
             out_dtype=x2.dtype,
             use_fast_accum=self.fast_accum,
         )
+        if not self.per_channel:
+            return y
         return (y * _f32(self.w_ratio) + self.bias).to(x2.dtype)
 
     def _int8(self, x2: torch.Tensor) -> torch.Tensor:
@@ -176,7 +183,9 @@ class QuantLinear(nn.Module):
         m = xq.shape[0]
         if m <= 16:  # cuBLAS int8 needs M > 16: pad rows with zeros
             xq = torch.cat([xq, xq.new_zeros(17 - m, xq.shape[1])])
-        acc = torch._int_mm(xq, self.weight_q.t())[:m]
+            acc = torch._int_mm(xq, self.weight_q.t())[:m]
+        else:  # no slice between _int_mm and the multiply: Inductor may fuse the two
+            acc = torch._int_mm(xq, self.weight_q.t())
         if self.precision == "int8-static":
             y = acc * _f32(self.out_scale)  # matches Inductor's fused int_mm * scale pattern
         else:
@@ -209,11 +218,13 @@ def quantize_linears(
     exclude: Sequence[str] = (),
     *,
     simulate: bool = False,
+    per_channel: bool = True,
 ) -> nn.Module:
     """Replace ``model``'s Linears (in place) by ``QuantLinear``; returns ``model``.
 
     ``act_amax`` maps module paths to the amax of that Linear's input (not needed for
-    ``int8-dynamic``); ``exclude`` holds fnmatch patterns of module paths kept float.
+    ``int8-dynamic``); ``exclude`` holds fnmatch patterns of module paths kept float;
+    ``per_channel=False`` uses one weight scale per Linear (as the Q/DQ path's default).
 
     Example::
 
@@ -240,7 +251,7 @@ def quantize_linears(
         parent = model.get_submodule(parent_path) if parent_path else model
         linear = cast(nn.Linear, getattr(parent, attr))
         amax = act_amax.get(path) if precision != "int8-dynamic" else None
-        setattr(parent, attr, QuantLinear(linear, precision, amax, simulate))
+        setattr(parent, attr, QuantLinear(linear, precision, amax, simulate, per_channel))
     log.info(
         "%s: %d Linear layers quantized, %d kept float",
         precision,
