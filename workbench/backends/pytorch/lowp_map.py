@@ -1,0 +1,100 @@
+"""From a calibration table (ONNX tensor names) to torch module paths of the Linears.
+
+The TorchScript exporter names each node after the module scope that made it:
+``/encoder/encoder/layer.3/intermediate/dense/MatMul`` comes from the Linear at
+``encoder.encoder.layer.3.intermediate.dense``, and its first input is the
+activation the table holds a range for. A MatMul/Gemm whose second input is a
+constant (a weight) is a Linear; MatMuls of two activations (attention) are not.
+
+Example::
+
+    amax = linear_amax_from_table(CalibrationTable.load(p), info.onnx_path)
+    amax["encoder.encoder.layer.3.intermediate.dense"]   # amax of that Linear's input
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workbench.backends.pytorch.lowp import Precision, linear_paths, quantize_linears
+from workbench.calibration.graph import QUANTIZED_OPS, _constant_tensors, load_onnx
+from workbench.calibration.table import CalibrationTable
+from workbench.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+def module_path_of_node(node_name: str) -> str | None:
+    """``/a/b.1/c/MatMul`` -> ``a.b.1.c`` (None for a node outside any module scope)."""
+    parts = [p for p in node_name.split("/") if p]
+    if len(parts) < 2:
+        return None
+    return ".".join(parts[:-1])
+
+
+def linear_inputs(onnx_path: str | Path) -> dict[str, str]:
+    """Module path of each Linear (MatMul/Gemm with a constant weight) -> its input tensor."""
+    model = load_onnx(onnx_path, load_external_data=False)
+    const = _constant_tensors(model)
+    out: dict[str, str] = {}
+    for node in model.graph.node:
+        if node.op_type not in QUANTIZED_OPS or len(node.input) < 2:
+            continue
+        act, weight = node.input[0], node.input[1]
+        if weight not in const or act in const:
+            continue
+        path = module_path_of_node(node.name)
+        if path is not None:
+            out[path] = act
+    return out
+
+
+def linear_amax_from_table(table: CalibrationTable, onnx_path: str | Path) -> dict[str, float]:
+    """Amax of each Linear's input, keyed by torch module path, from ``table``.
+
+    ``onnx_path`` is the export the table was calibrated on (TorchScript exporter); a table
+    made for another model raises CalibrationError.
+    """
+    table.check_model(onnx_path)
+    inputs = linear_inputs(onnx_path)
+    if not inputs:
+        raise CalibrationError(
+            f"{onnx_path} has no named MatMul/Gemm with a weight; export it with "
+            "workbench's export_onnx (TorchScript exporter keeps module scopes in node names)"
+        )
+    missing = sorted({t for t in inputs.values() if t not in table.amax})
+    if len(missing) == len(set(inputs.values())):
+        raise CalibrationError(
+            f"the table has none of {onnx_path}'s Linear inputs (e.g. {missing[0]!r}); "
+            "calibrate this export"
+        )
+    return {path: float(table.amax[t]) for path, t in inputs.items() if t in table.amax}
+
+
+def quantize_from_table(
+    model: nn.Module,
+    table: CalibrationTable,
+    onnx_path: str | Path,
+    precision: Precision,
+    exclude: Sequence[str] = (),
+) -> nn.Module:
+    """``quantize_linears`` with the table's ranges; Linears absent from the export stay float.
+
+    A Linear the export does not contain never runs in the forward pass (e.g. the
+    ``encoder.pooler.dense`` of a mean-pool classifier), so it is excluded by name.
+
+    Example::
+
+        q = quantize_from_table(load_torch_classifier(art), table, info.onnx_path, "fp8")
+    """
+    amax = linear_amax_from_table(table, onnx_path)
+    unused = [p for p in linear_paths(model, exclude) if p not in linear_inputs(onnx_path)]
+    if unused:
+        log.info("%d Linear(s) not in the export stay float: %s", len(unused), unused)
+    return quantize_linears(model, amax, precision, [*exclude, *unused])
