@@ -238,3 +238,11 @@ class _Builder:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_./:-]", "_", name)
+
+
+def excluded_nodes(fp32_onnx: str | Path, exclude: Sequence[str]) -> list[str]:
+    """Names of the MatMul/Gemm nodes ``exclude`` keeps in float (the rule the Q/DQ writer
+    applies), so other backends keep exactly the same layers in float."""
+    model = load_onnx(fp32_onnx, load_external_data=False)
+    is_excluded = _exclusion(exclude, {n.op_type for n in model.graph.node})
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZED_OPS and is_excluded(n)]

@@ -14,13 +14,19 @@ CPU_BUILDS = (
     ("onnxruntime", "cpu", "int8-static"),
     ("onnxruntime", "cpu", "int8-dynamic"),
 )
-CUDA_BUILDS = (("pytorch", "cuda", "fp16"), ("pytorch", "cuda", "bf16"))
+CUDA_BUILDS = (
+    ("pytorch", "cuda", "fp16"),
+    ("pytorch", "cuda", "bf16"),
+    ("pytorch", "cuda", "fp8"),
+    ("pytorch", "cuda", "int8-static"),
+)
 TRT_BUILDS = (("tensorrt", "cuda", "fp16"), ("tensorrt", "cuda", "int8-explicit"))
 
 
 def auto_builds(exp: Experiment) -> tuple[BuildSpec, ...]:
     """CPU: PyTorch FP32, ORT FP32, ORT INT8 static and dynamic; a CUDA GPU adds PyTorch
-    FP16/BF16 with CUDA graphs; TensorRT adds its FP16 and INT8-explicit engines."""
+    FP16/BF16 and FP8/INT8 (from the calibration table) with CUDA graphs; TensorRT adds its
+    FP16 and INT8-explicit engines."""
     out = [_spec(*b) for b in CPU_BUILDS if not (b[0] == "pytorch" and exp.model.kind == "onnx")]
     if exp.model.kind != "onnx" and get_backend("pytorch").unavailable_reason("cuda") is None:
         out += [_spec(*b, graphs=True) for b in CUDA_BUILDS]

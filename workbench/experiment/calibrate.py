@@ -39,6 +39,7 @@ class CalibrationOutcome:
     summary: CalibrationSummary
     tokenizer_file: str
     max_length: int
+    fp8_table_file: str  # FP8-grid table ("" when no FP8 build asked for one)
 
     def feeds(self) -> Callable[[], Iterable[Feed]]:
         """A fresh iterator over the calibration batches each time it is called."""
@@ -49,10 +50,16 @@ class CalibrationOutcome:
 
 
 def prepare_calibration(
-    ws: Workspace, run_dir: Path, root: str, st: Stages, compare: bool = True
+    ws: Workspace,
+    run_dir: Path,
+    root: str,
+    st: Stages,
+    compare: bool = True,
+    fp8: bool = False,
 ) -> CalibrationOutcome:
     """Build (or reuse) the calibration set, a table for the method and for every method in
-    ``[calibration] compare``, and (when ``compare``) the side-by-side comparison."""
+    ``[calibration] compare`` (plus the FP8-grid table when ``fp8``), and (when ``compare``)
+    the side-by-side comparison. One statistics pass serves every table."""
     with st.stage("calibration set"):
         calib = _calibration_set(ws, run_dir, root)
     c = ws.exp.calibration
@@ -67,15 +74,20 @@ def prepare_calibration(
         }
     )[:16]
     tables_dir = cache_root() / "tables" / key
+    fp8_file = tables_dir / f"fp8-{c.fp8_method}.json"
     stats = None
-    if not all((tables_dir / f"{m}.json").is_file() for m in methods):
+    missing = not all((tables_dir / f"{m}.json").is_file() for m in methods)
+    if missing or (fp8 and not fp8_file.is_file()):
         with st.stage("calibration statistics") as bar:
             stats = _collect(onnx, calib, ws, st.callback(bar))
+        from workbench.calibration.fp8 import fp8_tables_from_stats
         from workbench.calibration.table import tables_from_stats
 
-        for m, table in tables_from_stats(
-            stats, methods, ws.export.onnx_sha256, calib.manifest_sha256
-        ).items():
+        sha, cs = ws.export.onnx_sha256, calib.manifest_sha256
+        tables = tables_from_stats(stats, methods, sha, cs)
+        if fp8:
+            tables.update(fp8_tables_from_stats(stats, [c.fp8_method], sha, cs))
+        for m, table in tables.items():
             table.save(tables_dir / f"{m}.json")
     table_file = tables_dir / f"{c.method}.json"
     shutil.copyfile(table_file, run_dir / TABLE_FILE)
@@ -90,7 +102,12 @@ def prepare_calibration(
         table_file=TABLE_FILE,
     )
     return CalibrationOutcome(
-        calib, str(table_file), summary, ws.model.tokenizer_file, ws.exp.data.max_length
+        calib,
+        str(table_file),
+        summary,
+        ws.model.tokenizer_file,
+        ws.exp.data.max_length,
+        str(fp8_file) if fp8 else "",
     )
 
 

@@ -70,7 +70,8 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     calib = None
     needs_int8 = any(b.precision.startswith("int8") or b.precision == "fp8" for b in builds)
     if needs_int8 or exp.calibration.compare:
-        calib = prepare_calibration(ws, run_dir, opts.calibration_root, st)
+        fp8 = any(b.precision == "fp8" for b in builds)
+        calib = prepare_calibration(ws, run_dir, opts.calibration_root, st, fp8=fp8)
     from workbench.evaluate.accuracy import save_test_samples
 
     save_test_samples(run_dir, ws.texts, ws.labels)
@@ -82,7 +83,7 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
     ref_logits = measured[reference].logits
     results = [_result(ws, measured[b.name], ref_logits, run_dir) for b in builds]
-    from workbench.experiment.notes import annotate
+    from workbench.experiment.notes import annotate, cross_backend_agreement
     from workbench.provenance import collect_provenance
 
     run = RunResult(
@@ -92,7 +93,10 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         test_set_sha256=ws.test_sha256,
         labels=list(ws.model.labels),
         reference_build=reference,
-        builds=annotate(results, _gate_shape(exp)),
+        builds=cross_backend_agreement(
+            annotate(results, _gate_shape(exp)),
+            {n: m.logits.argmax(axis=1).tolist() for n, m in measured.items()},
+        ),
         calibration=calib.summary if calib else None,
         provenance=collect_provenance(
             seeds={"split": exp.seed, "calibration": exp.seed}, gpu=_gpu_name(measured)
@@ -149,13 +153,19 @@ def _request(
         torch_model=ws.torch_model_dir,
         tokenizer_file=ws.model.tokenizer_file,
         max_length=ws.exp.data.max_length,
-        table_file=calib.table_file if calib else "",
+        table_file=_table_for(b, calib),
         method=c.method,
         calibrator=c.calibrator,
         per_channel=c.per_channel,
         exclude=c.exclude,
         cache_dir=str(cache_root() / "builds"),
     )
+
+
+def _table_for(b: BuildSpec, calib: CalibrationOutcome | None) -> str:
+    if calib is None:
+        return ""
+    return calib.fp8_table_file if b.precision == "fp8" else calib.table_file
 
 
 def _result(

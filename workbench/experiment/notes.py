@@ -49,3 +49,27 @@ def _at(build: BuildResult, shape: tuple[int, int]) -> LatencyResult | None:
         (x for x in build.latency if (x.batch_size, x.seq_len) == shape),
         build.latency[0] if build.latency else None,
     )
+
+
+def cross_backend_agreement(
+    results: list[BuildResult], preds: dict[str, list[int]]
+) -> list[BuildResult]:
+    """One table, two backends: note how often each CUDA INT8 build agrees per sample with the
+    CPU Q/DQ model built from the same calibration table (what TensorRT would build from it)."""
+    qdq = next(
+        (b for b in results if b.backend == "onnxruntime" and b.precision == "int8-static"), None
+    )
+    if qdq is None:
+        return results
+    out = []
+    for b in results:
+        if b.backend == "pytorch" and b.precision == "int8-static" and b.name in preds:
+            a, q = preds[b.name], preds[qdq.name]
+            share = sum(x == y for x, y in zip(a, q, strict=True)) / max(len(a), 1)
+            note = (
+                f"agrees with {qdq.name} (the Q/DQ model of the same calibration table, which "
+                f"TensorRT would build) on {share:.2%} of {len(a)} test predictions"
+            )
+            b = replace(b, notes=[*b.notes, note])
+        out.append(b)
+    return out

@@ -132,6 +132,9 @@ def check_experiment(exp: Experiment) -> None:
     c = exp.calibration
     _choice(src, "calibration", "strategy", c.strategy, STRATEGIES)
     _choice(src, "calibration", "calibrator", c.calibrator, CALIBRATORS)
+    from workbench.calibration.fp8 import FP8_METHODS
+
+    _choice(src, "calibration", "fp8_method", c.fp8_method, FP8_METHODS)
     if c.n < 1:
         raise ConfigError(f"{src}: [calibration] n = {c.n}; use at least 1")
     from workbench.calibration.table import check_methods

@@ -75,7 +75,8 @@ class CalibrationSpec:
     compare: tuple[str, ...] = COMPARE_METHODS  # methods compared side by side; () skips
     calibrator: str = "workbench"  # or "ort" (ONNX Runtime's calibrator)
     per_channel: bool = True
-    exclude: tuple[str, ...] = ()  # node names / module paths (fnmatch) kept in float
+    exclude: tuple[str, ...] = ()  # op types or node-name regexes kept in float (every backend)
+    fp8_method: str = "max"  # FP8 e4m3 ranges: max, percentile-*, mse on the FP8 grid
 
 
 @dataclass(frozen=True)

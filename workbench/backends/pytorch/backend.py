@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 
 from workbench.backends.base import Runner
 from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds
-from workbench.errors import ConfigError
+from workbench.errors import CalibrationError, ConfigError
 from workbench.fileio import sha256_file, sha256_json
 from workbench.results.records import Int8Coverage
 
 if TYPE_CHECKING:
     from torch import nn
 
+LOWP = ("fp8", "int8-static", "int8-dynamic")  # from the workbench's calibration table
 INSTALL = "pip install -e '.[torch]' (torch==2.13.0 CPU lies on disk here)"
 
 
@@ -23,7 +24,9 @@ class PyTorchBackend:
     name = "pytorch"
 
     def precisions(self, device: str) -> tuple[str, ...]:
-        return ("fp32",) if device == "cpu" else ("fp32", "tf32", "fp16", "bf16")
+        if device == "cpu":
+            return ("fp32",)
+        return ("fp32", "tf32", "fp16", "bf16", *LOWP)
 
     def unavailable_reason(self, device: str) -> str | None:
         try:
@@ -41,6 +44,15 @@ class PyTorchBackend:
             )
         path = Path(req.torch_model)
         detail = f"PyTorch {req.precision.upper()} on {req.device}"
+        if req.precision in LOWP:
+            if not req.table_file:
+                raise CalibrationError(f"{req.name}: {req.precision} needs a calibration table")
+            scales = "amax/448 (e4m3)" if req.precision == "fp8" else "amax/127"
+            detail += (
+                f": every Linear quantized from the workbench's calibration table "
+                f"({Path(req.table_file).stem}), activation scale {scales}, weights "
+                f"{'per-tensor' if req.precision == 'fp8' else 'per-output-channel'}, FP16 compute"
+            )
         if req.compile:
             detail += ", torch.compile"
         if req.cuda_graphs:
@@ -50,18 +62,41 @@ class PyTorchBackend:
     def open_runner(self, req: BuildRequest, artifact: Artifact, threads: int = 0) -> Runner:
         from workbench.backends.pytorch.runner import TorchRunner
 
-        return TorchRunner(
-            load_module(artifact.model_path),
+        module = load_module(artifact.model_path)
+        precision = req.precision
+        if precision in LOWP:
+            module = quantized_module(module, req)
+            precision = "fp16"  # compute dtype around the quantized matmuls
+        runner = TorchRunner(
+            module,
             name=req.name,
-            precision=req.precision,
+            precision=precision,
             device=req.device,
             threads=threads or None,
             compile_mode="default" if req.compile else None,
             cuda_graphs=req.cuda_graphs,
         )
+        runner.precision = req.precision
+        return runner
 
     def int8_audit(self, req: BuildRequest, artifact: Artifact) -> Int8Coverage | None:
         return None
+
+
+def quantized_module(module: nn.Module, req: BuildRequest) -> nn.Module:
+    """``module`` with its Linears quantized from ``req``'s calibration table; the layers the
+    Q/DQ writer keeps in float (``exclude``) stay float here too."""
+    from workbench.backends.pytorch.lowp_map import module_path_of_node, quantize_from_table
+    from workbench.calibration.qdq import excluded_nodes
+    from workbench.calibration.table import CalibrationTable
+
+    keep = [module_path_of_node(n) for n in excluded_nodes(req.fp32_onnx, req.exclude)]
+    table = CalibrationTable.load(req.table_file)
+    return quantize_from_table(
+        module.to(req.device), table, req.fp32_onnx, req.precision,  # type: ignore[arg-type]
+        exclude=[k for k in keep if k],
+        per_channel=req.precision != "fp8" and req.per_channel,  # FP8: per-tensor (faster)
+    )  # fmt: skip
 
 
 def load_module(path: str | Path) -> nn.Module:

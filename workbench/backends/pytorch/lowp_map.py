@@ -30,9 +30,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+EXPORT_WRAPPER = "inner"  # attribute of export.py's wrapper module around the user's model
+
+
 def module_path_of_node(node_name: str) -> str | None:
     """``/a/b.1/c/MatMul`` -> ``a.b.1.c`` (None for a node outside any module scope)."""
     parts = [p for p in node_name.split("/") if p]
+    if parts and parts[0] == EXPORT_WRAPPER:  # the exporter's positional-input wrapper
+        parts = parts[1:]
     if len(parts) < 2:
         return None
     return ".".join(parts[:-1])
@@ -83,6 +88,7 @@ def quantize_from_table(
     onnx_path: str | Path,
     precision: Precision,
     exclude: Sequence[str] = (),
+    per_channel: bool = True,
 ) -> nn.Module:
     """``quantize_linears`` with the table's ranges; Linears absent from the export stay float.
 
@@ -97,4 +103,4 @@ def quantize_from_table(
     unused = [p for p in linear_paths(model, exclude) if p not in linear_inputs(onnx_path)]
     if unused:
         log.info("%d Linear(s) not in the export stay float: %s", len(unused), unused)
-    return quantize_linears(model, amax, precision, [*exclude, *unused])
+    return quantize_linears(model, amax, precision, [*exclude, *unused], per_channel=per_channel)
