@@ -103,6 +103,7 @@ def test_search_on_planted_model_keeps_bad_layer_float_and_passes_gate(planted) 
         model_logits,
         score_logits,
     )
+    from workbench.fileio import sha256_json
 
     tables = {m: calibrate(planted.onnx_path, planted.calib, m) for m in ("max", "entropy")}
     sens = layer_sensitivity(
@@ -116,7 +117,7 @@ def test_search_on_planted_model_keeps_bad_layer_float_and_passes_gate(planted) 
     tmp = Path(tempfile.mkdtemp(prefix="wb-search-"))
 
     def build(c: Candidate) -> Path:
-        out = tmp / f"{abs(hash(c))}.onnx"
+        out = tmp / f"{sha256_json(c)[:16]}.onnx"
         if not out.is_file():
             write_qdq_model(
                 planted.onnx_path,
@@ -149,8 +150,4 @@ def test_search_on_planted_model_keeps_bad_layer_float_and_passes_gate(planted) 
         model_logits(build(res.best.candidate), planted.gate), gate_fp32, planted.gate_labels
     )
     assert passes(gate), gate
-    assert (
-        np.isfinite(res.best.latency_ms)
-        and res.best in res.pareto
-        or any(p.latency_ms <= res.best.latency_ms for p in res.pareto)
-    )
+    assert np.isfinite(res.best.latency_ms) and res.n_timed >= 2

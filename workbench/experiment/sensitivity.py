@@ -319,7 +319,10 @@ def layer_sensitivity(
     t0 = time.perf_counter_ns()
     cdir = _cache_dir(fp32_onnx, table, feeds, np.asarray(labels, dtype=np.int64), spec)
     if spec.use_cache and (cdir / RESULT_FILE).is_file():
-        return SensitivityResult.load(cdir / RESULT_FILE)
+        cached = SensitivityResult.load(cdir / RESULT_FILE)
+        if progress:
+            progress(len(cached.layers), len(cached.layers))
+        return cached
     layers = []
     for done, total, entry in iter_sensitivity(fp32_onnx, table, feeds, labels, spec):
         layers.append(entry)
