@@ -39,8 +39,10 @@ class Setup:
     num_heads: int
     calib_feeds: list
     calib_sha: str
-    texts: list
+    texts: list  # the gate split: every build is judged here
     labels: np.ndarray
+    search_texts: list  # the search split (disjoint): only the search sees it
+    search_labels: np.ndarray
     dataset: str
 
 
@@ -81,7 +83,9 @@ def setup(data_file: str | None, text_col: str, label_col: str, calib_n: int, n_
         source_path=data.source_path,
         source_sha256=data.source_sha256,
     )
-    test = subset(splits.test, n_test)
+    test = subset(splits.test, n_test).shuffle(seed=1)
+    half = len(test) // 2
+    search, gate = test.select(range(half)), test.select(range(half, len(test)))
     cfg = json.loads((Path(art.encoder_dir) / "config.json").read_text())
     return Setup(
         str(art.path),
@@ -90,31 +94,44 @@ def setup(data_file: str | None, text_col: str, label_col: str, calib_n: int, n_
         int(cfg["num_attention_heads"]),
         list(cs.batches(tok, batch_size=16)),
         cs.manifest_sha256,
-        list(test["text"]),
-        np.asarray(test["label"]),
+        list(gate["text"]),
+        np.asarray(gate["label"]),
+        list(search["text"]),
+        np.asarray(search["label"]),
         data.name,
     )
 
 
-def qdq_build(s: Setup, base: str, method: str, per_channel: bool, private: bool, tag: str):
+def qdq_build(
+    s: Setup, base: str, method: str, per_channel: bool, private: bool, tag: str, exclude=()
+):
     """Calibrate ``base`` with ``method`` and write its Q/DQ model (cached by name in the run)."""
     from workbench.backends.onnxruntime.fusion import unshare_dequantize
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
     from workbench.fileio import cache_root, sha256_json
 
-    key = sha256_json([base, method, per_channel, private, s.calib_sha])[:16]
+    key = sha256_json([base, method, per_channel, private, s.calib_sha, list(exclude)])[:16]
     out = cache_root() / "bench-fused" / key / "model.onnx"
     if not out.is_file():
         table = calibrate(base, s.calib_feeds, method, calibration_set_sha256=s.calib_sha)
-        write_qdq_model(base, table, out.with_suffix(".shared.onnx"), per_channel=per_channel)
+        shared = out.with_suffix(".shared.onnx")
+        write_qdq_model(base, table, shared, per_channel, exclude=_patterns(exclude))
         if private:
             unshare_dequantize(out.with_suffix(".shared.onnx"), out)
         else:
             os.replace(out.with_suffix(".shared.onnx"), out)
     gran = "per-channel" if per_channel else "per-tensor"
+    if exclude:
+        gran += f", {len(exclude)} MatMul float"
     qdq = "private Q/DQ per consumer" if private else "shared Q/DQ (as shipped)"
     return Build(tag, "onnxruntime", str(out), "int8-static", f"{method}, {gran}, {qdq}")
+
+
+def _patterns(nodes) -> list[str]:
+    from workbench.experiment.search_core import exclude_patterns
+
+    return exclude_patterns(list(nodes))
 
 
 def builds(s: Setup, method: str) -> list[Build]:
@@ -138,16 +155,112 @@ def builds(s: Setup, method: str) -> list[Build]:
     return out
 
 
+def searched_build(
+    s: Setup, fused: str, methods: tuple[str, ...], max_float: int = 8
+) -> tuple[Build, dict]:
+    """Sensitivity on the search split, then the search; returns the fastest passing build."""
+    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.calibration.table import calibrate
+    from workbench.evaluate.latency import fixed_shape_feed, measure_latency
+    from workbench.experiment.search_core import Candidate, SearchSpace, Verdict, search
+    from workbench.experiment.sensitivity import (
+        SensitivitySpec,
+        layer_sensitivity,
+        model_logits,
+        score_logits,
+    )
+    from workbench.gate import stats
+
+    tok = _tok(s)
+    feeds = [tok.encode(s.search_texts[i : i + 32]) for i in range(0, len(s.search_texts), 32)]
+    t0 = time.perf_counter()
+    sens = layer_sensitivity(
+        fused,
+        calibrate(fused, s.calib_feeds, "max"),
+        feeds,
+        s.search_labels,
+        SensitivitySpec(per_channel=True),
+        progress=_progress("sensitivity"),
+    )
+    sens_s = time.perf_counter() - t0
+    ref = model_logits(fused, feeds)
+    builds_by: dict[Candidate, Build] = {}
+
+    def build(c: Candidate) -> Build:
+        if c not in builds_by:
+            builds_by[c] = qdq_build(
+                s, fused, c.method, c.per_channel, True, "searched", exclude=c.float_nodes
+            )
+        return builds_by[c]
+
+    def score(c: Candidate) -> Verdict:
+        lg = model_logits(build(c).model, feeds)
+        sc = score_logits(lg, ref, s.search_labels)
+        ci = stats.paired_bootstrap(s.search_labels, ref.argmax(1), lg.argmax(1), "accuracy")
+        return Verdict(-ci.low <= 0.01 and sc.agreement >= 0.975, sc.accuracy)
+
+    feed = fixed_shape_feed(s.search_texts, tok, 1, 128)
+
+    def latency(c: Candidate) -> float:
+        with OrtRunner(build(c).model) as r:
+            return measure_latency(r, feed, iterations=30, warmup=5).p50_ms
+
+    space = SearchSpace(methods, (True, False), tuple(sens.ranking), max_float)
+    t0 = time.perf_counter()
+    res = search(space, score, latency, progress=_progress("search"))
+    if res.best is None:
+        raise SystemExit("the search found no passing build; raise --max-float")
+    best = res.best.candidate
+    info = {
+        "sensitivity_seconds": sens_s,
+        "search_seconds": time.perf_counter() - t0,
+        "n_scored": res.n_scored,
+        "ranking_top10": [sens.layer(n).group.module_path for n in sens.ranking[:10]],
+        "spearman_sqnr": sens.spearman_sqnr,
+        "spearman_mse": sens.spearman_mse,
+        "chosen": {
+            "method": best.method,
+            "per_channel": best.per_channel,
+            "float": [sens.layer(n).group.module_path for n in best.float_nodes],
+        },
+        "pareto": [
+            {
+                "method": t.candidate.method,
+                "per_channel": t.candidate.per_channel,
+                "n_float": len(t.candidate.float_nodes),
+                "search_accuracy": t.metric,
+                "b1_ms": t.latency_ms,
+                "passed": t.passed,
+            }
+            for t in res.pareto
+        ],
+    }
+    b = build(best)
+    return Build("searched-int8", b.backend, b.model, b.precision, b.detail), info
+
+
+def _progress(what: str):
+    def show(done: int, total: int) -> None:
+        print(f"\r{what}: {done}/{total}", end="\n" if done == total else "", flush=True)
+
+    return show
+
+
+def _tok(s: Setup):
+    from workbench.data.tokenize import TextTokenizer
+
+    return TextTokenizer(s.tokenizer_file, 128)
+
+
 def _dynamic(fn, base: str, tag: str) -> Build:
     q = fn(base, per_channel=True)
     return Build(tag, "onnxruntime", str(q.path), "int8-dynamic", q.detail)
 
 
 def logits_of(b: Build, s: Setup) -> np.ndarray:
-    from workbench.data.tokenize import TextTokenizer
     from workbench.evaluate.accuracy import predict_logits
 
-    tok = TextTokenizer(s.tokenizer_file, 128)
+    tok = _tok(s)
     if b.backend == "pytorch":
         from workbench.backends.pytorch.artifact import load_artifact
         from workbench.backends.pytorch.model import load_torch_classifier
@@ -243,6 +356,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--calib-n", type=int, default=512)
     ap.add_argument("--n-test", type=int, default=None)
+    ap.add_argument("--search", action="store_true", help="add the searched build (slow)")
+    ap.add_argument("--max-float", type=int, default=8)
+    ap.add_argument("--search-methods", default="max,entropy")
     ap.add_argument("--out", default=str(RESULTS / "cpu_fused_int8.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -254,6 +370,12 @@ def main() -> None:
 
     s = setup(None, "text", "label", args.calib_n, args.n_test)
     bs = builds(s, args.method)
+    search_info = None
+    if args.search:
+        fused = next(b.model for b in bs if b.name == "ort-fused-fp32")
+        methods = tuple(args.search_methods.split(","))
+        searched, search_info = searched_build(s, fused, methods, args.max_float)
+        bs.append(searched)
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}
     ref = logits_of(next(b for b in bs if b.name == "ort-fp32"), s)
     rows = {b.name: quality(b, s, ref, macs) for b in bs}
@@ -269,11 +391,13 @@ def main() -> None:
     result = {
         "benchmark": "cpu_fused_int8",
         "dataset": s.dataset,
-        "n_test": len(s.labels),
+        "n_gate_split": len(s.labels),
+        "n_search_split": len(s.search_labels),
         "calibration": {"method": args.method, "n": args.calib_n, "set_sha256": s.calib_sha},
         "rounds": args.rounds,
         "iterations": args.iterations,
         "load_average_1_5_15": list(os.getloadavg()),
+        "search": search_info,
         "rows": list(rows.values()),
         "provenance": to_dict(collect_provenance()),
     }
