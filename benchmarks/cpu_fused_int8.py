@@ -55,8 +55,11 @@ class Build:
     detail: str
 
 
-def setup(data_file: str | None, text_col: str, label_col: str, calib_n: int, n_test) -> Setup:
-    """Prepare (or reuse from the cache) the classifier, export and calibration set."""
+def setup(
+    data_file: str | None, text_col: str, label_col: str, calib_n: int, n_test, halves=True
+) -> Setup:
+    """Prepare (or reuse) the classifier, export and calibration set; split the test set in
+    a search half and a gate half (``halves=False``: the whole test set is the gate split)."""
     from workbench.backends.onnxruntime.export import export_onnx
     from workbench.backends.pytorch.prepare import prepare_classifier
     from workbench.data.calibset import build_calibration_set
@@ -84,7 +87,7 @@ def setup(data_file: str | None, text_col: str, label_col: str, calib_n: int, n_
         source_sha256=data.source_sha256,
     )
     test = subset(splits.test, n_test).shuffle(seed=1)
-    half = len(test) // 2
+    half = len(test) // 2 if halves else 0
     search, gate = test.select(range(half)), test.select(range(half, len(test)))
     cfg = json.loads((Path(art.encoder_dir) / "config.json").read_text())
     return Setup(

@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--iterations", type=int, default=30)
     ap.add_argument("--no-latency", action="store_true", help="accuracy only (dataset sweeps)")
+    ap.add_argument("--whole-test", action="store_true", help="judge on the whole test split")
     ap.add_argument("--out", default=str(cf.RESULTS / "peers.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -147,7 +148,14 @@ def run(args: argparse.Namespace) -> None:
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 
-    s = cf.setup(args.data_file, args.text_column, args.label_column, args.calib_n, args.n_test)
+    s = cf.setup(
+        args.data_file,
+        args.text_column,
+        args.label_column,
+        args.calib_n,
+        args.n_test,
+        halves=not args.whole_test,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="wb-peers-"))
     full, small = (
         _npz(s.calib_feeds, args.calib_n, tmp / "full.npz"),
