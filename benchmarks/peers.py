@@ -68,14 +68,23 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
     print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": peak}))
 
 
+_RSS_WRAP = """
+import resource, runpy
+try:
+    runpy.run_module("modelopt.onnx.quantization", run_name="__main__", alter_sys=True)
+finally:
+    print("PEAK_RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
 def modelopt_build(python: str, onnx_path: str, npz: str, out: str, matmul_max: bool) -> dict:
-    """ModelOpt's ONNX INT8 PTQ in its own venv (CLI), timed; peak RSS from the child's rusage."""
+    """ModelOpt's ONNX INT8 PTQ through its CLI in its own venv: wall time and peak RSS."""
     n = int(np.load(npz)["input_ids"].shape[0])
     shapes = ",".join(f"{k}:{n}x128" for k in ("input_ids", "attention_mask", "token_type_ids"))
     cmd = [
         python,
-        "-m",
-        "modelopt.onnx.quantization",
+        "-c",
+        _RSS_WRAP,
         "--onnx_path",
         onnx_path,
         "--quantize_mode",
@@ -95,10 +104,11 @@ def modelopt_build(python: str, onnx_path: str, npz: str, out: str, matmul_max: 
         cmd += ["--op_types_to_quantize", "MatMul", "Gemm", "--calibration_method", "max"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise SystemExit(f"ModelOpt failed: {proc.stderr.strip().splitlines()[-1:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"seconds": time.perf_counter() - t0, "peak_rss_mb_children_max": peak}
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0 or not Path(out).is_file():
+        raise SystemExit(f"ModelOpt failed: {(proc.stderr.strip().splitlines() or [''])[-1]}")
+    peak = [ln for ln in proc.stdout.splitlines() if ln.startswith("PEAK_RSS_MB")]
+    return {"seconds": seconds, "peak_rss_mb": float(peak[-1].split()[1]) if peak else math.nan}
 
 
 def _child(kind: str, onnx_path: str, npz: str, out: str, search_json: str) -> dict:
