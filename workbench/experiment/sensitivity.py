@@ -173,19 +173,9 @@ def _macs(fp32_onnx: str | Path, model, seq_len: int) -> dict[str, int]:
 
 
 def _probe_shapes(fp32_onnx, names: list[str], seq_len: int) -> dict[str, tuple[int, ...]]:
-    import onnxruntime as ort
-    from onnx import helper
-
-    model = load_onnx(fp32_onnx)
-    present = {o.name for o in model.graph.output}
-    for n in names:
-        if n not in present:
-            model.graph.output.append(helper.make_empty_tensor_value_info(n))
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    del model
-    feed = {i.name: np.ones((1, seq_len), dtype=np.int64) for i in sess.get_inputs()}
-    outs = sess.run(names, feed)
-    return {n: tuple(int(d) for d in v.shape) for n, v in zip(names, outs, strict=True)}
+    with _Tap(fp32_onnx, names, 0) as tap:
+        feed = {name: np.ones((1, seq_len), dtype=np.int64) for name in tap.input_names}
+        return {n: tuple(int(d) for d in v.shape) for n, v in tap.run(feed).items()}
 
 
 def exclude_all_but(groups: Sequence[NodeGroup], keep: str) -> list[str]:
@@ -468,10 +458,10 @@ class _Tap:
             model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._names = names
-        self._inputs = {i.name for i in self._sess.get_inputs()}
+        self.input_names = [i.name for i in self._sess.get_inputs()]
 
     def run(self, feed: Feed) -> dict[str, np.ndarray]:
-        feed = {k: v for k, v in feed.items() if k in self._inputs}
+        feed = {k: v for k, v in feed.items() if k in self.input_names}
         return dict(zip(self._names, self._sess.run(self._names, feed), strict=True))
 
     def __enter__(self) -> _Tap:
