@@ -159,9 +159,10 @@ def builds(s: Setup, method: str) -> list[Build]:
 
 
 def searched_build(
-    s: Setup, fused: str, methods: tuple[str, ...], max_float: int = 8
+    s: Setup, fused: str, methods: tuple[str, ...], max_float: int = 8, ranking: str = "task"
 ) -> tuple[Build, dict]:
-    """Sensitivity on the search split, then the search; returns the fastest passing build."""
+    """Sensitivity (task metrics, or the SQNR proxy alone) on the search split, then the
+    search; returns the fastest passing build."""
     from workbench.backends.onnxruntime.runner import OrtRunner
     from workbench.calibration.table import calibrate
     from workbench.evaluate.latency import fixed_shape_feed, measure_latency
@@ -170,6 +171,8 @@ def searched_build(
         SensitivitySpec,
         layer_sensitivity,
         model_logits,
+        node_groups,
+        proxy_ranking,
         score_logits,
     )
     from workbench.gate import stats
@@ -177,14 +180,22 @@ def searched_build(
     tok = _tok(s)
     feeds = [tok.encode(s.search_texts[i : i + 32]) for i in range(0, len(s.search_texts), 32)]
     t0 = time.perf_counter()
-    sens = layer_sensitivity(
-        fused,
-        calibrate(fused, s.calib_feeds, "max"),
-        feeds,
-        s.search_labels,
-        SensitivitySpec(per_channel=True),
-        progress=_progress("sensitivity"),
-    )
+    table = calibrate(fused, s.calib_feeds, "max")
+    paths = {g.onnx_node: g.module_path for g in node_groups(fused)}
+    spear: dict[str, float] = {}
+    if ranking == "proxy":
+        order = proxy_ranking(fused, table, feeds, SensitivitySpec(proxy_samples=128))
+    else:
+        sens = layer_sensitivity(
+            fused,
+            table,
+            feeds,
+            s.search_labels,
+            SensitivitySpec(per_channel=True),
+            progress=_progress("sensitivity"),
+        )
+        order = sens.ranking
+        spear = {"sqnr": sens.spearman_sqnr, "mse": sens.spearman_mse}
     sens_s = time.perf_counter() - t0
     ref = model_logits(fused, feeds)
     builds_by: dict[Candidate, Build] = {}
@@ -208,7 +219,7 @@ def searched_build(
         with OrtRunner(build(c).model) as r:
             return measure_latency(r, feed, iterations=30, warmup=5).p50_ms
 
-    space = SearchSpace(methods, (True, False), tuple(sens.ranking), max_float)
+    space = SearchSpace(methods, (True, False), tuple(order), max_float)
     t0 = time.perf_counter()
     res = search(space, score, latency, progress=_progress("search"))
     if res.best is None:
@@ -218,9 +229,9 @@ def searched_build(
         "sensitivity_seconds": sens_s,
         "search_seconds": time.perf_counter() - t0,
         "n_scored": res.n_scored,
-        "ranking_top10": [sens.layer(n).group.module_path for n in sens.ranking[:10]],
-        "spearman_sqnr": sens.spearman_sqnr,
-        "spearman_mse": sens.spearman_mse,
+        "ranking": ranking,
+        "ranking_top10": [paths[n] for n in order[:10]],
+        "spearman_proxy_vs_task": spear,
         "chosen": {
             "method": best.method,
             "per_channel": best.per_channel,
@@ -362,6 +373,7 @@ def main() -> None:
     ap.add_argument("--search", action="store_true", help="add the searched build (slow)")
     ap.add_argument("--max-float", type=int, default=8)
     ap.add_argument("--search-methods", default="max,entropy")
+    ap.add_argument("--ranking", choices=("task", "proxy"), default="task")
     ap.add_argument("--out", default=str(RESULTS / "cpu_fused_int8.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -377,7 +389,7 @@ def main() -> None:
     if args.search:
         fused = next(b.model for b in bs if b.name == "ort-fused-fp32")
         methods = tuple(args.search_methods.split(","))
-        searched, search_info = searched_build(s, fused, methods, args.max_float)
+        searched, search_info = searched_build(s, fused, methods, args.max_float, args.ranking)
         bs.append(searched)
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}
     ref = logits_of(next(b for b in bs if b.name == "ort-fp32"), s)

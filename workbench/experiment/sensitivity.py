@@ -343,6 +343,22 @@ def layer_sensitivity(
     return result
 
 
+def proxy_ranking(
+    fp32_onnx: str | Path,
+    table: CalibrationTable,
+    feeds: Sequence[Feed],
+    spec: SensitivitySpec = SensitivitySpec(),
+) -> list[str]:
+    """Node groups by proxy SQNR, lowest first: a ranking from one FP32 pass, no builds.
+
+    For a quick search where per-layer builds cost too much; check ``spearman_sqnr`` of a
+    full ``layer_sensitivity`` on the same model family before trusting it.
+    """
+    groups = node_groups(fp32_onnx, spec.reference_seq_len)
+    proxies = layer_proxies(fp32_onnx, table, feeds, groups, spec)
+    return sorted(proxies, key=lambda n: (proxies[n][0], n))
+
+
 def _spearman(spearmanr, proxy: np.ndarray, task: np.ndarray) -> float:
     ok = np.isfinite(proxy) & np.isfinite(task)
     if ok.sum() < 3 or np.ptp(proxy[ok]) == 0 or np.ptp(task[ok]) == 0:
