@@ -149,3 +149,13 @@ def test_bad_split_rejected_before_work(planted, table) -> None:
 
     with pytest.raises(DataError, match="one label per sample"):
         layer_sensitivity(planted.onnx_path, table, planted.search, planted.search_labels[:-1])
+
+
+def test_proxy_ranking_puts_planted_layer_first_without_builds(planted, table) -> None:
+    from workbench.experiment.sensitivity import SensitivitySpec, node_groups, proxy_ranking
+
+    order = proxy_ranking(
+        planted.onnx_path, table, planted.search, SensitivitySpec(proxy_samples=32)
+    )
+    assert order[0] == PLANTED_NODE
+    assert sorted(order) == sorted(g.onnx_node for g in node_groups(planted.onnx_path))
