@@ -235,7 +235,7 @@ def searched_build(
         "chosen": {
             "method": best.method,
             "per_channel": best.per_channel,
-            "float": [sens.layer(n).group.module_path for n in best.float_nodes],
+            "float": [paths[n] for n in best.float_nodes],
         },
         "pareto": [
             {
