@@ -1,0 +1,153 @@
+"""The search logic on a known world, then end to end on the planted tiny BERT."""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.experiment.conftest import PLANTED_NODE
+from workbench.errors import ConfigError
+from workbench.experiment.search_core import (
+    Candidate,
+    SearchSpace,
+    Trial,
+    Verdict,
+    exclude_patterns,
+    pareto_front,
+    search,
+)
+
+# A world with known answers: each node costs accuracy when quantized and saves time.
+HARM = {"a": 3.0, "b": 0.2, "c": 1.5, "d": 0.1, "e": 0.05}
+SAVE_MS = {"a": 2.0, "b": 1.0, "c": 1.0, "d": 0.5, "e": 0.5}
+METHOD_HARM = {"max": 0.0, "entropy": 0.6}
+
+
+def world_score(c: Candidate) -> Verdict:
+    loss = sum(h for n, h in HARM.items() if n not in c.float_nodes)
+    loss += METHOD_HARM[c.method] + (0.0 if c.per_channel else 0.3)
+    return Verdict(passed=loss <= 1.0, metric=100.0 - loss)
+
+
+def world_latency(c: Candidate) -> float:
+    return (
+        10.0
+        - sum(s for n, s in SAVE_MS.items() if n not in c.float_nodes)
+        + (0.4 if c.per_channel else 0.0)
+    )
+
+
+def test_greedy_then_prune_finds_the_minimal_float_set() -> None:
+    ranking = ("a", "c", "b", "d", "e")  # a sensitivity ranking, most harmful first
+    space = SearchSpace(methods=("max", "entropy"), per_channel=(True, False), ranking=ranking)
+    calls: list[tuple[int, int]] = []
+    res = search(space, world_score, world_latency, progress=lambda d, t: calls.append((d, t)))
+    assert res.best is not None and res.best.passed
+    # max + per-tensor: loss 0.35 + 0.3 with {a, c} float; latency 10 - 2 = 8.0 (fastest passing)
+    assert res.best.candidate == Candidate("max", False, ("a", "c"))
+    assert res.best.latency_ms == pytest.approx(8.0)
+    # pruning removed nothing that was needed and everything that was not
+    for t in res.trials:
+        if t.passed and t.candidate.method == "max" and t.candidate.per_channel is False:
+            assert set(t.candidate.float_nodes) >= {"a", "c"}
+    assert [d for d, _ in calls] == list(range(1, res.n_scored + 1))
+    assert res.n_timed == sum(math.isfinite(t.latency_ms) for t in res.trials) <= 8
+
+
+def test_greedy_gives_up_after_max_float() -> None:
+    space = SearchSpace(("entropy",), (False,), ranking=("e", "d", "b", "c", "a"), max_float=2)
+    res = search(space, world_score, world_latency)
+    assert res.best is None
+    assert max(len(t.candidate.float_nodes) for t in res.trials) == 2
+
+
+def test_pareto_front_drops_dominated_trials() -> None:
+    def t(metric: float, ms: float) -> Trial:
+        return Trial(Candidate("max", True, (str(metric),)), True, metric, ms, "start")
+
+    front = pareto_front([t(99, 5), t(98, 6), t(97, 4), t(99.5, 8), t(96, 4)])
+    assert [(x.metric, x.latency_ms) for x in front] == [(97, 4), (99, 5), (99.5, 8)]
+
+
+def test_bad_spaces_are_refused() -> None:
+    with pytest.raises(ConfigError, match="at least one"):
+        search(SearchSpace((), (True,), ("a",)), world_score, world_latency)
+    with pytest.raises(ConfigError, match="repeats"):
+        search(SearchSpace(("max",), (True,), ("a", "a")), world_score, world_latency)
+
+
+def test_exclude_patterns_match_exactly_one_node() -> None:
+    names = [
+        "/encoder/encoder/layer.1/output/dense/MatMul",
+        "/encoder/encoder/layer.11/output/dense/MatMul",
+    ]
+    (pat,) = exclude_patterns(names[:1])
+    assert [bool(re.search(pat, n)) for n in names] == [True, False]
+
+
+def test_search_on_planted_model_keeps_bad_layer_float_and_passes_gate(planted) -> None:
+    """Real builds and real latency: the chosen build excludes the planted layer and passes
+    the accuracy gate on a split the search never saw."""
+    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.calibration.qdq import write_qdq_model
+    from workbench.calibration.table import calibrate
+    from workbench.evaluate.latency import measure_latency
+    from workbench.experiment.sensitivity import (
+        SensitivitySpec,
+        layer_sensitivity,
+        model_logits,
+        score_logits,
+    )
+    from workbench.fileio import sha256_json
+
+    tables = {m: calibrate(planted.onnx_path, planted.calib, m) for m in ("max", "entropy")}
+    sens = layer_sensitivity(
+        planted.onnx_path,
+        tables["max"],
+        planted.search,
+        planted.search_labels,
+        SensitivitySpec(proxy_samples=32),
+    )
+    fp32_search = model_logits(planted.onnx_path, planted.search)
+    tmp = Path(tempfile.mkdtemp(prefix="wb-search-"))
+
+    def build(c: Candidate) -> Path:
+        out = tmp / f"{sha256_json(c)[:16]}.onnx"
+        if not out.is_file():
+            write_qdq_model(
+                planted.onnx_path,
+                tables[c.method],
+                out,
+                c.per_channel,
+                exclude_patterns(c.float_nodes),
+            )
+        return out
+
+    def passes(scores) -> bool:  # the test gate: accuracy within 3 pts and KL small
+        return scores.accuracy >= 0.97 and scores.kl_mean <= 1e-3
+
+    def score(c: Candidate) -> Verdict:
+        s = score_logits(model_logits(build(c), planted.search), fp32_search, planted.search_labels)
+        return Verdict(passes(s), s.accuracy)
+
+    def latency(c: Candidate) -> float:
+        with OrtRunner(build(c)) as r:
+            return measure_latency(r, planted.search[0], iterations=20, warmup=3).p50_ms
+
+    space = SearchSpace(("max", "entropy"), (True,), tuple(sens.ranking), max_float=4)
+    res = search(space, score, latency)
+    start = next(t for t in res.trials if t.candidate == Candidate("max", True))
+    assert not start.passed  # all-INT8 fails: the planted layer breaks it
+    assert res.best is not None and PLANTED_NODE in res.best.candidate.float_nodes
+    assert len(res.best.candidate.float_nodes) <= 2
+    gate_fp32 = model_logits(planted.onnx_path, planted.gate)
+    gate = score_logits(
+        model_logits(build(res.best.candidate), planted.gate), gate_fp32, planted.gate_labels
+    )
+    assert passes(gate), gate
+    assert np.isfinite(res.best.latency_ms) and res.n_timed >= 2
