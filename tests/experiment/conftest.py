@@ -13,7 +13,7 @@ import pytest
 from tests.calibration.conftest import random_texts
 
 PLANTED_LAYER = 1
-PLANTED_NODE = f"/encoder/encoder/layer.{PLANTED_LAYER}/output/dense/MatMul"
+PLANTED_NODE = f"/inner/encoder/encoder/layer.{PLANTED_LAYER}/output/dense/MatMul"
 OUTLIER_SCALE = 300.0  # two intermediate channels blow up by this factor
 BRANCH_GAIN = 30.0  # the planted FFN branch outweighs the residual, so its damage shows
 
@@ -55,14 +55,14 @@ def plant_bad_layer(src: Path, out: Path, fit_feeds) -> Path:
     def put(name: str, a: np.ndarray) -> None:
         inits[name].CopyFrom(numpy_helper.from_array(a.astype(np.float32), name))
 
-    head = nodes["/head/Gemm"]
+    head = nodes["/inner/head/Gemm"]
     x = _pooled(model, fit_feeds, head.input[0])
     mu = x.mean(axis=0)
     w = np.linalg.svd(x - mu, full_matrices=False)[2][0]  # top principal direction
     k = 3.0 / float(((x - mu) @ w).std())
     put(head.input[1], np.stack([-k * w / 2, k * w / 2]))
     put(head.input[2], np.array([k * (w @ mu) / 2, -k * (w @ mu) / 2]))
-    up = nodes[f"/encoder/encoder/layer.{PLANTED_LAYER}/intermediate/dense/MatMul"]
+    up = nodes[f"/inner/encoder/encoder/layer.{PLANTED_LAYER}/intermediate/dense/MatMul"]
     w_up = get(up.input[1])
     w_up[:, :2] *= OUTLIER_SCALE
     put(up.input[1], w_up)

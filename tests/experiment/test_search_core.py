@@ -83,8 +83,8 @@ def test_bad_spaces_are_refused() -> None:
 
 def test_exclude_patterns_match_exactly_one_node() -> None:
     names = [
-        "/encoder/encoder/layer.1/output/dense/MatMul",
-        "/encoder/encoder/layer.11/output/dense/MatMul",
+        "/inner/encoder/encoder/layer.1/output/dense/MatMul",
+        "/inner/encoder/encoder/layer.11/output/dense/MatMul",
     ]
     (pat,) = exclude_patterns(names[:1])
     assert [bool(re.search(pat, n)) for n in names] == [True, False]

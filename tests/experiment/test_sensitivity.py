@@ -39,7 +39,7 @@ def test_module_paths_and_macs(tiny_onnx) -> None:
     from workbench.experiment.sensitivity import module_path, node_groups
 
     groups = {g.module_path: g for g in node_groups(tiny_onnx, seq_len=128)}
-    assert module_path("/encoder/encoder/layer.3/intermediate/dense/MatMul") == (
+    assert module_path("/inner/encoder/encoder/layer.3/intermediate/dense/MatMul") == (
         "encoder.layer.3.intermediate.dense"
     )
     g = groups["encoder.layer.1.intermediate.dense"]
@@ -120,7 +120,7 @@ def test_proxy_matches_ort_quantized_output(planted, table) -> None:
     )
 
     groups = node_groups(planted.onnx_path)
-    node = "/encoder/encoder/layer.0/intermediate/dense/MatMul"
+    node = "/inner/encoder/encoder/layer.0/intermediate/dense/MatMul"
     proxy = layer_proxies(
         planted.onnx_path, table, planted.search, groups, SensitivitySpec(proxy_samples=96)
     )

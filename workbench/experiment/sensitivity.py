@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.backends.pytorch.lowp_map import EXPORT_WRAPPER
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 from workbench.calibration.methods import fake_quant, sqnr_db
 from workbench.calibration.qdq import write_qdq_model
@@ -130,6 +131,8 @@ def module_path(onnx_node: str) -> str:
     activation-only MatMuls keep their op suffix (``encoder.layer.0.attention.self.MatMul_1``).
     """
     parts = [p for p in onnx_node.strip("/").split("/") if p]
+    if parts and parts[0] == EXPORT_WRAPPER:  # the exporter's positional-input wrapper
+        parts = parts[1:]
     if len(parts) > 2 and parts[1] in ("encoder", "embeddings", "pooler"):
         parts = parts[1:]  # the workbench wrapper holds the Hugging Face model as `encoder`
     if parts and parts[-1] in QUANTIZED_OPS and len(parts) > 1:

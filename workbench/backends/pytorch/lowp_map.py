@@ -36,7 +36,7 @@ EXPORT_WRAPPER = "inner"  # attribute of export.py's wrapper module around the u
 def module_path_of_node(node_name: str) -> str | None:
     """``/a/b.1/c/MatMul`` -> ``a.b.1.c`` (None for a node outside any module scope)."""
     parts = [p for p in node_name.split("/") if p]
-    if parts and parts[0] == EXPORT_WRAPPER:  # the exporter's positional-input wrapper
+    if parts and parts[0] == EXPORT_WRAPPER:  # exports made through a positional wrapper
         parts = parts[1:]
     if len(parts) < 2:
         return None
