@@ -25,6 +25,7 @@ from workbench.experiment.builds import plan_builds, reference_build
 from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
 from workbench.experiment.measure import BuildMeasurement, measure_build
 from workbench.experiment.progress import Stages
+from workbench.experiment.rundir import claim_run_dir, preflight
 from workbench.experiment.workspace import Workspace, apply_quick
 from workbench.fileio import cache_root
 from workbench.results.records import (
@@ -55,6 +56,8 @@ class RunOptions:
 def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[RunResult, Path]:
     """Run ``exp``; returns the run record and its directory (``reports/<run-id>/``)."""
     opts = options or RunOptions()
+    preflight(exp, opts.reports_root, opts.calibration_root, opts.run_id)  # before any stage
+    claim = claim_run_dir(opts.reports_root, opts.run_id) if opts.run_id else None
     exp = apply_quick(exp) if exp.quick else exp
     builds, skipped = plan_builds(exp, opts.skip_unavailable)
     _check_gate_names(exp, builds)
@@ -63,8 +66,8 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         ws = Workspace.open(exp)
     exp = replace(ws.exp, builds=tuple(builds))
     run_id = opts.run_id or _run_id(ws.data_name, exp.quick)
-    run_dir = Path(opts.reports_root) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim = claim or claim_run_dir(opts.reports_root, run_id)
+    run_dir = claim.path
     with st.stage("prepare model"):
         export = ws.export
     calib = None
@@ -117,6 +120,7 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
             from workbench.report.render import render_report
 
             render_report(run_dir)
+    claim.release()
     return run, run_dir
 
 
