@@ -163,17 +163,26 @@ def cache_root() -> Path:
     return root
 
 
-def check_writable_dir(path: str | os.PathLike[str], what: str, fix: str) -> Path:
-    """Create ``path`` if needed and prove a file can be written there; ConfigError if not.
+def check_writable_dir(
+    path: str | os.PathLike[str], what: str, fix: str, create: bool = True
+) -> Path:
+    """Prove a file can be written in folder ``path``; ConfigError naming ``what`` and ``fix``.
 
-    ``what`` names the folder ("reports folder"), ``fix`` says what to do ("pass --reports DIR").
+    ``create=False`` leaves a missing folder uncreated and probes its nearest existing parent.
     """
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ConfigError(f"{what} {p} is a file, not a directory; {fix}")
+    probe_dir = p
+    if not create:
+        while not probe_dir.exists() and probe_dir != probe_dir.parent:
+            probe_dir = probe_dir.parent
+        if not probe_dir.is_dir():
+            raise ConfigError(f"{what} {p} lies under {probe_dir}, which is a file; {fix}")
     try:
-        p.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".write-probe.{os.getpid()}.", suffix=".tmp", dir=p)
+        if create:
+            p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=probe_dir)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

@@ -57,7 +57,6 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     """Run ``exp``; returns the run record and its directory (``reports/<run-id>/``)."""
     opts = options or RunOptions()
     preflight(exp, opts.reports_root, opts.calibration_root, opts.run_id)  # before any stage
-    claim = claim_run_dir(opts.reports_root, opts.run_id) if opts.run_id else None
     exp = apply_quick(exp) if exp.quick else exp
     builds, skipped = plan_builds(exp, opts.skip_unavailable)
     _check_gate_names(exp, builds)
@@ -66,7 +65,7 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         ws = Workspace.open(exp)
     exp = replace(ws.exp, builds=tuple(builds))
     run_id = opts.run_id or _run_id(ws.data_name, exp.quick)
-    claim = claim or claim_run_dir(opts.reports_root, run_id)
+    claim = claim_run_dir(opts.reports_root, run_id)  # locked; an earlier run's files removed
     run_dir = claim.path
     with st.stage("prepare model"):
         export = ws.export

@@ -62,15 +62,15 @@ def preflight(exp: Experiment, reports_root: str, calibration_root: str, run_id:
     """
     if run_id:
         check_run_id(run_id)
+        _check_claimable(Path(reports_root) / run_id)
     for b in exp.builds:
         check_name(b.name, "build name")
-    check_writable_dir(reports_root, "reports folder", "pass --reports a writable folder")
-    check_writable_dir(
-        calibration_root,
-        "calibration-sets folder",
-        "pass --calibration-sets a writable folder",
-    )
-    check_writable_dir(cache_root(), "cache folder", "point WORKBENCH_CACHE at a writable folder")
+    fix = "pass --reports a writable folder"
+    check_writable_dir(reports_root, "reports folder", fix, create=False)
+    fix = "pass --calibration-sets a writable folder"
+    check_writable_dir(calibration_root, "calibration-sets folder", fix, create=False)
+    fix = "point WORKBENCH_CACHE at a writable folder"
+    check_writable_dir(cache_root(), "cache folder", fix)
 
 
 class RunDirClaim:
@@ -121,12 +121,9 @@ def claim_run_dir(reports_root: str | Path, run_id: str) -> RunDirClaim:
     handle = _lock(path, run_id)
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
     if others and not owned:
-        handle.close() if handle else None
-        names = ", ".join(sorted(p.name for p in others)[:3])
-        raise ConfigError(
-            f"{path} already holds files the workbench did not write ({names}); "
-            "choose another --run-id or empty that folder"
-        )
+        if handle is not None:
+            handle.close()
+        raise _foreign(path, others)
     if others:
         log.info("run directory %s held an earlier run; starting it afresh", path)
     for p in others:
@@ -134,7 +131,31 @@ def claim_run_dir(reports_root: str | Path, run_id: str) -> RunDirClaim:
     return RunDirClaim(path, handle)
 
 
-def _lock(path: Path, run_id: str) -> IO[str] | None:
+def _foreign(path: Path, others: list[Path]) -> ConfigError:
+    names = ", ".join(sorted(p.name for p in others)[:3])
+    return ConfigError(
+        f"{path} already holds files the workbench did not write ({names}); "
+        "choose another --run-id or empty that folder"
+    )
+
+
+def _check_claimable(path: Path) -> None:
+    """Fail fast (creating nothing) if ``claim_run_dir`` would refuse ``path`` now."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"run directory {path} is a file; choose another --run-id")
+    owned = (path / LOCK_FILE).exists() or (path / RUN_RECORD).exists()
+    others = [p for p in path.iterdir() if p.name != LOCK_FILE]
+    if others and not owned:
+        raise _foreign(path, others)
+    if (path / LOCK_FILE).exists():
+        handle = _lock(path, "", record=False)
+        if handle is not None:
+            handle.close()
+
+
+def _lock(path: Path, run_id: str, record: bool = True) -> IO[str] | None:
     """Take the run directory's lock without waiting; ConfigError naming the holder if taken."""
     try:
         import fcntl
@@ -152,6 +173,8 @@ def _lock(path: Path, run_id: str) -> IO[str] | None:
             f"run directory {path} is in use by another workbench run ({holder}); "
             "wait for it to finish or choose another --run-id"
         ) from exc
+    if not record:
+        return handle
     handle.seek(0)
     handle.truncate()
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
