@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faults.conftest import cli, error_line
+from tests.faults.conftest import cli
 from workbench.calibration.table import CalibrationTable
 from workbench.calibration.trt_cache import read_trt_cache, write_trt_cache
 from workbench.errors import CalibrationError
