@@ -79,7 +79,7 @@ def clean_stale_temps(folder: str | os.PathLike[str], name: str = "") -> list[Pa
     """
     import shutil
 
-    removed = []
+    removed: list[Path] = []
     try:
         entries = [*Path(folder).glob(f".{name}*.tmp"), *Path(folder).glob(f".{name}*.partial")]
     except OSError:
@@ -261,6 +261,25 @@ def publish_entry(partial: str | os.PathLike[str], final: str | os.PathLike[str]
                 return dst
             shutil.rmtree(dst, ignore_errors=True)
     raise OSError(f"could not publish cache entry {dst}")
+
+
+def build_entry(out: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Make the one-file cache entry ``out`` (``<entry folder>/<file>``): ``write(path)`` fills a
+    private folder, which is then sealed and published. Example::
+
+        if not reuse_entry(out.parent, "Q/DQ model"):
+            build_entry(out, lambda tmp: write_qdq_model(fp32, table, tmp))
+    """
+    import shutil
+
+    target = Path(out)
+    tmp = partial_dir(target.parent)
+    try:
+        write(tmp / target.name)
+        publish_entry(tmp, target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def reuse_entry(folder: str | os.PathLike[str], what: str) -> bool:

@@ -15,9 +15,8 @@ reuse, rebuilt with a warning when truncated or replaced.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +25,8 @@ import numpy as np
 from workbench.errors import CalibrationError, EngineBuildError
 from workbench.fileio import (
     atomic_write_with,
+    build_entry,
     cache_root,
-    partial_dir,
-    publish_entry,
     reuse_entry,
     sha256_file,
     sha256_json,
@@ -99,17 +97,6 @@ def _cached_path(fp32_onnx: str | Path, spec: dict[str, object]) -> Path:
     return cache_root() / "quantized" / key / "model.onnx"
 
 
-def _build_entry(out: Path, write: Callable[[Path], object]) -> Path:
-    """Let ``write(path)`` make ``out`` in a private folder, then publish it as a sealed entry."""
-    tmp = partial_dir(out.parent)
-    try:
-        write(tmp / out.name)
-        publish_entry(tmp, out.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
 def quantize_dynamic_int8(fp32_onnx: str | Path, per_channel: bool = True) -> QuantizedModel:
     """Dynamic INT8 (weights int8, activations quantized at run time) for MatMul/Gemm."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -120,7 +107,7 @@ def quantize_dynamic_int8(fp32_onnx: str | Path, per_channel: bool = True) -> Qu
         return QuantizedModel(out, "int8-dynamic", detail)
     with tempfile.TemporaryDirectory() as tmp:
         pre = preprocess(fp32_onnx, Path(tmp) / "pre.onnx")
-        _build_entry(
+        build_entry(
             out,
             lambda t: quantize_dynamic(
                 str(pre),
@@ -190,7 +177,7 @@ def quantize_static_int8_ort(
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)
         try:
-            _build_entry(
+            build_entry(
                 out,
                 lambda t: quantize_static(
                     str(pre),
