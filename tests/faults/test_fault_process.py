@@ -86,9 +86,9 @@ def test_kill_9_at_a_random_stage_then_rerun_beside_a_second_run(user_dir, done_
 
 def test_ctrl_c_exits_130_and_leaves_nothing_half_written(user_dir, tmp_path):
     cache, reports = tmp_path / "cache", tmp_path / "reports"
-    proc = child(run_args(user_dir, reports, "c"), cache)
+    proc = child(run_args(user_dir, reports, "c"), cache, start_new_session=True)
     assert _wait_for(proc, cache / "onnx"), "the run ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
     code, err = _finish(proc)
     assert code == 130, err
     assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
