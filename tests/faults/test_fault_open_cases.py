@@ -1,5 +1,6 @@
 """Issue 14 cases whose fix lies outside this branch's files: each reproduces the failure and is
-a strict xfail, so the fix turns it into a failure that says "remove the marker"."""
+a strict xfail, so the fix turns it into a failure that says "remove the marker". Cases of the
+same list that hold already are plain tests here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faults.conftest import cli
+from tests.faults.conftest import cli, error_line
 from workbench.calibration.table import CalibrationTable
 from workbench.calibration.trt_cache import read_trt_cache, write_trt_cache
 from workbench.errors import CalibrationError
@@ -92,3 +93,37 @@ def test_garbage_cached_logits_are_rebuilt(done_run, user_dir, tmp_path, capsys)
         npy.write_bytes(b"garbage")
     code, err = cli(args, capsys)
     assert code == 0, err
+
+
+@pytest.mark.xfail(
+    strict=True, reason="data/datasets.py drops NaN/empty rows without saying so (issue 14, 11)"
+)
+def test_rows_dropped_from_a_data_file_are_counted_aloud(tmp_path, caplog):
+    import logging
+
+    import pandas as pd
+
+    from workbench.data.datasets import load_labelled_file
+
+    texts: list[str | None] = [f"review number {i}" for i in range(40)]
+    labels: list[str | None] = ["fresh", "rotten"] * 20
+    texts[3:8] = [None] * 5
+    labels[20:23] = [None] * 3
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(tmp_path / "d.csv", index=False)
+    with caplog.at_level(logging.WARNING, logger="workbench"):
+        data = load_labelled_file(tmp_path / "d.csv", "text", "label")
+    assert len(data.dataset) == 32  # the oracle: 40 rows, 8 without text or label
+    assert "8" in caplog.text and "d.csv" in caplog.text
+
+
+def test_model_with_a_smaller_vocabulary_than_its_tokenizer(user_dir, tmp_path, capsys):
+    """Case 8, which holds now: refused in one line before any stage."""
+    from tests.faults.conftest import experiment_toml, run_args
+    from tests.tiny_bert import make_tiny_hf_classifier
+
+    make_tiny_hf_classifier(tmp_path / "model", ["rotten", "fresh"], vocab_size=50)
+    for name in ("val.csv", "calib.csv", "policy.toml"):
+        shutil.copy(user_dir / name, tmp_path / name)
+    (tmp_path / "exp.toml").write_text(experiment_toml(tmp_path / "model"))
+    code, err = cli(run_args(tmp_path, tmp_path / "reports", "v"), capsys)
+    assert code == 2 and "vocab" in error_line(err)
