@@ -73,6 +73,22 @@ def test_a_locked_run_directory_is_refused(user_dir, tmp_path, capsys):
     assert code == 0, err  # released: the next run may use it
 
 
+def test_gate_and_report_wait_for_a_run_in_progress(done_run, tmp_path, capsys):
+    run = _copy(done_run, tmp_path)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with claim_run_dir(run.parent, run.name) as claim:
+        for name, data in before.items():  # a rerun has started and not yet rewritten them
+            if name != LOCK_FILE:
+                (claim.path / name).write_bytes(data)
+        for args in (["report", str(run)], _gate_args(run, policy, "ort-fp32", "ort-int8-dynamic")):
+            code, err = cli(args, capsys)
+            assert code == 2 and "in use by another workbench run" in error_line(err)
+    code, err = cli(["report", str(run)], capsys)
+    assert code == 0, err
+
+
 def test_a_lock_left_by_a_dead_process_does_not_block(tmp_path):
     """flock dies with its process; the lock *file* left behind only marks the folder as ours."""
     reports = tmp_path / "reports"

@@ -84,6 +84,7 @@ def _refresh_report(run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.experiment.rundir import check_not_busy
     from workbench.fileio import check_writable_dir
     from workbench.gate import evaluate_gate, load_policy, write_gate_outputs
 
@@ -92,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     cand_dir, cand_build = split_ref(args.candidate, "--candidate")
     out_dir = args.out or cand_dir
     check_writable_dir(out_dir, "--out folder", "pass --out a writable folder")
+    for path in {base_dir, cand_dir, Path(out_dir)}:
+        check_not_busy(path)
     decision = evaluate_gate(
         base_dir,
         base_build,

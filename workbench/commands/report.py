@@ -42,12 +42,15 @@ def check_run_path(path: Path, flag: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.experiment.rundir import check_not_busy
     from workbench.fileio import check_writable_file
     from workbench.report.render import render_report
 
     check_run_path(args.run, "run")
+    check_not_busy(args.run)
     if args.compare is not None:
         check_run_path(args.compare, "--compare")
+        check_not_busy(args.compare)
     if args.out is not None:
         fix = "give --out a file path in a writable folder, e.g. out/report.html"
         check_writable_file(args.out, "--out", fix)

@@ -139,6 +139,16 @@ def _foreign(path: Path, others: list[Path]) -> ConfigError:
     )
 
 
+def check_not_busy(path: str | Path) -> None:
+    """ConfigError if a run is still writing ``path`` (its lock is held): its records are not
+    final yet, so gating or reporting them now would read a half-made run."""
+    p = Path(path)
+    if p.is_dir() and (p / LOCK_FILE).exists():
+        handle = _lock(p, "", record=False)
+        if handle is not None:
+            handle.close()
+
+
 def _check_claimable(path: Path) -> None:
     """Fail fast (creating nothing) if ``claim_run_dir`` would refuse ``path`` now."""
     if not path.exists():
@@ -149,10 +159,7 @@ def _check_claimable(path: Path) -> None:
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
     if others and not owned:
         raise _foreign(path, others)
-    if (path / LOCK_FILE).exists():
-        handle = _lock(path, "", record=False)
-        if handle is not None:
-            handle.close()
+    check_not_busy(path)
 
 
 def _lock(path: Path, run_id: str, record: bool = True) -> IO[str] | None:
@@ -171,7 +178,7 @@ def _lock(path: Path, run_id: str, record: bool = True) -> IO[str] | None:
         handle.close()
         raise ConfigError(
             f"run directory {path} is in use by another workbench run ({holder}); "
-            "wait for it to finish or choose another --run-id"
+            "wait for it to finish, or use another --run-id / run directory"
         ) from exc
     if not record:
         return handle
