@@ -182,3 +182,14 @@ def test_os_errors_anywhere_are_one_line(user_dir, capsys):
     code, err = cli([*args, "--out", "/sys/kernel/wb-experiment.toml"], capsys)
     line = error_line(err)
     assert code == 2 and "/sys/kernel" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [("20250101-120000-my reviews (v2)", "20250101-120000-my-reviews-v2"), ("../..", "run"),
+     ("critiques-été", "critiques--t"), ("a/b", "a-b")],
+)  # fmt: skip
+def test_default_run_ids_from_data_names_are_made_safe(text, name):
+    from workbench.experiment.rundir import check_run_id, safe_name
+
+    assert safe_name(text) == name and check_run_id(safe_name(text)) == name

@@ -25,7 +25,7 @@ from workbench.experiment.builds import plan_builds, reference_build
 from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
 from workbench.experiment.measure import BuildMeasurement, measure_build
 from workbench.experiment.progress import Stages
-from workbench.experiment.rundir import claim_run_dir, preflight
+from workbench.experiment.rundir import claim_run_dir, preflight, safe_name
 from workbench.experiment.workspace import Workspace, apply_quick
 from workbench.fileio import cache_root
 from workbench.results.records import (
@@ -184,7 +184,7 @@ def _result(
 
 def _run_id(dataset: str, quick: bool) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{dataset}{'-quick' if quick else ''}"
+    return safe_name(f"{stamp}-{dataset}{'-quick' if quick else ''}")  # data names vary
 
 
 __all__ = ["Artifact", "RunOptions", "get_backend", "run_experiment"]

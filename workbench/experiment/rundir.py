@@ -41,6 +41,12 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+def safe_name(text: str) -> str:
+    """``text`` made a safe path component: other characters become ``-`` (for default ids)."""
+    name = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip(".-")[:128].rstrip(".-")
+    return name or "run"
+
+
 def check_run_id(run_id: str) -> str:
     """A run id is one path component, so its directory stays inside the reports folder."""
     return check_name(run_id, "--run-id")
