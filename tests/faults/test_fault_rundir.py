@@ -155,3 +155,14 @@ def test_gate_across_runs_of_the_same_build_is_allowed(done_run, tmp_path, capsy
     args = ["gate", "--baseline", f"{a}/ort-fp32", "--candidate", f"{b}/ort-fp32"]
     code, err = cli([*args, "--policy", str(policy)], capsys)
     assert code == 0, err
+
+
+def test_experiment_gating_a_build_against_itself_is_refused_up_front(user_dir, tmp_path, capsys):
+    exp = tmp_path / "exp.toml"
+    text = (user_dir / "exp.toml").read_text()
+    exp.write_text(text.replace('candidates = ["ort-int8-dynamic"]', 'candidates = ["ort-fp32"]'))
+    for name in ("val.csv", "calib.csv", "policy.toml"):
+        shutil.copy(user_dir / name, tmp_path / name)
+    code, err = cli(["run", str(exp), "--reports", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 2 and "against itself" in error_line(err)
+    assert not (tmp_path / "r").exists()

@@ -64,13 +64,19 @@ def preflight(exp: Experiment, reports_root: str, calibration_root: str, run_id:
     """Every check that needs no data or model, done before the first expensive stage.
 
     Names that become paths (run id, build names), the reports and calibration folders and
-    the cache folder must be usable; otherwise a one-line ConfigError (exit 2).
+    the cache folder must be usable, and the gate must not compare a build with itself;
+    otherwise a one-line ConfigError (exit 2).
     """
     if run_id:
         check_run_id(run_id)
         _check_claimable(Path(reports_root) / run_id)
     for b in exp.builds:
         check_name(b.name, "build name")
+    if exp.gate.enabled and exp.gate.baseline in exp.gate.candidates:
+        raise ConfigError(
+            f"[gate] candidates include the baseline {exp.gate.baseline!r}: a build gated "
+            "against itself always passes; list other builds as candidates"
+        )
     fix = "pass --reports a writable folder"
     check_writable_dir(reports_root, "reports folder", fix, create=False)
     fix = "pass --calibration-sets a writable folder"
