@@ -193,3 +193,13 @@ def test_default_run_ids_from_data_names_are_made_safe(text, name):
     from workbench.experiment.rundir import check_run_id, safe_name
 
     assert safe_name(text) == name and check_run_id(safe_name(text)) == name
+
+
+def test_run_dir_symlinked_outside_the_reports_folder(user_dir, tmp_path, fresh_cache, capsys):
+    reports, outside = tmp_path / "reports", tmp_path / "outside"
+    reports.mkdir()
+    outside.mkdir()
+    (reports / "r").symlink_to(outside)
+    code, err = cli(run_args(user_dir, reports, "r"), capsys)
+    assert code == 2 and "outside" in error_line(err)
+    assert list(outside.iterdir()) == [] and _nothing_built(fresh_cache)

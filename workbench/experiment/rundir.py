@@ -69,6 +69,7 @@ def preflight(exp: Experiment, reports_root: str, calibration_root: str, run_id:
     """
     if run_id:
         check_run_id(run_id)
+        inside(reports_root, Path(reports_root) / run_id, "run directory")
         _check_claimable(Path(reports_root) / run_id)
     for b in exp.builds:
         check_name(b.name, "build name")
