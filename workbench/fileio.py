@@ -67,7 +67,14 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], obje
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)  # the only portable way to read it: set and restore
+    """The process umask, read without changing it where Linux says it (threads stay safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it: set and restore
     os.umask(mask)
     return mask
 
