@@ -71,11 +71,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file or folder the OS refused: bad input, not a crash
+        logging.getLogger("workbench").debug("operating-system error", exc_info=True)
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line naming the path, what the OS said, and what to do about it."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f" {paths}" if paths else ""
+    return _one_line(
+        f"cannot use{where}: {what}; check that the path exists, is the right kind "
+        "(file or folder) and is writable, or choose another"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.strip().splitlines())
 
 
 if __name__ == "__main__":

@@ -43,7 +43,11 @@ def apply_run_args(exp: Experiment, args: argparse.Namespace) -> Experiment:
 def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int:
     """Run, print the summary, the gate's reasons and the report path; exit code per gate."""
     from workbench.experiment.engine import RunOptions, run_experiment
+    from workbench.experiment.rundir import check_run_id
     from workbench.results.summary import format_summary
+
+    if args.run_id is not None:
+        check_run_id(args.run_id)  # "" too: an empty --run-id is a mistake, not "default"
 
     opts = RunOptions(
         reports_root=args.reports,

@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="allow a speed-up between runs timed on different hardware",
     )
     p.add_argument(
+        "--allow-same",
+        action="store_true",
+        help="allow the baseline and the candidate to be the same build (a self-check)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -60,6 +65,8 @@ def split_ref(ref: str, flag: str) -> tuple[Path, str]:
             f"{flag} {ref!r} must be <run dir>/<build name>, e.g. reports/20250101-abc/ort-fp32"
         )
     path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag}: {path} is a file, not a run directory; fix the path")
     if not (path / "run.json").is_file():
         raise ConfigError(
             f"{flag}: {path} is not a run directory (no run.json); run `workbench demo` or "
@@ -77,11 +84,17 @@ def _refresh_report(run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.experiment.rundir import check_not_busy
+    from workbench.fileio import check_writable_dir
     from workbench.gate import evaluate_gate, load_policy, write_gate_outputs
 
     policy = load_policy(args.policy)
     base_dir, base_build = split_ref(args.baseline, "--baseline")
     cand_dir, cand_build = split_ref(args.candidate, "--candidate")
+    out_dir = args.out or cand_dir
+    check_writable_dir(out_dir, "--out folder", "pass --out a writable folder")
+    for path in {base_dir, cand_dir, Path(out_dir)}:
+        check_not_busy(path)
     decision = evaluate_gate(
         base_dir,
         base_build,
@@ -89,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
         cand_build,
         policy,
         allow_cross_device=args.allow_cross_device,
+        allow_same=args.allow_same,
     )
-    out_dir = args.out or cand_dir
     paths = write_gate_outputs(decision, out_dir)
     _refresh_report(Path(out_dir))
     for check in decision.checks:

@@ -27,9 +27,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_run_path(path: Path, flag: str) -> None:
+    """A run directory (or its run.json): ResultsError naming the fix otherwise."""
+    from workbench.errors import ResultsError
+
+    if path.is_file() and path.name == "run.json":
+        return
+    if not path.is_dir() or not (path / "run.json").is_file():
+        kind = "a file" if path.is_file() else "not a folder" if not path.exists() else "a folder"
+        raise ResultsError(
+            f"{flag} {path} is {kind} without run.json, not a run directory; pass a folder "
+            "written by `workbench run` or `workbench demo` (reports/<run-id>)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    from workbench.experiment.rundir import check_not_busy
+    from workbench.fileio import check_writable_file
     from workbench.report.render import render_report
 
+    check_run_path(args.run, "run")
+    check_not_busy(args.run)
+    if args.compare is not None:
+        check_run_path(args.compare, "--compare")
+        check_not_busy(args.compare)
+    if args.out is not None:
+        fix = "give --out a file path in a writable folder, e.g. out/report.html"
+        check_writable_file(args.out, "--out", fix)
     path = render_report(args.run, compare=args.compare, out=args.out)
     print(f"report: {path}")
     if args.open:

@@ -25,6 +25,7 @@ from workbench.experiment.builds import plan_builds, reference_build
 from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
 from workbench.experiment.measure import BuildMeasurement, measure_build
 from workbench.experiment.progress import Stages
+from workbench.experiment.rundir import claim_run_dir, preflight, safe_name
 from workbench.experiment.workspace import Workspace, apply_quick
 from workbench.fileio import cache_root
 from workbench.results.records import (
@@ -55,6 +56,7 @@ class RunOptions:
 def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[RunResult, Path]:
     """Run ``exp``; returns the run record and its directory (``reports/<run-id>/``)."""
     opts = options or RunOptions()
+    preflight(exp, opts.reports_root, opts.calibration_root, opts.run_id)  # before any stage
     exp = apply_quick(exp) if exp.quick else exp
     builds, skipped = plan_builds(exp, opts.skip_unavailable)
     _check_gate_names(exp, builds)
@@ -63,8 +65,8 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         ws = Workspace.open(exp)
     exp = replace(ws.exp, builds=tuple(builds))
     run_id = opts.run_id or _run_id(ws.data_name, exp.quick)
-    run_dir = Path(opts.reports_root) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    claim = claim_run_dir(opts.reports_root, run_id)  # locked; an earlier run's files removed
+    run_dir = claim.path
     with st.stage("prepare model"):
         export = ws.export
     calib = None
@@ -123,6 +125,7 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
             from workbench.report.render import render_report
 
             render_report(run_dir)
+    claim.release()
     return run, run_dir
 
 
@@ -204,7 +207,7 @@ def _gpu_name(measured: dict[str, BuildMeasurement]) -> str:
 
 def _run_id(dataset: str, quick: bool) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{dataset}{'-quick' if quick else ''}"
+    return safe_name(f"{stamp}-{dataset}{'-quick' if quick else ''}")  # data names vary
 
 
 __all__ = ["Artifact", "RunOptions", "get_backend", "run_experiment"]

@@ -2,7 +2,9 @@
 
 It fails closed: a missing metric, a different test set, too few samples, NaN in
 a record, or a comparison it cannot make is a failing check with a reason, never
-a pass. Every check reads like
+a pass. A build gated against itself is refused (ConfigError) unless ``allow_same``.
+A decision records the candidate's test-set hash, so a gate.json left next to a
+different run's record is reported as stale instead of shown as its verdict. Every check reads like
 "ort-int8-static accuracy −1.40 pts vs ort-fp32, 95% CI [−2.10, −0.70], limit 1.00 → FAIL".
 """
 
@@ -12,14 +14,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.errors import ResultsError
+from workbench.errors import ConfigError, ResultsError
 from workbench.gate import rules
 from workbench.gate.policy import GatePolicy
 from workbench.gate.rules import ERROR, FAIL, PASS, GateCheck, Side, hardware
 from workbench.results.records import load_run
 from workbench.results.serde import from_dict
 
-GATE_SCHEMA_VERSION = 1
+GATE_SCHEMA_VERSION = 2  # 2: test_set_sha256
 GATE_FILE = "gate.json"
 __all__ = [
     "ERROR",
@@ -45,6 +47,7 @@ class GateDecision:
     candidate: str
     baseline_run_dir: str
     candidate_run_dir: str
+    test_set_sha256: str  # the candidate's: a verdict belongs to this test set only
     allow_cross_device: bool
     policy: GatePolicy
     checks: list[GateCheck]
@@ -59,18 +62,24 @@ def evaluate_gate(
     policy: GatePolicy,
     *,
     allow_cross_device: bool = False,
+    allow_same: bool = False,
 ) -> GateDecision:
     """Decide whether ``candidate_build`` may replace ``baseline_build`` under ``policy``.
 
     Runs are result directories (``reports/<run-id>/``); they may be different runs.
-    A missing run directory or build name raises ResultsError (bad input, exit 2);
-    everything else is a check. Example::
+    A missing run directory or build name raises ResultsError (bad input, exit 2), the same
+    build on both sides ConfigError unless ``allow_same``; everything else is a check. Example::
 
         d = evaluate_gate("reports/r1", "ort-fp32", "reports/r1", "ort-int8-dynamic", policy)
         print(d.passed, *d.reasons, sep="\\n")
     """
     base = _side(baseline_run, baseline_build)
     cand = _side(candidate_run, candidate_build)
+    if not allow_same and _same_build(base, cand):
+        raise ConfigError(
+            f"baseline and candidate are the same build ({cand.label} in {cand.run_dir}): such a "
+            "gate always passes; name two different builds, or pass --allow-same to mean it"
+        )
     speed_base = base
     if policy.speedup_baseline is not None:
         speed_base = Side(base.run, base.run.build(policy.speedup_baseline), base.run_dir)
@@ -100,6 +109,7 @@ def evaluate_gate(
         candidate=cand.label,
         baseline_run_dir=str(base.run_dir),
         candidate_run_dir=str(cand.run_dir),
+        test_set_sha256=cand.run.test_set_sha256,
         allow_cross_device=allow_cross_device,
         policy=policy,
         checks=checks,
@@ -108,7 +118,11 @@ def evaluate_gate(
 
 
 def load_decision(path: str | Path) -> GateDecision:
-    """Read a gate.json; ResultsError if absent, corrupt or of another schema."""
+    """Read a gate.json; ResultsError if absent, corrupt, of another schema, or stale.
+
+    Stale: the gate.json sits in a run directory whose run.json has another test set
+    (a verdict about other results must never be shown as this run's).
+    """
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -117,11 +131,36 @@ def load_decision(path: str | Path) -> GateDecision:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{p} is not valid JSON ({exc}); re-run `workbench gate`") from exc
     if not isinstance(data, dict) or data.get("schema_version") != GATE_SCHEMA_VERSION:
-        raise ResultsError(f"{p} is not a gate decision of schema {GATE_SCHEMA_VERSION}")
-    return from_dict(GateDecision, data)
+        raise ResultsError(
+            f"{p} is not a gate decision of schema {GATE_SCHEMA_VERSION}; re-run `workbench gate`"
+        )
+    decision = from_dict(GateDecision, data)
+    _check_not_stale(decision, p)
+    return decision
 
 
 # ---- helpers -------------------------------------------------------------------------------
+
+
+def _check_not_stale(decision: GateDecision, path: Path) -> None:
+    run_file = path.parent / "run.json"
+    if not run_file.is_file():
+        return  # written with --out elsewhere: nothing to compare with
+    run = load_run(run_file)
+    if run.test_set_sha256 != decision.test_set_sha256:
+        raise ResultsError(
+            f"{path} is stale: it gated test set {decision.test_set_sha256[:12]}, this run has "
+            f"{run.test_set_sha256[:12]}; re-run `workbench gate` for this run"
+        )
+
+
+def _same_build(a: Side, b: Side) -> bool:
+    if a.build.name != b.build.name:
+        return False
+    try:
+        return a.run_dir.resolve() == b.run_dir.resolve()
+    except OSError:
+        return False
 
 
 def _side(run_dir: str | Path, build: str) -> Side:

@@ -7,6 +7,9 @@ returns MinMax ranges, so ranges are computed with ``create_calibrator(num_bins=
 2048)``, saved, and passed back as the calibration cache. ORT's histogram
 calibrators hold every activation in memory (~35 MB per sample on MiniLM), so the
 set given to them is capped (``ORT_CALIBRATION_CAP``).
+
+Quantized models are sealed cache entries (``fileio.publish_entry``): verified by sha256 on
+reuse, rebuilt with a warning when truncated or replaced.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import CalibrationError, EngineBuildError
-from workbench.fileio import atomic_write_with, cache_root, sha256_file, sha256_json
+from workbench.fileio import (
+    atomic_write_with,
+    build_entry,
+    cache_root,
+    reuse_entry,
+    sha256_file,
+    sha256_json,
+)
 from workbench.results.records import Int8Coverage
 
 log = logging.getLogger(__name__)
@@ -93,19 +103,20 @@ def quantize_dynamic_int8(fp32_onnx: str | Path, per_channel: bool = True) -> Qu
 
     out = _cached_path(fp32_onnx, {"kind": "dynamic", "per_channel": per_channel})
     detail = f"dynamic, weights int8 {'per-channel' if per_channel else 'per-tensor'}, MatMul/Gemm"
-    if not out.is_file():
-        with tempfile.TemporaryDirectory() as tmp:
-            pre = preprocess(fp32_onnx, Path(tmp) / "pre.onnx")
-            atomic_write_with(
-                out,
-                lambda t: quantize_dynamic(
-                    str(pre),
-                    t,
-                    per_channel=per_channel,
-                    weight_type=QuantType.QInt8,
-                    op_types_to_quantize=OP_TYPES,
-                ),
-            )
+    if reuse_entry(out.parent, "quantized model"):
+        return QuantizedModel(out, "int8-dynamic", detail)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = preprocess(fp32_onnx, Path(tmp) / "pre.onnx")
+        build_entry(
+            out,
+            lambda t: quantize_dynamic(
+                str(pre),
+                str(t),
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=OP_TYPES,
+            ),
+        )
     return QuantizedModel(out, "int8-dynamic", detail)
 
 
@@ -135,7 +146,7 @@ def quantize_static_int8_ort(
     }
     out = _cached_path(fp32_onnx, spec)
     detail = f"static QDQ, ORT {method} calibration, symmetric int8, MatMul/Gemm"
-    if out.is_file():
+    if reuse_entry(out.parent, "quantized model"):
         return QuantizedModel(out, "int8-static", detail)
     feeds = list(calibration_feeds)
     if not feeds:
@@ -166,11 +177,11 @@ def quantize_static_int8_ort(
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)
         try:
-            atomic_write_with(
+            build_entry(
                 out,
                 lambda t: quantize_static(
                     str(pre),
-                    t,
+                    str(t),
                     calibration_data_reader=None,
                     quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=OP_TYPES,

@@ -110,14 +110,24 @@ def export_dir(
 def cached_export(
     content_key: str, input_names: Sequence[str], out_dir: str | Path | None = None
 ) -> ExportInfo | None:
-    """The finished, intact export of ``content_key`` if there is one (no torch model needed)."""
+    """The finished, intact export of ``content_key`` if there is one (no torch model needed).
+
+    ``export.json`` is the entry's manifest (it holds the model's sha256); an entry that does
+    not verify is logged and rebuilt, never trusted.
+    """
     out = export_dir(content_key, input_names, out_dir)
     onnx_path, info_path = out / "model.onnx", out / "export.json"
-    if onnx_path.is_file() and info_path.is_file():
-        info = ExportInfo(**json.loads(info_path.read_text()))
-        if info.onnx_sha256 == sha256_file(onnx_path):
-            return info
-    return None
+    if not info_path.is_file():
+        return None
+    try:
+        info = ExportInfo(**json.loads(info_path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("cached export %s is unreadable (%s); exporting again", info_path, exc)
+        return None
+    if not onnx_path.is_file() or info.onnx_sha256 != sha256_file(onnx_path):
+        log.warning("cached export %s does not match its sha256; exporting again", onnx_path)
+        return None
+    return info
 
 
 def export_classifier(
@@ -168,6 +178,7 @@ def export_classifier(
         _check_and_infer_shapes(tmp)
 
     out.mkdir(parents=True, exist_ok=True)
+    info_path.unlink(missing_ok=True)  # a stale manifest must not vouch for the new file
     atomic_write_with(onnx_path, write)
     max_err, cos = verify_against_torch(module, onnx_path, tok, names)
     if max_err > atol or cos < min_cosine:

@@ -1,6 +1,8 @@
 """``workbench prepare``: turn the shipped MiniLM encoder into a sentiment classifier, once.
 
-Two ways, both cached content-addressed under ``$WORKBENCH_CACHE/models/<key>``:
+Two ways, both cached content-addressed under ``$WORKBENCH_CACHE/models/<key>`` (a sealed
+entry: built in a private folder, hashed into a manifest, renamed into place; re-verified on
+reuse and rebuilt with a warning when it does not verify):
 a logistic-regression head on frozen mean-pooled embeddings (CPU default, ~0.77
 accuracy on Rotten Tomatoes) or fine-tuning the whole encoder (default on a GPU,
 ``--finetune`` on a CPU; ~0.84).
@@ -19,13 +21,19 @@ import numpy as np
 from workbench.backends.pytorch.artifact import (
     ENCODER_DIR,
     HEAD_FILE,
-    META_FILE,
     ModelArtifact,
     load_artifact,
 )
 from workbench.data.datasets import Splits
 from workbench.errors import BackendUnavailableError, ModelError
-from workbench.fileio import cache_root, sha256_file, sha256_json
+from workbench.fileio import (
+    cache_root,
+    partial_dir,
+    publish_entry,
+    reuse_entry,
+    sha256_file,
+    sha256_json,
+)
 
 if TYPE_CHECKING:
     from workbench.backends.pytorch.model import MeanPoolClassifier
@@ -80,6 +88,7 @@ def prepare_classifier(
     weights = next(iter(sorted(base.glob("*.safetensors"))), None) or base / "pytorch_model.bin"
     if not (base / "config.json").is_file() or not weights.is_file():
         raise ModelError(f"{base} is not a Hugging Face model folder (config.json + weights)")
+    check_weights_file(weights)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     finetune = device.startswith("cuda") if finetune is None else finetune
     train = (
@@ -99,13 +108,13 @@ def prepare_classifier(
         "seed": seed,
     }
     out = cache_root() / "models" / sha256_json(spec)[:16]
-    if (out / META_FILE).is_file():
+    if reuse_entry(out, "classifier"):
         try:
             return load_artifact(out)
-        except ModelError:
+        except ModelError as exc:
+            log.warning("cached classifier at %s is unusable (%s); rebuilding it", out, exc)
             shutil.rmtree(out, ignore_errors=True)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partial_dir(out)
     torch.manual_seed(seed)
     from workbench.backends.pytorch.model import MeanPoolClassifier, load_encoder
     from workbench.data.tokenize import TextTokenizer
@@ -138,10 +147,25 @@ def prepare_classifier(
         training={**spec, **stats, "device": device},
     )
     art.save_meta()
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    publish_entry(tmp, out)
     log.info("prepared %s classifier at %s (%s)", spec["head"], out, stats)
     return load_artifact(out)
+
+
+def check_weights_file(weights: Path) -> None:
+    """Read a safetensors header before any work: a truncated file is a ModelError, not a crash."""
+    if weights.suffix != ".safetensors":
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), "np") as f:
+            f.keys()
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(
+            f"{weights} is not a readable safetensors file ({exc}); it may be truncated: "
+            "copy or download the model again"
+        ) from exc
 
 
 def _batches(n: int, size: int, lengths: np.ndarray | None = None) -> list[np.ndarray]:

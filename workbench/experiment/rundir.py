@@ -1,0 +1,203 @@
+"""A run's directory: a safe name under its root, checked before any expensive stage,
+locked while a run owns it, and emptied of an earlier run's files when a run starts.
+
+Example::
+
+    preflight(exp, "reports", "calibration_sets", "nightly")
+    with claim_run_dir("reports", "nightly") as claim:
+        ...  # write into claim.path; a second run on "nightly" gets a ConfigError
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from workbench.errors import ConfigError
+from workbench.fileio import cache_root, check_writable_dir
+from workbench.results.spec import Experiment
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".workbench.lock"  # also marks the folder as a workbench run directory
+RUN_RECORD = "run.json"
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}")
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` as one safe path component (letters, digits, ``._+=-``); ConfigError if not."""
+    if not _SAFE.fullmatch(value or "") or value.endswith("."):
+        raise ConfigError(
+            f"{what} {value!r} is not a plain folder/file name; use letters, digits and . _ + = - "
+            "(no slashes, no leading dot, at most 128 characters)"
+        )
+    return value
+
+
+def safe_name(text: str) -> str:
+    """``text`` made a safe path component: other characters become ``-`` (for default ids)."""
+    name = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip(".-")[:128].rstrip(".-")
+    return name or "run"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is one path component, so its directory stays inside the reports folder."""
+    return check_name(run_id, "--run-id")
+
+
+def inside(root: str | Path, path: str | Path, what: str) -> Path:
+    """``path`` resolved, after checking it lies under ``root`` (symlinks followed)."""
+    base, target = Path(root).resolve(), Path(path).resolve()
+    if target != base and not target.is_relative_to(base):
+        raise ConfigError(f"{what} {path} resolves to {target}, outside {base}; refusing to write")
+    return target
+
+
+def preflight(exp: Experiment, reports_root: str, calibration_root: str, run_id: str) -> None:
+    """Every check that needs no data or model, done before the first expensive stage.
+
+    Names that become paths (run id, build names), the reports and calibration folders and
+    the cache folder must be usable, and the gate must not compare a build with itself;
+    otherwise a one-line ConfigError (exit 2).
+    """
+    if run_id:
+        check_run_id(run_id)
+        inside(reports_root, Path(reports_root) / run_id, "run directory")
+        _check_claimable(Path(reports_root) / run_id)
+    for b in exp.builds:
+        check_name(b.name, "build name")
+    if exp.gate.enabled and exp.gate.baseline in exp.gate.candidates:
+        raise ConfigError(
+            f"[gate] candidates include the baseline {exp.gate.baseline!r}: a build gated "
+            "against itself always passes; list other builds as candidates"
+        )
+    fix = "pass --reports a writable folder"
+    check_writable_dir(reports_root, "reports folder", fix, create=False)
+    fix = "pass --calibration-sets a writable folder"
+    check_writable_dir(calibration_root, "calibration-sets folder", fix, create=False)
+    fix = "point WORKBENCH_CACHE at a writable folder"
+    check_writable_dir(cache_root(), "cache folder", fix)
+
+
+class RunDirClaim:
+    """An exclusive lock on a run directory (``fcntl.flock``: the OS drops it if we die)."""
+
+    def __init__(self, path: Path, handle: IO[str] | None) -> None:
+        self.path = path
+        self._handle = handle
+
+    def release(self) -> None:
+        """Let other runs use the directory again (idempotent)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> RunDirClaim:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def claim_run_dir(reports_root: str | Path, run_id: str) -> RunDirClaim:
+    """Create/lock ``reports_root/run_id`` and remove an earlier run's files from it.
+
+    A directory another run holds raises ConfigError; so does one with files the workbench
+    did not write (no lock file, no run.json), which is never emptied.
+    """
+    check_run_id(run_id)
+    root = check_writable_dir(reports_root, "reports folder", "pass --reports a writable folder")
+    inside(root, root / run_id, "run directory")
+    path = root / run_id
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create run directory {path} ({exc.strerror})") from exc
+    if not path.is_dir():
+        raise ConfigError(f"run directory {path} is a file; choose another --run-id")
+    owned = (path / LOCK_FILE).exists() or (path / RUN_RECORD).exists()
+    handle = _lock(path, run_id)
+    others = [p for p in path.iterdir() if p.name != LOCK_FILE]
+    if others and not owned:
+        if handle is not None:
+            handle.close()
+        raise _foreign(path, others)
+    if others:
+        log.info("run directory %s held an earlier run; starting it afresh", path)
+    for p in others:
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+    return RunDirClaim(path, handle)
+
+
+def _foreign(path: Path, others: list[Path]) -> ConfigError:
+    names = ", ".join(sorted(p.name for p in others)[:3])
+    return ConfigError(
+        f"{path} already holds files the workbench did not write ({names}); "
+        "choose another --run-id or empty that folder"
+    )
+
+
+def check_not_busy(path: str | Path) -> None:
+    """ConfigError if a run is still writing ``path`` (its lock is held): its records are not
+    final yet, so gating or reporting them now would read a half-made run."""
+    p = Path(path)
+    if p.is_dir() and (p / LOCK_FILE).exists():
+        handle = _lock(p, "", record=False)
+        if handle is not None:
+            handle.close()
+
+
+def _check_claimable(path: Path) -> None:
+    """Fail fast (creating nothing) if ``claim_run_dir`` would refuse ``path`` now."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ConfigError(f"run directory {path} is a file; choose another --run-id")
+    owned = (path / LOCK_FILE).exists() or (path / RUN_RECORD).exists()
+    others = [p for p in path.iterdir() if p.name != LOCK_FILE]
+    if others and not owned:
+        raise _foreign(path, others)
+    check_not_busy(path)
+
+
+def _lock(path: Path, run_id: str, record: bool = True) -> IO[str] | None:
+    """Take the run directory's lock without waiting; ConfigError naming the holder if taken."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, as before
+        return None
+    lock = path / LOCK_FILE
+    handle = open(lock, "a+", encoding="utf-8")  # noqa: SIM115 (held for the run's lifetime)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"run directory {path} is in use by another workbench run ({holder}); "
+            "wait for it to finish, or use another --run-id / run directory"
+        ) from exc
+    if not record:
+        return handle
+    handle.seek(0)
+    handle.truncate()
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    handle.write(json.dumps({"pid": os.getpid(), "run_id": run_id, "started_utc": stamp}))
+    handle.flush()
+    return handle
