@@ -30,6 +30,7 @@ from workbench.calibration.table import CalibrationTable
 from workbench.errors import CalibrationError, ConfigError
 from workbench.fileio import atomic_write_text
 
+MIN_AMAX, MAX_AMAX = 1e-30, 1e30  # a real activation range lies far inside these
 ALGORITHMS = {"EntropyCalibration2": "entropy", "MinMaxCalibration": "max"}
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 _LINE = re.compile(r"^(.+): ([0-9a-fA-F]{8})$")
@@ -65,9 +66,14 @@ def write_trt_cache(
     table: CalibrationTable,
     path: str | Path,
     trt_version: str = "10.16.1",
-    algorithm: str = "EntropyCalibration2",
+    algorithm: str | None = None,
 ) -> Path:
-    """Write ``table`` as a TensorRT calibration cache (atomically); returns the path."""
+    """Write ``table`` as a TensorRT calibration cache (atomically); returns the path.
+
+    The header names the algorithm the ranges came from: ``MinMaxCalibration`` for a ``max``
+    table, ``EntropyCalibration2`` otherwise (TensorRT has no header for percentile/MSE)."""
+    if algorithm is None:
+        algorithm = "MinMaxCalibration" if table.method == "max" else "EntropyCalibration2"
     if algorithm not in ALGORITHMS:
         raise ConfigError(
             f"cache algorithm {algorithm!r} is not one TensorRT accepts for these ranges; "
@@ -94,6 +100,8 @@ def read_trt_cache(
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise CalibrationError(f"calibration cache {p} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise CalibrationError(f"calibration cache {p} is a folder; pass the cache file") from exc
     except UnicodeDecodeError as exc:
         raise CalibrationError(f"{p} is not a text TensorRT calibration cache") from exc
     lines = [ln.rstrip("\r") for ln in text.splitlines() if ln.strip()]
@@ -109,10 +117,15 @@ def read_trt_cache(
         m = _LINE.match(line)
         if m is None:
             raise CalibrationError(f"{p}:{no}: expected 'tensor: 8 hex digits', got {line[:60]!r}")
-        value = hex_amax(m.group(2))
-        if not np.isfinite(value):
-            raise CalibrationError(f"{p}:{no}: scale of {m.group(1)!r} is not finite")
-        amax[m.group(1)] = abs(value)
+        name, value = m.group(1), abs(hex_amax(m.group(2)))
+        if name in amax:
+            raise CalibrationError(f"{p}:{no}: tensor {name!r} is listed twice; recalibrate")
+        if not np.isfinite(value) or (value != 0 and not MIN_AMAX <= value <= MAX_AMAX):
+            raise CalibrationError(
+                f"{p}:{no}: scale of {name!r} gives amax {value:.3g}, outside "
+                f"[{MIN_AMAX:g}, {MAX_AMAX:g}] (denormal or overflowing); recalibrate"
+            )
+        amax[name] = value
     if expected_tensors is not None:
         _check_tensors(p, amax, expected_tensors)
     return CalibrationTable(

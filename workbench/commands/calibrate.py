@@ -65,6 +65,7 @@ def parse_methods(text: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from workbench.experiment.calibrate import prepare_calibration
     from workbench.experiment.progress import Stages
+    from workbench.experiment.rundir import claim_run_dir, preflight
     from workbench.experiment.spec import load_experiment, shipped_experiment
     from workbench.experiment.workspace import Workspace, apply_quick
 
@@ -79,13 +80,18 @@ def run(args: argparse.Namespace) -> int:
     )
     exp = replace(exp, calibration=cal)
     exp = apply_quick(exp) if args.quick else exp
-    ws = Workspace.open(exp)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.reports) / (args.run_id or f"{stamp}-calibrate")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    out = prepare_calibration(
-        ws, run_dir, args.calibration_sets, Stages(False), compare=not args.no_compare
-    )
+    run_id = args.run_id or f"{stamp}-calibrate"
+    preflight(exp, args.reports, args.calibration_sets, run_id)  # paths checked before any work
+    ws = Workspace.open(exp)
+    claim = claim_run_dir(args.reports, run_id)
+    run_dir = claim.path
+    try:
+        out = prepare_calibration(
+            ws, run_dir, args.calibration_sets, Stages(False), compare=not args.no_compare
+        )
+    finally:
+        claim.release()
     if args.no_compare:
         return _artifacts(ws, out.table_file, methods, run_dir, args)
     from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison

@@ -34,10 +34,16 @@ def check_run_path(path: Path, flag: str) -> None:
     if path.is_file() and path.name == "run.json":
         return
     if not path.is_dir() or not (path / "run.json").is_file():
-        kind = "a file" if path.is_file() else "not a folder" if not path.exists() else "a folder"
+        what = (
+            "does not exist"
+            if not path.exists()
+            else "is a file, not a run directory"
+            if path.is_file()
+            else "is a folder without run.json, not a run directory"
+        )
         raise ResultsError(
-            f"{flag} {path} is {kind} without run.json, not a run directory; pass a folder "
-            "written by `workbench run` or `workbench demo` (reports/<run-id>)"
+            f"{flag} {path} {what}; pass a folder written by `workbench run` or "
+            "`workbench demo` (reports/<run-id>)"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import util as importlib_util
@@ -16,6 +17,8 @@ from workbench.fileio import sha256_file, sha256_json, sha256_strings
 
 if TYPE_CHECKING:
     from datasets import Dataset
+
+log = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "rotten_tomatoes"
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
@@ -158,10 +161,19 @@ def _read_hf_folder(p: Path) -> pd.DataFrame:
 
 def _clean(df: pd.DataFrame, text: str, label: str, where: str) -> pd.DataFrame:
     texts = [c for c in (text, "text_pair") if c in df.columns]
+    n_rows = len(df)
     df = df.dropna(subset=[*texts, label])
     df = df.assign(**{c: df[c].astype(str).str.strip() for c in texts})
     df = df[df[text].str.len() > 0]
+    n_usable = len(df)
     df = df.drop_duplicates(subset=texts).reset_index(drop=True)
+    if n_usable < n_rows:
+        log.warning(
+            "%s: %d of %d rows have no text or no label and were left out",
+            where, n_rows - n_usable, n_rows,
+        )  # fmt: skip
+    if len(df) < n_usable:
+        log.info("%s: %d duplicate texts were left out", where, n_usable - len(df))
     if len(df) == 0:
         raise DataError(f"{where} has no usable rows (empty text or label everywhere)")
     if df[label].nunique() < 2:

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.fileio import cache_root, sha256_file, sha256_json
+from workbench.fileio import (
+    cache_root,
+    partial_dir,
+    publish_entry,
+    reuse_entry,
+    sha256_file,
+    sha256_json,
+)
 from workbench.results.records import CalibrationSummary
 
 if TYPE_CHECKING:
@@ -25,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TABLES_VERSION = 1
+TABLES_VERSION = 2  # 2: sealed cache entries
 TABLE_FILE = "calibration_table.json"
 BATCH = 16
 
@@ -70,14 +77,14 @@ def prepare_calibration(
             "onnx": ws.export.onnx_sha256,
             "set": calib.manifest_sha256,
             "methods": sorted(methods),
+            "fp8": c.fp8_method if fp8 else None,
             "v": TABLES_VERSION,
         }
     )[:16]
     tables_dir = cache_root() / "tables" / key
     fp8_file = tables_dir / f"fp8-{c.fp8_method}.json"
     stats = None
-    missing = not all((tables_dir / f"{m}.json").is_file() for m in methods)
-    if missing or (fp8 and not fp8_file.is_file()):
+    if not reuse_entry(tables_dir, "calibration tables"):
         with st.stage("calibration statistics") as bar:
             stats = _collect(onnx, calib, ws, st.callback(bar))
         from workbench.calibration.fp8 import fp8_tables_from_stats
@@ -87,8 +94,10 @@ def prepare_calibration(
         tables = tables_from_stats(stats, methods, sha, cs)
         if fp8:
             tables.update(fp8_tables_from_stats(stats, [c.fp8_method], sha, cs))
+        partial = partial_dir(tables_dir)
         for m, table in tables.items():
-            table.save(tables_dir / f"{m}.json")
+            table.save(partial / f"{m}.json")
+        publish_entry(partial, tables_dir)
     table_file = tables_dir / f"{c.method}.json"
     shutil.copyfile(table_file, run_dir / TABLE_FILE)
     if c.compare and compare:
@@ -170,7 +179,7 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
         }
     )[:16]
     cached = cache_root() / "comparisons" / ckey
-    if (cached / COMPARISON_FILE).is_file():
+    if reuse_entry(cached, "calibration comparison"):
         shutil.copytree(cached / OUT_DIR, run_dir / OUT_DIR, dirs_exist_ok=True)
         shutil.copyfile(cached / COMPARISON_FILE, run_dir / COMPARISON_FILE)
         return
@@ -198,12 +207,10 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
         exclude=c.exclude,
         statistics=stats,
     )
-    tmp = cached.with_name(cached.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = partial_dir(cached)
     shutil.copytree(run_dir / OUT_DIR, tmp / OUT_DIR)
     shutil.copyfile(run_dir / COMPARISON_FILE, tmp / COMPARISON_FILE)
-    shutil.rmtree(cached, ignore_errors=True)
-    tmp.rename(cached)
+    publish_entry(tmp, cached)
 
 
 __all__ = ["CalibrationOutcome", "prepare_calibration", "sha256_file"]

@@ -33,6 +33,7 @@ from workbench.results.records import (
     BuildResult,
     ModelSummary,
     RunResult,
+    SkippedBuild,
     save_run,
 )
 from workbench.results.spec import BuildSpec, Experiment
@@ -63,24 +64,51 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     st = Stages(opts.progress)
     with st.stage("load data and model"):
         ws = Workspace.open(exp)
-    exp = replace(ws.exp, builds=tuple(builds))
-    run_id = opts.run_id or _run_id(ws.data_name, exp.quick)
+    ws.exp = replace(ws.exp, builds=tuple(builds))
+    run_id = opts.run_id or _run_id(ws.data_name, ws.exp.quick)
     claim = claim_run_dir(opts.reports_root, run_id)  # locked; an earlier run's files removed
-    run_dir = claim.path
+    try:
+        run = _measure_all(ws, builds, skipped, claim.path, run_id, opts, st)
+        save_run(run, claim.path)
+        if opts.gate and ws.exp.gate.enabled and ws.exp.gate.policy is not None:
+            with st.stage("gate"):
+                from workbench.experiment.gating import gate_run
+
+                gate_run(claim.path, ws.exp)
+        if opts.report:
+            with st.stage("render report"):
+                from workbench.report.render import render_report
+
+                render_report(claim.path)
+    finally:
+        claim.release()
+    return run, claim.path
+
+
+def _measure_all(
+    ws: Workspace,
+    builds: list[BuildSpec],
+    skipped: list[SkippedBuild],
+    run_dir: Path,
+    run_id: str,
+    opts: RunOptions,
+    st: Stages,
+) -> RunResult:
+    """Model, calibration, then every build through the same steps; the run record."""
+    exp = ws.exp
     with st.stage("prepare model"):
         export = ws.export
     calib = None
-    needs_int8 = any(b.precision.startswith("int8") or b.precision == "fp8" for b in builds)
-    if needs_int8 or exp.calibration.compare:
+    needs_table = any(b.precision.startswith("int8") or b.precision == "fp8" for b in builds)
+    if needs_table or exp.calibration.compare:
         fp8 = any(b.precision == "fp8" for b in builds)
         calib = prepare_calibration(ws, run_dir, opts.calibration_root, st, fp8=fp8)
     from workbench.evaluate.accuracy import save_test_samples
 
     save_test_samples(run_dir, ws.texts, ws.labels)
     reference = reference_build(exp, builds)
-    ordered = sorted(builds, key=lambda b: b.name != reference)  # reference first
     measured: dict[str, BuildMeasurement] = {}
-    for b in ordered:
+    for b in sorted(builds, key=lambda b: b.name != reference):  # reference first
         req = _request(ws, b, calib, export.onnx_path)
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
     ref_logits = measured[reference].logits
@@ -88,17 +116,15 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     from workbench.experiment.notes import annotate, cross_backend_agreement
     from workbench.provenance import collect_provenance
 
-    run = RunResult(
+    preds = {n: m.logits.argmax(axis=1).tolist() for n, m in measured.items()}
+    return RunResult(
         schema_version=SCHEMA_VERSION,
         run_id=run_id,
         dataset=ws.data_name,
         test_set_sha256=ws.test_sha256,
         labels=list(ws.model.labels),
         reference_build=reference,
-        builds=cross_backend_agreement(
-            annotate(results, _gate_shape(exp)),
-            {n: m.logits.argmax(axis=1).tolist() for n, m in measured.items()},
-        ),
+        builds=cross_backend_agreement(annotate(results, _gate_shape(exp)), preds),
         calibration=calib.summary if calib else None,
         provenance=collect_provenance(
             seeds={"split": exp.seed, "calibration": exp.seed}, gpu=_gpu_name(measured)
@@ -114,19 +140,6 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
         skipped=skipped,
         warnings=list(ws.warnings),
     )
-    save_run(run, run_dir)
-    if opts.gate and exp.gate.enabled and exp.gate.policy is not None:
-        with st.stage("gate"):
-            from workbench.experiment.gating import gate_run
-
-            gate_run(run_dir, exp)
-    if opts.report:
-        with st.stage("render report"):
-            from workbench.report.render import render_report
-
-            render_report(run_dir)
-    claim.release()
-    return run, run_dir
 
 
 def _check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from workbench.backends.registry import Artifact, BuildRequest, get_backend
-from workbench.fileio import atomic_write_json, atomic_write_with, cache_root, sha256_json
+from workbench.fileio import (
+    atomic_write_json,
+    build_entry,
+    cache_root,
+    reuse_entry,
+    sha256_json,
+)
 from workbench.results.records import Int8Coverage, LatencyResult
 from workbench.results.serde import from_dict, to_dict
 
@@ -23,7 +29,7 @@ if TYPE_CHECKING:
     from workbench.experiment.progress import Stages
     from workbench.experiment.workspace import Workspace
 
-EVAL_VERSION = 1
+EVAL_VERSION = 2  # 2: sealed cache entries
 
 
 @dataclass(frozen=True)
@@ -59,33 +65,31 @@ def measure_build(
         "v": EVAL_VERSION,
     }
     key = sha256_json({**base, "test": ws.test_sha256})[:20]
-    logits_file = cache_root() / "evals" / f"{key}.npy"
-    if logits_file.is_file():
+    logits_file = cache_root() / "evals" / key / "logits.npy"
+    if reuse_entry(logits_file.parent, f"logits of {req.name}"):
         logits = np.load(logits_file)
     else:
         with st.stage(f"evaluate {req.name}") as bar:
             logits = _logits(ws, req, artifact, st.callback(bar))
-        atomic_write_with(logits_file, lambda tmp: _save_npy(tmp, logits))
+        build_entry(logits_file, lambda tmp: _save_npy(tmp, logits))
     e = ws.exp.evaluate
     lkey = sha256_json({**base, "eval": to_dict(e), "machine": _machine(), "device": device_name})[
         :20
     ]
-    latency_file = cache_root() / "latency" / f"{lkey}.json"
-    if latency_file.is_file():
+    latency_file = cache_root() / "latency" / lkey / "latency.json"
+    if reuse_entry(latency_file.parent, f"latency of {req.name}"):
         cached = json.loads(latency_file.read_text(encoding="utf-8"))
         latency = [from_dict(LatencyResult, x) for x in cached["latency"]]
         rss, dev_mb = float(cached["peak_rss_mb"]), cached["peak_device_mem_mb"]
     else:
         with st.stage(f"latency {req.name}"):
             latency, rss, dev_mb = _latency(ws, req, artifact)
-        atomic_write_json(
-            latency_file,
-            {"latency": to_dict(latency), "peak_rss_mb": rss, "peak_device_mem_mb": dev_mb},
-        )
+        record = {"latency": to_dict(latency), "peak_rss_mb": rss, "peak_device_mem_mb": dev_mb}
+        build_entry(latency_file, lambda tmp: atomic_write_json(tmp, record))
     return BuildMeasurement(req, artifact, logits, latency, rss, dev_mb, coverage, device_name)
 
 
-def _save_npy(tmp: str, arr: np.ndarray) -> None:
+def _save_npy(tmp: Path, arr: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, arr)
 

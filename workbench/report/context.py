@@ -96,7 +96,8 @@ def summary_rows(loaded: LoadedRun, shape: tuple[int, int] | None) -> list[dict[
     rows = []
     for b in run.builds:
         acc, lat = b.accuracy, latency_at(b, shape)
-        ci = stats.wilson_interval(round(acc.accuracy * acc.n), acc.n) if acc else None
+        known = acc is not None and math.isfinite(acc.accuracy)
+        ci = stats.wilson_interval(round(acc.accuracy * acc.n), acc.n) if known else None
         rows.append(
             {
                 "name": b.name,

@@ -80,7 +80,7 @@ def _charts(
     pts = []
     for b in run.builds:
         lat = context.latency_at(b, shape)
-        if b.accuracy and lat and math.isfinite(lat.p50_ms):
+        if b.accuracy and lat and math.isfinite(lat.p50_ms) and math.isfinite(b.accuracy.accuracy):
             a = b.accuracy
             ci = stats.wilson_interval(round(a.accuracy * a.n), a.n)
             med = latency.median_ci(lat.samples_ms) or (math.nan, math.nan)

@@ -8,10 +8,10 @@ from pathlib import Path
 from workbench.backends.base import Runner
 from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds
 from workbench.errors import CalibrationError
-from workbench.fileio import atomic_write_with, sha256_file, sha256_json
+from workbench.fileio import build_entry, reuse_entry, sha256_file, sha256_json
 from workbench.results.records import Int8Coverage
 
-QDQ_VERSION = 1
+QDQ_VERSION = 2  # 2: sealed cache entries
 
 
 class OnnxRuntimeBackend:
@@ -92,8 +92,8 @@ def _workbench_static(req: BuildRequest) -> Artifact:
         }
     )[:16]
     out = Path(req.cache_dir) / "qdq" / key / "model.onnx"
-    if not out.is_file():
-        atomic_write_with(
+    if not reuse_entry(out.parent, "Q/DQ model"):
+        build_entry(
             out,
             lambda tmp: write_qdq_model(
                 req.fp32_onnx, table, tmp, per_channel=req.per_channel, exclude=req.exclude
