@@ -260,3 +260,12 @@ def test_cli_open_uses_the_file_uri(tmp_path, gated_run, monkeypatch):
     out = tmp_path / "o.html"
     assert main(["report", str(gated_run), "--out", str(out), "--open"]) == 0
     assert opened == [out.resolve().as_uri()]
+
+
+def test_cli_open_without_a_browser_says_so(tmp_path, gated_run, monkeypatch, capsys):
+    import webbrowser
+
+    monkeypatch.setattr(webbrowser, "open", lambda uri: False)
+    out = tmp_path / "o.html"
+    assert main(["report", str(gated_run), "--out", str(out), "--open"]) == 0
+    assert f"open {out.resolve().as_uri()} yourself" in capsys.readouterr().out

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Compare two builds' result records under a TOML policy (see docs/gate.example.toml): "
             "paired bootstrap CI and exact McNemar on the accuracy difference, agreement, "
             "speed-up, p99 and memory limits. Writes gate.json, gate.md and gate-junit.xml. "
-            "Exit codes: 0 pass, 1 fail, 2 bad input, 3 backend unavailable."
+            "Exit codes: 0 pass, 1 fail, 2 bad input."
         ),
     )
     p.add_argument(
@@ -69,8 +69,8 @@ def split_ref(ref: str, flag: str) -> tuple[Path, str]:
         raise ConfigError(f"{flag}: {path} is a file, not a run directory; fix the path")
     if not (path / "run.json").is_file():
         raise ConfigError(
-            f"{flag}: {path} is not a run directory (no run.json); run `workbench demo` or "
-            "`workbench evaluate` first, or fix the path"
+            f"{flag}: {path} is not a run directory (no run.json); run `workbench run` or "
+            "`workbench demo` first, or fix the path"
         )
     return path, build
 

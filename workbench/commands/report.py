@@ -65,5 +65,6 @@ def run(args: argparse.Namespace) -> int:
     if args.open:
         import webbrowser
 
-        webbrowser.open(path.resolve().as_uri())
+        if not webbrowser.open(path.resolve().as_uri()):
+            print(f"no browser found here; open {path.resolve().as_uri()} yourself")
     return 0
