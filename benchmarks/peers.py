@@ -175,6 +175,14 @@ def run(args: argparse.Namespace) -> None:
         _npz(s.calib_feeds, ORT_N, tmp / "small.npz"),
     )
     have_search = Path(args.search_json).is_file() and not args.data_file
+    if have_search:  # the child needs ONNX node names and heads (older files: module paths)
+        info = json.loads(Path(args.search_json).read_text())
+        chosen = info["search"]["chosen"]
+        by_path = {g.module_path: g.onnx_node for g in node_groups(s.onnx_path, 128)}
+        chosen.setdefault("num_heads", s.num_heads)
+        chosen.setdefault("float_nodes", [by_path[p] for p in chosen["float"]])
+        args.search_json = str(tmp / "search.json")
+        Path(args.search_json).write_text(json.dumps(info))
     kinds = [
         (f"workbench-{m}-{g}", npz)
         for m in ("max", "entropy")
