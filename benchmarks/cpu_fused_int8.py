@@ -235,6 +235,8 @@ def searched_build(
         "chosen": {
             "method": best.method,
             "per_channel": best.per_channel,
+            "num_heads": s.num_heads,
+            "float_nodes": list(best.float_nodes),
             "float": [paths[n] for n in best.float_nodes],
         },
         "pareto": [

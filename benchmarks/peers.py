@@ -45,7 +45,9 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
         from workbench.backends.onnxruntime.build import quantize_static_int8_ort
 
         method = "max" if kind == "ort-minmax" else "entropy"
-        q = quantize_static_int8_ort(onnx_path, feeds, f"peers:{calib_npz}", method)
+        from workbench.fileio import sha256_file
+
+        q = quantize_static_int8_ort(onnx_path, feeds, f"peers:{sha256_file(calib_npz)}", method)
         os.replace(q.path, out)
     else:  # workbench-<method>-<pc|pt> or workbench-searched
         from workbench.backends.onnxruntime.fusion import fuse_bert, unshare_dequantize
@@ -106,7 +108,8 @@ def modelopt_build(python: str, onnx_path: str, npz: str, out: str, matmul_max: 
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0 or not Path(out).is_file():
-        raise SystemExit(f"ModelOpt failed: {(proc.stderr.strip().splitlines() or [''])[-1]}")
+        lines = [ln for ln in proc.stderr.splitlines() if "Error" in ln or "error" in ln]
+        return {"seconds": seconds, "error": f"rc {proc.returncode}: {lines[-1:] or 'no message'}"}
     peak = [ln for ln in proc.stdout.splitlines() if ln.startswith("PEAK_RSS_MB")]
     return {"seconds": seconds, "peak_rss_mb": float(peak[-1].split()[1]) if peak else math.nan}
 
@@ -172,6 +175,14 @@ def run(args: argparse.Namespace) -> None:
         _npz(s.calib_feeds, ORT_N, tmp / "small.npz"),
     )
     have_search = Path(args.search_json).is_file() and not args.data_file
+    if have_search:  # the child needs ONNX node names and heads (older files: module paths)
+        info = json.loads(Path(args.search_json).read_text())
+        chosen = info["search"]["chosen"]
+        by_path = {g.module_path: g.onnx_node for g in node_groups(s.onnx_path, 128)}
+        chosen.setdefault("num_heads", s.num_heads)
+        chosen.setdefault("float_nodes", [by_path[p] for p in chosen["float"]])
+        args.search_json = str(tmp / "search.json")
+        Path(args.search_json).write_text(json.dumps(info))
     kinds = [
         (f"workbench-{m}-{g}", npz)
         for m in ("max", "entropy")
@@ -190,11 +201,16 @@ def run(args: argparse.Namespace) -> None:
     if args.modelopt_python:
         for label, mm in (("modelopt-default-entropy", False), ("modelopt-matmul-max", True)):
             out = str(tmp / f"{label}.onnx")
-            calib[label] = modelopt_build(args.modelopt_python, s.onnx_path, full, out, mm)
+            # the 128-sample set: ModelOpt calibrates it as one batch (512 ran out of memory here)
+            calib[label] = modelopt_build(args.modelopt_python, s.onnx_path, small, out, mm)
+            if "error" in calib[label]:
+                print(f"{label} failed: {calib[label]['error']}")
+                continue
             builds.append(cf.Build(label, "onnxruntime", out, "int8-static", label))
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}
     ref = cf.logits_of(builds[0], s)
     rows = {b.name: {**cf.quality(b, s, ref, macs), **calib.get(b.name, {})} for b in builds}
+    failed = {k: v for k, v in calib.items() if "error" in v}
     if not args.no_latency:
         lat = cf.latency(builds, s, args.rounds, args.iterations, 0)
         for name, row in rows.items():
@@ -215,6 +231,7 @@ def run(args: argparse.Namespace) -> None:
             "modelopt": bool(args.modelopt_python),
             "load_average_1_5_15": list(os.getloadavg()),
             "rows": list(rows.values()),
+            "failed": failed,
             "provenance": to_dict(collect_provenance()),
         },
     )
