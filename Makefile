@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-quick test lint bench-cpu clean
+.PHONY: setup demo demo-quick test lint notebook bench-cpu clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,9 @@ lint: setup
 	$(BIN)/ruff check workbench tests benchmarks
 	$(BIN)/ruff format --check workbench tests benchmarks
 	$(BIN)/lint-imports
+
+notebook: setup
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab notebooks/
 
 bench-cpu: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/cpu_int8.py
