@@ -22,7 +22,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_shipped_demo_loads_with_defaults() -> None:
     exp = load_experiment(shipped_experiment("demo"))
     assert exp.model.default and exp.data.shipped
-    assert exp.calibration.n == 512 and exp.calibration.method == "entropy"
+    assert exp.calibration.n == 512 and exp.calibration.method == "max"
     assert exp.builds == ()  # auto-selected on the machine
     assert exp.gate.policy is not None and exp.gate.policy.max_accuracy_drop == 0.01
 
