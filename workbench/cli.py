@@ -24,6 +24,7 @@ COMMANDS = (
     "run",
     "init",
     "demo",
+    "search",
     "prepare",
     "calibset",
     "calibrate",

@@ -1,0 +1,50 @@
+"""``workbench search`` end to end on a user's experiment (tiny HF classifier, real texts)."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from workbench.cli import main
+from workbench.results.records import load_record
+from workbench.results.search import SEARCH_FILE, SearchRecord
+
+
+def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
+    user_experiment, tmp_path, capsys
+):
+    out = tmp_path / "search"
+    args = ["search", str(user_experiment), "--quick", "--out", str(out), "--no-progress",
+            "--calibration-sets", str(tmp_path / "sets"), "--methods", "max,entropy"]  # fmt: skip
+    code = main(args)
+    assert code in (0, 1)
+    rec = load_record(SearchRecord, out / SEARCH_FILE)
+    assert rec.n_search + rec.n_gate == 120 and abs(rec.n_search - rec.n_gate) <= 1
+    assert len(rec.ranking) == 18 and rec.ranking_kind == "proxy"
+    assert {t.method for t in rec.trials} == {"max", "entropy"}
+    assert {t.per_channel for t in rec.trials} == {True, False}
+    assert rec.fp32_latency_ms > 0
+    if rec.best is None:
+        assert code == 1
+        return
+    assert rec.gate_check is not None and rec.gate_check.n == rec.n_gate
+    assert code == (0 if rec.gate_check.passed else 1)
+    timed = [t for t in rec.trials if t.passed and t.latency_ms == t.latency_ms]
+    assert rec.best.latency_ms == min(t.latency_ms for t in timed)  # the fastest passing one
+    for name in rec.files:
+        assert (out / name).is_file()
+    snippet = tomllib.loads((out / "exclude.toml").read_text())["calibration"]
+    assert snippet["method"] == rec.best.method and snippet["exclude"] == rec.exclude
+    # the float list drops straight into the experiment file
+    text = user_experiment.read_text().replace("exclude = []", f"exclude = {rec.exclude!r}")
+    (tmp_path / "e.toml").write_text(text.replace("'", '"'))
+    from workbench.experiment.spec import load_experiment
+
+    assert list(load_experiment(tmp_path / "e.toml").calibration.exclude) == rec.exclude
+    assert "on the gate split" in capsys.readouterr().out
+
+
+def test_search_refuses_bad_ranking(user_experiment, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["search", str(user_experiment), "--ranking", "magic"])

@@ -1,0 +1,75 @@
+"""``workbench search EXPERIMENT.toml``: the fastest static INT8 build that passes the gate."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="find the fastest static INT8 build that passes the experiment's gate",
+        description=(
+            "Ranks layers by INT8 sensitivity on half of the test split, searches calibration "
+            "method, weight granularity and layers kept in float, times the candidates on this "
+            "machine, and verifies the choice on the other half (never seen by the search). "
+            "Writes search.json, the chosen Q/DQ model, its table, TensorRT cache and an "
+            "exclude.toml to paste into the experiment. Exit 0 when a verified build was found, "
+            "1 when none passed, 2 bad input."
+        ),
+    )
+    p.add_argument("experiment", nargs="?", help="experiment TOML (default: --shipped demo)")
+    p.add_argument("--shipped", default="demo", help="shipped experiment when no file is given")
+    p.add_argument("--out", default="search", help="output folder")
+    p.add_argument("--calibration-sets", default="calibration_sets")
+    p.add_argument("--methods", default="max,entropy", help="calibration methods to try")
+    p.add_argument(
+        "--ranking",
+        choices=["proxy", "task"],
+        default="proxy",
+        help="proxy: SQNR from one FP32 pass (fast); task: per-layer builds (slow)",
+    )
+    p.add_argument("--max-float", type=int, default=8, help="most layers kept in float")
+    p.add_argument("--quick", action="store_true", help="small subsets")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from workbench.commands.calibrate import parse_methods
+    from workbench.experiment.search import SearchOptions, run_search
+    from workbench.experiment.spec import load_experiment, shipped_experiment
+
+    exp = load_experiment(args.experiment or shipped_experiment(args.shipped))
+    if args.quick:
+        exp = replace(exp, quick=True)
+    opts = SearchOptions(
+        out_dir=args.out,
+        calibration_root=args.calibration_sets,
+        methods=tuple(parse_methods(args.methods)),
+        ranking=args.ranking,
+        max_float=args.max_float,
+        progress=not args.no_progress,
+    )
+    record, out = run_search(exp, opts)
+    print(f"ranked {len(record.ranking)} layers ({record.ranking_kind}); most harmful first:")
+    print("  " + ", ".join(record.ranking[:5]))
+    print(f"{len(record.trials)} candidates scored on {record.n_search} search samples; "
+          f"FP32 p50 {record.fp32_latency_ms:.2f} ms at batch {record.latency_shape[0]} x seq "
+          f"{record.latency_shape[1]}")  # fmt: skip
+    if record.best is None or record.gate_check is None:
+        print(f"no candidate passed the gate on the search split; raise --max-float ({out})")
+        return 1
+    b, g = record.best, record.gate_check
+    speed = record.fp32_latency_ms / b.latency_ms
+    print(f"fastest passing: {b.method}, {'per-channel' if b.per_channel else 'per-tensor'} "
+          f"weights, {len(b.float_modules)} layer(s) in float {b.float_modules}: "
+          f"{b.latency_ms:.2f} ms ({speed:.2f}x ORT FP32)")  # fmt: skip
+    print(f"on the gate split ({g.n} samples the search never saw): accuracy {g.accuracy:.2%} "
+          f"vs FP32 {g.fp32_accuracy:.2%}, 95% CI of the change [{g.drop_ci_low:+.2%}, "
+          f"{g.drop_ci_high:+.2%}], agreement {g.agreement:.2%}: "
+          f"{'PASS' if g.passed else 'FAIL (' + '; '.join(g.reasons) + ')'}")  # fmt: skip
+    print(f"wrote {out / 'search.json'} and {', '.join(record.files)}")
+    return 0 if g.passed else 1

@@ -1,0 +1,293 @@
+"""``workbench search``: the fastest static INT8 build that passes the experiment's gate.
+
+The test split is halved (seeded): the search ranks layers and scores candidates on the
+*search* half only, then the chosen build is judged on the *gate* half it never saw (no
+selection bias). Candidates vary the calibration method, per-channel vs per-tensor
+weights and the layers kept in float (greedy from the sensitivity ranking, then pruning,
+``search_core``); latency is measured for real on this machine.
+
+Example::
+
+    record, out = run_search(load_experiment("experiment.toml"), SearchOptions())
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from workbench.errors import ConfigError
+from workbench.fileio import atomic_write_text, sha256_json
+from workbench.results.records import SCHEMA_VERSION, save_record
+from workbench.results.search import SEARCH_FILE, GateCheckOnSplit, SearchRecord, TrialRecord
+from workbench.results.spec import Experiment
+
+if TYPE_CHECKING:
+    from workbench.backends.base import Feed
+    from workbench.calibration.table import CalibrationTable
+    from workbench.experiment.search_core import Candidate, Trial
+
+log = logging.getLogger(__name__)
+
+RANKINGS = ("proxy", "task")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Where the search writes and how hard it looks."""
+
+    out_dir: str = "search"
+    calibration_root: str = "calibration_sets"
+    methods: tuple[str, ...] = ("max", "entropy")
+    ranking: str = "proxy"
+    max_float: int = 8
+    progress: bool = True
+
+
+@dataclass
+class _Split:
+    feeds: list[Feed]
+    labels: np.ndarray
+    fp32: np.ndarray  # FP32 logits
+
+
+def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path]:
+    """Search, verify on the gate split, write search.json and the chosen build's artifacts."""
+    from workbench.experiment.calibrate import prepare_calibration
+    from workbench.experiment.progress import Stages
+    from workbench.experiment.workspace import Workspace, apply_quick
+
+    if opts.ranking not in RANKINGS:
+        raise ConfigError(f"ranking {opts.ranking!r} unknown; use one of {RANKINGS}")
+    if exp.gate.policy is None:
+        raise ConfigError("the search needs a gate policy: set [gate] policy")
+    exp = apply_quick(exp) if exp.quick else exp
+    cal = replace(exp.calibration, method=opts.methods[0], compare=tuple(opts.methods))
+    exp = replace(exp, calibration=cal)
+    st, t0 = Stages(opts.progress), time.perf_counter()
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with st.stage("load data and model"):
+        ws = Workspace.open(exp)
+        onnx = ws.export.onnx_path
+    calib = prepare_calibration(ws, out, opts.calibration_root, st, compare=False)
+    tables = _tables(Path(calib.table_file).parent, opts.methods)
+    search_split, gate_split = _splits(ws, onnx)
+    with st.stage("rank layers"):
+        ranking = _ranking(onnx, tables[opts.methods[0]], search_split, opts.ranking)
+    searcher = _Searcher(onnx, tables, out / "candidates", exp, ws)
+    from workbench.experiment.search_core import SearchSpace, search
+
+    space = SearchSpace(opts.methods, (True, False), tuple(ranking), opts.max_float)
+    with st.stage("search") as bar:
+        result = search(
+            space,
+            lambda c: searcher.score(c, search_split),
+            searcher.latency,
+            progress=st.callback(bar),
+        )
+    check = None if result.best is None else searcher.judge(result.best.candidate, gate_split)
+    files = _write_choice(searcher, result.best, tables, out) if result.best else []
+    record = SearchRecord(
+        schema_version=SCHEMA_VERSION,
+        experiment=exp.name,
+        model_onnx_sha256=ws.export.onnx_sha256,
+        ranking_kind=opts.ranking,
+        ranking=[_module(n) for n in ranking],
+        n_search=len(search_split.labels),
+        n_gate=len(gate_split.labels),
+        latency_shape=list(searcher.shape),
+        fp32_latency_ms=searcher.fp32_latency(),
+        trials=[_trial(t) for t in result.trials],
+        pareto=[_trial(t) for t in result.pareto],
+        best=_trial(result.best) if result.best else None,
+        gate_check=check,
+        exclude=_patterns(result.best.candidate.float_nodes) if result.best else [],
+        files=files,
+        seconds=time.perf_counter() - t0,
+    )
+    save_record(record, out / SEARCH_FILE)
+    return record, out
+
+
+class _Searcher:
+    """Builds, scores and times candidates (Q/DQ models cached by content)."""
+
+    def __init__(
+        self,
+        onnx: str,
+        tables: dict[str, CalibrationTable],
+        folder: Path,
+        exp: Experiment,
+        ws: object,
+    ) -> None:
+        assert exp.gate.policy is not None
+        self.onnx, self.tables, self.folder = onnx, tables, folder
+        self.policy = exp.gate.policy
+        self.shape = (self.policy.latency_batch, self.policy.latency_seq)
+        self.ws = ws
+        self.threads = exp.evaluate.threads
+        self._fp32_ms: float | None = None
+
+    def build(self, c: Candidate) -> Path:
+        """The candidate's ORT-ready Q/DQ model (one Q/DQ pair per consumer)."""
+        from workbench.backends.onnxruntime.fusion import unshare_dequantize
+        from workbench.calibration.qdq import write_qdq_model
+
+        key = sha256_json([c.method, c.per_channel, sorted(c.float_nodes)])[:16]
+        path = self.folder / f"{key}.onnx"
+        if not path.is_file():
+            shared = self.folder / f"{key}.shared.onnx"
+            write_qdq_model(
+                self.onnx, self.tables[c.method], shared, c.per_channel, _patterns(c.float_nodes)
+            )
+            unshare_dequantize(shared, path)
+            shared.unlink()
+        return path
+
+    def score(self, c: Candidate, split: _Split):  # -> Verdict
+        from workbench.experiment.search_core import Verdict
+
+        passed, acc, _ = self._judge(self.build(c), split)
+        return Verdict(passed, acc)
+
+    def judge(self, c: Candidate, split: _Split) -> GateCheckOnSplit:
+        return self._judge(self.build(c), split)[2]
+
+    def _judge(self, model: Path, split: _Split) -> tuple[bool, float, GateCheckOnSplit]:
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate.stats import paired_bootstrap
+
+        pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
+        ref = split.fp32.argmax(axis=1)
+        ci = paired_bootstrap(split.labels, ref, pred, "accuracy")
+        agreement = float(np.mean(pred == ref))
+        p, reasons = self.policy, []
+        if p.max_accuracy_drop is not None and -ci.low > p.max_accuracy_drop:
+            reasons.append(f"worst-case drop {-ci.low:.2%} > {p.max_accuracy_drop:.2%}")
+        if p.min_prediction_agreement is not None and agreement < p.min_prediction_agreement:
+            reasons.append(f"agreement {agreement:.2%} < {p.min_prediction_agreement:.2%}")
+        acc = float(np.mean(pred == split.labels))
+        check = GateCheckOnSplit(
+            n=len(split.labels),
+            fp32_accuracy=float(np.mean(ref == split.labels)),
+            accuracy=acc,
+            drop_ci_low=float(ci.low),
+            drop_ci_high=float(ci.high),
+            agreement=agreement,
+            passed=not reasons,
+            reasons=reasons,
+        )
+        return not reasons, acc, check
+
+    def latency(self, c: Candidate) -> float:
+        return self._time(self.build(c))
+
+    def fp32_latency(self) -> float:
+        if self._fp32_ms is None:
+            self._fp32_ms = self._time(Path(self.onnx))
+        return self._fp32_ms
+
+    def _time(self, model: Path) -> float:
+        from workbench.backends.onnxruntime.runner import OrtRunner
+        from workbench.evaluate.latency import fixed_shape_feed, measure_latency
+
+        texts = ["a long and winding review of a film that is, on balance, worth the ticket"] * 4
+        feed = fixed_shape_feed(texts, self.ws.tokenizer, *self.shape)  # type: ignore[attr-defined]
+        with OrtRunner(model, intra_op_threads=self.threads) as r:
+            return measure_latency(r, feed, iterations=20, warmup=3, max_seconds=10).p50_ms
+
+
+def _tables(folder: Path, methods: tuple[str, ...]) -> dict[str, CalibrationTable]:
+    from workbench.calibration.table import CalibrationTable
+
+    return {m: CalibrationTable.load(folder / f"{m}.json") for m in methods}
+
+
+def _splits(ws: object, onnx: str) -> tuple[_Split, _Split]:
+    """Halve the test split (seeded): search half, gate half."""
+    from workbench.experiment.sensitivity import model_logits
+
+    texts, pairs, labels = ws.texts, ws.pairs, ws.labels  # type: ignore[attr-defined]
+    order = np.random.default_rng(ws.exp.seed).permutation(len(texts))  # type: ignore[attr-defined]
+    halves = (order[: len(order) // 2], order[len(order) // 2 :])
+    if min(len(h) for h in halves) < 20:
+        raise ConfigError(
+            f"the test split has {len(texts)} samples; the search needs at least 40 to halve"
+        )
+    out = []
+    for idx in halves:
+        feeds = [
+            ws.tokenizer.encode(  # type: ignore[attr-defined]
+                [texts[i] for i in idx[s : s + 32]],
+                pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
+            )
+            for s in range(0, len(idx), 32)
+        ]
+        out.append(_Split(feeds, labels[idx], model_logits(onnx, feeds)))
+    return out[0], out[1]
+
+
+def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> list[str]:
+    from workbench.experiment.sensitivity import SensitivitySpec, layer_sensitivity, proxy_ranking
+
+    if kind == "proxy":
+        return proxy_ranking(onnx, table, split.feeds, SensitivitySpec(proxy_samples=128))
+    return layer_sensitivity(onnx, table, split.feeds, split.labels, SensitivitySpec()).ranking
+
+
+def _write_choice(s: _Searcher, best: Trial, tables: dict, out: Path) -> list[str]:
+    """The chosen build's Q/DQ model (as TensorRT takes it), table, TensorRT cache, exclude."""
+    from workbench.calibration.qdq import write_qdq_model
+    from workbench.calibration.trt_cache import write_trt_cache
+
+    c = best.candidate
+    table = tables[c.method]
+    patterns = _patterns(c.float_nodes)
+    write_qdq_model(s.onnx, table, out / "best.qdq.onnx", c.per_channel, patterns)
+    table.save(out / "best.table.json")
+    write_trt_cache(table, out / "best.calib")
+    lines = [
+        "# Paste into your experiment file: the fastest build that passed the gate",
+        "[calibration]",
+        f'method = "{c.method}"',
+        f"per_channel = {'true' if c.per_channel else 'false'}",
+        "exclude = [" + ", ".join(f'"{_toml(p)}"' for p in patterns) + "]",
+    ]
+    atomic_write_text(out / "exclude.toml", "\n".join(lines) + "\n")
+    return ["best.qdq.onnx", "best.table.json", "best.calib", "exclude.toml"]
+
+
+def _toml(pattern: str) -> str:
+    return pattern.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:
+    from workbench.experiment.search_core import exclude_patterns
+
+    return list(exclude_patterns(list(nodes)))
+
+
+def _module(node: str) -> str:
+    from workbench.experiment.sensitivity import module_path
+
+    return module_path(node)
+
+
+def _trial(t: Trial) -> TrialRecord:
+    c = t.candidate
+    return TrialRecord(
+        method=c.method,
+        per_channel=c.per_channel,
+        float_nodes=list(c.float_nodes),
+        float_modules=[_module(n) for n in c.float_nodes],
+        passed=t.passed,
+        accuracy=t.metric,
+        latency_ms=t.latency_ms,
+        stage=t.stage,
+    )

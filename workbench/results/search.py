@@ -1,0 +1,57 @@
+"""What ``workbench search`` found: every trial, the Pareto front and the verified choice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEARCH_FILE = "search.json"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One scored candidate (latency NaN where it was not timed)."""
+
+    method: str
+    per_channel: bool
+    float_nodes: list[str]  # ONNX node names kept in float
+    float_modules: list[str]  # the same, as module paths
+    passed: bool  # on the search split
+    accuracy: float  # on the search split
+    latency_ms: float  # p50 at the gate's shape, ONNX Runtime on this machine
+    stage: str  # "start" | "greedy" | "prune"
+
+
+@dataclass(frozen=True)
+class GateCheckOnSplit:
+    """The chosen build judged on the gate split, which the search never saw."""
+
+    n: int
+    fp32_accuracy: float
+    accuracy: float
+    drop_ci_low: float  # paired bootstrap 95% CI of accuracy - FP32 accuracy
+    drop_ci_high: float
+    agreement: float
+    passed: bool
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """A search over calibration method, weight granularity and layers kept in float."""
+
+    schema_version: int
+    experiment: str
+    model_onnx_sha256: str
+    ranking_kind: str  # "proxy" (SQNR, one FP32 pass) or "task" (per-layer builds)
+    ranking: list[str]  # module paths, most harmful first
+    n_search: int
+    n_gate: int
+    latency_shape: list[int]  # [batch, seq]
+    fp32_latency_ms: float
+    trials: list[TrialRecord]
+    pareto: list[TrialRecord]
+    best: TrialRecord | None
+    gate_check: GateCheckOnSplit | None
+    exclude: list[str]  # the [calibration] exclude entry for the best build
+    files: list[str]  # artifacts written next to search.json
+    seconds: float
