@@ -50,3 +50,12 @@ def test_sweep_notebook_executes(tmp_path, monkeypatch):
     assert "4 cells, 0 failed" in text and "sweep.html" in text
     assert (tmp_path / "sweep" / "sweep.html").is_file()
     assert len(list((tmp_path / "sweep" / "cells").glob("*/run.json"))) == 4
+
+
+def test_make_int8_pass_notebook_executes(tmp_path, monkeypatch):
+    outputs = _execute("03_make_int8_pass.ipynb", tmp_path, monkeypatch)
+    html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+    text = "".join("".join(o.get("text", "")) for o in outputs)
+    assert "<table" in html and "per-channel" in html
+    assert "most harmful layers first" in text and "gate split" in text
+    assert (tmp_path / "reports" / "search" / "search.json").is_file()

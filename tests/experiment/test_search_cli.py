@@ -25,9 +25,12 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     assert {t.method for t in rec.trials} == {"max", "entropy"}
     assert {t.per_channel for t in rec.trials} == {True, False}
     assert rec.fp32_latency_ms > 0
+    html = (out / "search.html").read_text(encoding="utf-8")
+    assert "<script" not in html and 'class="heat"' in html
     if rec.best is None:
-        assert code == 1
+        assert code == 1 and "No candidate passed" in html
         return
+    assert "no selection bias" in html and rec.best.method in html
     assert rec.gate_check is not None and rec.gate_check.n == rec.n_gate
     assert code == (0 if rec.gate_check.passed else 1)
     timed = [t for t in rec.trials if t.passed and t.latency_ms == t.latency_ms]

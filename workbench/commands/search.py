@@ -72,4 +72,5 @@ def run(args: argparse.Namespace) -> int:
           f"{g.drop_ci_high:+.2%}], agreement {g.agreement:.2%}: "
           f"{'PASS' if g.passed else 'FAIL (' + '; '.join(g.reasons) + ')'}")  # fmt: skip
     print(f"wrote {out / 'search.json'} and {', '.join(record.files)}")
+    print(f"report: {out / 'search.html'}")
     return 0 if g.passed else 1

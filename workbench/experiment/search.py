@@ -112,6 +112,9 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
         seconds=time.perf_counter() - t0,
     )
     save_record(record, out / SEARCH_FILE)
+    from workbench.report.search import render_search
+
+    render_search(out)
     return record, out
 
 
