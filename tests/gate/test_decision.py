@@ -277,3 +277,24 @@ def test_speedup_refused_between_devices_of_one_run(tmp_path):
         tmp_path / "r", "ort-fp32", tmp_path / "r", "trt-int8", pol, allow_cross_device=True
     )
     assert check(d, "speedup").passed and d.passed
+
+
+def test_recall_rule_catches_a_class_shift_at_equal_accuracy(tmp_path):
+    """Spam-style: the candidate trades 20 misses of class 1 for 20 false positives of class 1;
+    accuracy and agreement-by-count look calm, the per-class recall check does not."""
+    import numpy as np
+
+    from tests.gate.conftest import paired_run
+
+    labels = np.array([0] * 500 + [1] * 500)
+    base, cand = labels.copy(), labels.copy()
+    base[500:520] = 0  # the baseline misses 20 of class 1
+    cand[:20] = 1  # the candidate gets those right but calls 20 of class 0 class 1
+    assert np.mean(base == labels) == np.mean(cand == labels) == 0.98
+    paired_run(tmp_path / "r", labels, base, cand)
+    d = gate(tmp_path / "r", max_accuracy_drop=0.02, max_recall_drop=0.02)
+    assert check(d, "accuracy_drop").passed
+    c = check(d, "recall")
+    assert c.status == "fail" and "class" in c.message
+    assert c.details["per_class"]["0"]["drop"] == pytest.approx(0.04)  # 500 -> 480 correct
+    assert check(gate(tmp_path / "r", max_recall_drop=0.05), "recall").passed

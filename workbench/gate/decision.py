@@ -96,6 +96,8 @@ def evaluate_gate(
         checks.append(rules.check_significance(paired, policy, prereq))
     if policy.min_prediction_agreement is not None:
         checks.append(rules.check_agreement(base, cand, paired, policy, prereq))
+    if policy.max_recall_drop is not None:
+        checks.append(rules.check_recall(base, cand, paired, policy, prereq))
     if policy.min_speedup is not None:
         checks.append(rules.check_speedup(speed_base, cand, policy, allow_cross_device))
     if policy.max_p99_ms is not None:

@@ -243,6 +243,37 @@ def check_agreement(
     return _check("agreement", ok, msg, agree, limit, flipped=int(np.sum(pb.pred != pc.pred)))
 
 
+def check_recall(
+    base: Side,
+    cand: Side,
+    paired: tuple[Predictions, Predictions] | None,
+    policy: GatePolicy,
+    prereq: str,
+) -> GateCheck:
+    """Per-class recall: a shift between classes (say, more false positives at equal accuracy)
+    fails even when overall accuracy holds."""
+    if paired is None or prereq:
+        return _error("recall", prereq or "no paired predictions")
+    pb, pc = paired
+    limit = policy.max_recall_drop
+    assert limit is not None
+    rows = []
+    for c in np.unique(pb.label):
+        mask = pb.label == c
+        before, after = float(np.mean(pb.pred[mask] == c)), float(np.mean(pc.pred[mask] == c))
+        fp = int(np.sum((pc.pred == c) & ~mask)) - int(np.sum((pb.pred == c) & ~mask))
+        rows.append((before - after, int(c), before, after, int(mask.sum()), fp))
+    drop, c, before, after, n, fp = max(rows)
+    names = cand.run.labels
+    name = names[c] if 0 <= c < len(names) else str(c)
+    msg = (
+        f"worst class {name!r}: recall {before * 100:.2f}% -> {after * 100:.2f}% "
+        f"(n={n}, false positives {fp:+d}), limit {limit * 100:.2f} pts drop"
+    )
+    details = {"per_class": {str(r[1]): {"drop": r[0], "fp_delta": r[5]} for r in rows}}
+    return _check("recall", drop <= limit, msg, drop, limit, **details)
+
+
 def _latency_at(side: Side, policy: GatePolicy) -> LatencyResult | str:
     for lat in side.build.latency:
         if lat.batch_size == policy.latency_batch and lat.seq_len == policy.latency_seq:

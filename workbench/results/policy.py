@@ -17,6 +17,7 @@ MIN_RESAMPLES = 2000
 RULE_FIELDS = (
     "max_accuracy_drop",
     "min_prediction_agreement",
+    "max_recall_drop",
     "min_speedup",
     "max_p99_ms",
     "max_peak_memory_mb",
@@ -34,6 +35,7 @@ class GatePolicy:
     seed: int = 0
     min_samples: int = 100
     min_prediction_agreement: float | None = None
+    max_recall_drop: float | None = None  # per class: recall may fall at most this much
     fail_on_significant_drop: bool = False  # also fail when McNemar finds a significant drop
     min_speedup: float | None = None  # baseline p50 / candidate p50 at the latency shape
     speedup_baseline: str | None = None  # build of the baseline run to time against
@@ -68,6 +70,7 @@ NUMERIC_FIELDS: dict[str, tuple[type, float, float, bool, bool, str]] = {
     "seed": (int, 0, 2**63 - 1, True, True, "a non-negative integer"),
     "min_samples": (int, 1, 10**12, True, True, "a whole number of test samples, at least 1"),
     "min_prediction_agreement": (float, 0.0, 1.0, True, True, "a share between 0 and 1"),
+    "max_recall_drop": (float, 0.0, 1.0, True, False, "an absolute recall drop such as 0.02"),
     "min_speedup": (float, 0.0, math.inf, False, False, "a positive ratio such as 1.5"),
     "max_p99_ms": (float, 0.0, math.inf, False, False, "a positive number of milliseconds"),
     "max_peak_memory_mb": (float, 0.0, math.inf, False, False, "a positive number of MB"),
