@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workbench.evaluate.fidelity import fidelity
 from workbench.fileio import sha256_strings
 from workbench.results.records import (
     SCHEMA_VERSION,
@@ -107,6 +108,7 @@ def _accuracy(b: SyntheticBuild, labels: np.ndarray, ref: SyntheticBuild, path: 
         logit_max_abs_err=float(np.max(np.abs(b.logits - ref.logits))),  # type: ignore[operator]
         logit_cosine_mean=float(cos.mean()),
         logit_cosine_min=float(cos.min()),
+        fidelity=fidelity(ref.logits, b.logits, labels),  # type: ignore[arg-type]
         confusion=confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
         predictions_file=path,
     )

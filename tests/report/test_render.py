@@ -269,3 +269,16 @@ def test_cli_open_without_a_browser_says_so(tmp_path, gated_run, monkeypatch, ca
     out = tmp_path / "o.html"
     assert main(["report", str(gated_run), "--out", str(out), "--open"]) == 0
     assert f"open {out.resolve().as_uri()} yourself" in capsys.readouterr().out
+
+
+def test_class_shift_at_equal_accuracy_is_named_in_the_notes(tmp_path):
+    from tests.run_fixtures import paired_run
+
+    labels = np.array([0] * 100 + [1] * 100)
+    base, cand = labels.copy(), labels.copy()
+    base[100:110] = 0  # the reference misses 10 of class 1
+    cand[:10] = 1  # the candidate gets those right but adds 10 false positives of class 1
+    paired_run(tmp_path / "r", labels, base, cand)
+    html = render_report(tmp_path / "r").read_text(encoding="utf-8")
+    assert "false positives 0 -&gt; 10 (+10)" in html and "recall 100.0% -&gt; 90.0%" in html
+    assert "KL</th>" in html and "max |Δp|" in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from workbench.errors import ResultsError
@@ -27,7 +28,11 @@ def _run() -> RunResult:
     lat = LatencyResult(
         1, 128, 10, 2, 1.0, 1.5, 2.0, 1.1, 1000.0, False, "perf_counter_ns", [1.0, 1.2]
     )
-    acc = AccuracyResult(10, 0.8, 0.79, 1.0, 0.0, 1.0, 1.0, [[4, 1], [1, 4]], "p.parquet")
+    from workbench.evaluate.fidelity import fidelity
+
+    ref = np.array([[2.0, -1.0], [0.5, 0.1], [-1.0, 1.0]])
+    fid = fidelity(ref, ref + 0.1, np.array([0, 1, 1]))
+    acc = AccuracyResult(10, 0.8, 0.79, 1.0, 0.0, 1.0, 1.0, fid, [[4, 1], [1, 4]], "p.parquet")
     build = BuildResult(
         "ort-fp32",
         "onnxruntime",

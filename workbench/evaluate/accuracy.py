@@ -61,6 +61,8 @@ def accuracy_result(
     """Metrics (scikit-learn) and fidelity to the reference build's logits."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
+    from workbench.evaluate.fidelity import fidelity
+
     if not np.all(np.isfinite(logits)):
         bad = int(np.argwhere(~np.isfinite(logits))[0][0])
         from workbench.errors import ModelError
@@ -77,6 +79,7 @@ def accuracy_result(
         logit_max_abs_err=float(np.max(np.abs(logits - reference_logits))),
         logit_cosine_mean=float(np.mean(cos)),
         logit_cosine_min=float(np.min(cos)),
+        fidelity=fidelity(reference_logits, logits, labels),
         confusion=confusion_matrix(labels, pred, labels=list(range(num_labels))).tolist(),
         predictions_file=predictions_file,
     )

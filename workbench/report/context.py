@@ -113,6 +113,8 @@ def summary_rows(loaded: LoadedRun, shape: tuple[int, int] | None) -> list[dict[
                 "delta": _delta(loaded, run.reference_build, b.name),
                 "agreement": acc.agreement if acc else math.nan,
                 "cosine_min": acc.logit_cosine_min if acc else math.nan,
+                "kl": acc.fidelity.kl_mean if acc else math.nan,
+                "max_dp": acc.fidelity.max_abs_dp if acc else math.nan,
                 "p50": lat.p50_ms if lat else math.nan,
                 "p99": lat.p99_ms if lat else math.nan,
                 "throughput": lat.throughput_seq_per_s if lat else math.nan,
@@ -216,8 +218,30 @@ def build_notes(run: RunResult, shape: tuple[int, int] | None) -> list[dict[str,
                     f"{b.precision} is no faster than {fp32.name} here (×{s:.2f} at batch "
                     f"{shape[0]} × seq {shape[1]}) on {run.provenance.cpu}"
                 )
+        notes += class_shift_notes(run, b)
         if notes:
             out.append({"name": b.name, "notes": notes})
+    return out
+
+
+def class_shift_notes(run: RunResult, b: BuildResult) -> list[str]:
+    """Per-class shifts vs the reference that accuracy can hide (false positives up at equal
+    accuracy), from the record's fidelity."""
+    if b.accuracy is None or b.name == run.reference_build:
+        return []
+    out = []
+    for c in b.accuracy.fidelity.per_class:
+        if c.false_pos_ref < 0 or c.false_pos == c.false_pos_ref:
+            continue
+        name = run.labels[c.label] if 0 <= c.label < len(run.labels) else str(c.label)
+        recall = ""
+        if math.isfinite(c.recall_ref) and math.isfinite(c.recall):
+            recall = f", recall {c.recall_ref * 100:.1f}% -> {c.recall * 100:.1f}%"
+        out.append(
+            f"class {name!r}: false positives {c.false_pos_ref} -> {c.false_pos} "
+            f"({c.false_pos - c.false_pos_ref:+d}){recall}; {c.flips_in} predictions flipped "
+            f"into it, {c.flips_out} out of it (vs {run.reference_build})"
+        )
     return out
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from workbench.errors import ResultsError
 from workbench.fileio import atomic_write_json
+from workbench.results.fidelity import Fidelity
 from workbench.results.serde import from_dict, to_dict
 from workbench.results.spec import Experiment
 
@@ -50,6 +51,7 @@ class AccuracyResult:
     logit_max_abs_err: float  # vs the reference build's logits
     logit_cosine_mean: float
     logit_cosine_min: float
+    fidelity: Fidelity  # probabilities: KL, max |dp|, margin change; per-class flips
     confusion: list[list[int]]  # rows: true label, cols: predicted label
     predictions_file: str  # Parquet, relative to the run directory
 

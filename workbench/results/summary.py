@@ -46,7 +46,7 @@ def summary_frame(run: RunResult) -> pd.DataFrame:
             "Δ acc (pts)": 100 * (acc.accuracy - ref_acc) if acc else math.nan,
             "macro F1": acc.macro_f1 if acc else math.nan,
             "agreement": acc.agreement if acc else math.nan,
-            "logit cos": acc.logit_cosine_mean if acc else math.nan,
+            "KL": acc.fidelity.kl_mean if acc else math.nan,
         }
         for batch in batches:
             lat = latency_at(b, batch)
