@@ -6,6 +6,7 @@ stage prints one line when it ends (with its time), on stderr.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -44,10 +45,13 @@ class Stages:
             yield from self._plain(name)
             return
         from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         bar = tqdm(total=total, desc=f"{name:<28}", leave=True, file=self.stream)
         try:
-            yield bar
+            # log lines print above the bar instead of being glued onto it
+            with logging_redirect_tqdm(loggers=[logging.getLogger("workbench")]):
+                yield bar
         finally:
             if bar.total is None:
                 bar.total = 1
