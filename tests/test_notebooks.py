@@ -58,4 +58,4 @@ def test_make_int8_pass_notebook_executes(tmp_path, monkeypatch):
     text = "".join("".join(o.get("text", "")) for o in outputs)
     assert "<table" in html and "per-channel" in html
     assert "most harmful layers first" in text and "gate split" in text
-    assert (tmp_path / "reports" / "search" / "search.json").is_file()
+    assert (tmp_path / "search" / "search.json").is_file()

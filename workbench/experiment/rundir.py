@@ -130,7 +130,7 @@ def claim_run_dir(reports_root: str | Path, run_id: str) -> RunDirClaim:
         raise ConfigError(f"cannot create run directory {path} ({exc.strerror})") from exc
     if not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run-id")
-    owned = (path / LOCK_FILE).exists() or (path / RUN_RECORD).exists()
+    owned = any((path / name).exists() for name in (LOCK_FILE, RUN_RECORD, SWEEP_CELL_FILE))
     handle = _lock(path, run_id)
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
     if others and not owned:
@@ -142,6 +142,9 @@ def claim_run_dir(reports_root: str | Path, run_id: str) -> RunDirClaim:
     for p in others:
         shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
     return RunDirClaim(path, handle)
+
+
+SWEEP_CELL_FILE = "cell.json"  # a sweep cell's own record: the sweep rewrites it after the run
 
 
 def _foreign(path: Path, others: list[Path]) -> ConfigError:
@@ -168,7 +171,7 @@ def _check_claimable(path: Path) -> None:
         return
     if not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run-id")
-    owned = (path / LOCK_FILE).exists() or (path / RUN_RECORD).exists()
+    owned = any((path / name).exists() for name in (LOCK_FILE, RUN_RECORD, SWEEP_CELL_FILE))
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
     if others and not owned:
         raise _foreign(path, others)
