@@ -1,58 +1,66 @@
-"""The calibration-size sweep on the tiny model: real calibration, real Q/DQ models, real ORT."""
+"""``calibset sweep`` is a sweep on the Ray engine: its grid, and its per-N summary."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from workbench.data.tokenize import TextTokenizer
-from workbench.errors import DataError
-from workbench.experiment.calibset_sweep import (
-    PLOT_FILE,
-    SWEEP_FILE,
-    SweepResult,
-    amax_spread,
-    run_sweep,
-)
-from workbench.results.records import load_record
+from workbench.cli import main
+from workbench.experiment.calibset_sweep import amax_spread, calibset_sweep_spec, summarize
+from workbench.results.sweep import CellBuild, CellResult, SweepResult
 
 
 def test_amax_spread_oracle():
     tables = [{"a": 1.0, "b": 2.0, "c": 5.0}, {"a": 3.0, "b": 2.0}]
-    assert amax_spread(tables).tolist() == [1.0, 0.0]  # (3-1)/2, (2-2)/2; "c" not common
+    assert amax_spread(tables) == pytest.approx([1.0, 0.0])  # (3-1)/2 for a, 0 for b; c dropped
     assert amax_spread(tables[:1]).size == 0
 
 
-def test_sweep_on_tiny_model(tiny_model, tiny_onnx, tmp_path):
-    tok = TextTokenizer.from_model_dir(tiny_model.encoder_dir, max_length=tiny_model.max_length)
-    result = run_sweep(
-        [8, 32, 10**6],
-        [0, 1],
-        out_dir=tmp_path / "sweep",
-        onnx_path=tiny_onnx,
-        tokenizer=tok,
-        n_test=60,
-        calibration_root=tmp_path / "sets",
+def test_grid_is_an_ordinary_sweep_of_experiments():
+    spec = calibset_sweep_spec([128, 32], [1, 0], calibration={"method": "max"}, n_test=200)
+    assert len(spec.cells) == 4
+    grid = {(c.experiment.calibration.n, c.experiment.calibration.seed) for c in spec.cells}
+    assert grid == {(32, 0), (32, 1), (128, 0), (128, 1)}
+    for c in spec.cells:
+        exp = c.experiment
+        assert exp.model.default and exp.seed == 0  # the same splits in every cell
+        assert [b.name for b in exp.builds] == ["ort-fp32", "ort-int8-static"]
+        assert exp.evaluate.n_test == 200 and not exp.gate.enabled
+    assert len({c.key for c in spec.cells}) == 4  # each cell its own content hash
+
+
+def _cell(key: str, n: str, seed: str, acc: float, out: Path, amax: float) -> CellResult:
+    run_dir = out / "cells" / key
+    run_dir.mkdir(parents=True)
+    (run_dir / "calibration_table.json").write_text(json.dumps({"amax": {"t": amax, "u": 1.0}}))
+    build = CellBuild("ort-int8-static", "onnxruntime", "int8-static", "cpu", acc, acc, acc,
+                      0.0, 0.0, 0.0, 0.95, 0.9, 1.0, 1.0, "1x128")  # fmt: skip
+    params = {"calibration.n": n, "calibration.seed": seed}
+    return CellResult(2, key, key, params, "done", "", 1, 1.0, f"cells/{key}", "", "ort-fp32",
+                      "ort-fp32", [build], None, None, "")  # fmt: skip
+
+
+def test_summary_per_n_from_the_cells_records(tmp_path):
+    cells = [
+        _cell("a", "32", "0", 0.70, tmp_path, 2.0),
+        _cell("b", "32", "1", 0.74, tmp_path, 4.0),
+        _cell("c", "512", "0", 0.75, tmp_path, 3.0),
+        _cell("d", "512", "1", 0.75, tmp_path, 3.0),
+    ]
+    from workbench.provenance import collect_provenance
+
+    result = SweepResult(
+        2, "calibset-sweep", "", {}, cells, [], "local", 2.0, 0.0, 1.0, collect_provenance()
     )
-    assert [s.n for s in result.by_n] == [8, 32] and len(result.points) == 4
-    assert result.skipped and "N=1000000" in result.skipped[0]
-    for p in result.points:
-        assert 0.0 <= p.accuracy <= 1.0 and 0.0 <= p.agreement_with_fp32 <= 1.0
-        assert (tmp_path / "sweep" / p.table_file).is_file()
-    for s in result.by_n:
-        assert s.tensors > 0 and s.amax_spread_median >= 0 and s.seeds == 2
-    # no leftover Q/DQ models; JSON and plot written
-    assert not list((tmp_path / "sweep" / "models").glob("*.onnx"))
-    assert (tmp_path / "sweep" / PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
-    back = load_record(SweepResult, tmp_path / "sweep" / SWEEP_FILE)
-    assert back.by_n == result.by_n
-    data = json.loads((tmp_path / "sweep" / SWEEP_FILE).read_text())
-    assert data["n_test"] == 60 and np.isfinite(data["fp32_accuracy"])
-    assert "N" in result.summary() and "plot:" in result.summary()
+    lines = summarize(result, tmp_path).splitlines()
+    assert lines[1].split()[:2] == ["32", "2"] and "0.7000/0.7200/0.7400" in lines[1]
+    assert lines[1].split()[-1] == f"{float(np.median([2 / 3, 0.0])):.3f}"
+    assert lines[2].split()[-1] == "0.000"
 
 
-def test_sweep_needs_a_tokenizer_with_onnx(tiny_onnx, tmp_path):
-    with pytest.raises(DataError, match="tokenizer"):
-        run_sweep([8], [0], out_dir=tmp_path, onnx_path=tiny_onnx)
+def test_own_onnx_is_pointed_to_workbench_sweep(tmp_path, capsys):
+    assert main(["calibset", "sweep", "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "workbench sweep" in capsys.readouterr().err

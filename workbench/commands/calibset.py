@@ -66,8 +66,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = p.add_argument_group("sweep")
     sweep.add_argument("--ns", default="32,128,512,2048", help="sizes to sweep")
     sweep.add_argument("--seeds", default="0,1,2", help="seeds per size")
-    sweep.add_argument("--method", default="entropy", help="calibration method")
-    sweep.add_argument("--onnx", help="FP32 ONNX classifier (default: the prepared default)")
+    sweep.add_argument("--method", default="max", help="calibration method")
+    sweep.add_argument("--onnx", help="not for sweeps: sweep your model with `workbench sweep`")
     sweep.add_argument(
         "--n-test", type=int, default=1000, help="evaluate on at most this many test texts"
     )
@@ -214,25 +214,29 @@ def format_report(r: Any) -> str:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    try:
-        from workbench.experiment.calibset_sweep import run_sweep
-    except ModuleNotFoundError as exc:
-        if exc.name != "workbench.experiment.calibset_sweep":
-            raise
-        raise ConfigError("calibset sweep is not available in this version yet") from exc
-    result = run_sweep(
-        ns=_ints(args.ns, "--ns"),
-        seeds=_ints(args.seeds, "--seeds"),
-        method=args.method,
-        onnx_path=args.onnx,
-        tokenizer=_tokenizer(args) if args.onnx else None,
+    """The N x seed grid as a sweep on the Ray engine (resumable; see docs/sweep.md)."""
+    from workbench.experiment.calibset_sweep import calibset_sweep_spec, summarize
+    from workbench.experiment.sweep_run import SweepOptions, run_sweep
+
+    if args.onnx:
+        raise ConfigError(
+            "calibset sweep runs the default classifier; for your model write an experiment "
+            "(`workbench init`) and sweep calibration.n with `workbench sweep`"
+        )
+    data = {"text_column": args.text_column, "label_column": args.label_column}
+    if args.data:
+        data["file"] = str(Path(args.data).resolve())
+    calibration: dict = {"method": args.method}
+    if args.strategy:
+        calibration["strategy"] = args.strategy
+    spec = calibset_sweep_spec(
+        _ints(args.ns, "--ns"),
+        _ints(args.seeds, "--seeds"),
+        data=data,
+        calibration=calibration,
         n_test=args.n_test,
-        out_dir=Path(args.out),
-        data_file=args.data,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        calibration_root=args.root,
-        strategy=args.strategy or "stratified",
     )
-    print(result.summary())
-    return 0
+    result, out = run_sweep(spec, SweepOptions(out_dir=args.out))
+    print(summarize(result, out))
+    print(f"sweep: {out / 'sweep.html'}")
+    return 0 if all(c.status == "done" for c in result.cells) else 1

@@ -133,7 +133,7 @@ def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
         c.n,
         ws.tokenizer,
         strategy=c.strategy,
-        seed=ws.exp.seed,
+        seed=ws.exp.seed if c.seed is None else c.seed,
         root=root,
         source_path=ws.source_path,
         source_sha256=ws.source_sha256,

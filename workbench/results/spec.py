@@ -76,6 +76,7 @@ class CalibrationSpec:
     calibrator: str = "workbench"  # or "ort" (ONNX Runtime's calibrator)
     per_channel: bool = True
     exclude: tuple[str, ...] = ()  # op types or node-name regexes kept in float (every backend)
+    seed: int | None = None  # sampling seed of the calibration set (None: the experiment's)
     fp8_method: str = "max"  # FP8 e4m3 ranges: max, percentile-*, mse on the FP8 grid
 
 
