@@ -19,7 +19,6 @@ from workbench.fileio import (
     partial_dir,
     publish_entry,
     reuse_entry,
-    sha256_file,
     sha256_json,
 )
 from workbench.results.records import CalibrationSummary
@@ -211,6 +210,3 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
     shutil.copytree(run_dir / OUT_DIR, tmp / OUT_DIR)
     shutil.copyfile(run_dir / COMPARISON_FILE, tmp / COMPARISON_FILE)
     publish_entry(tmp, cached)
-
-
-__all__ = ["CalibrationOutcome", "prepare_calibration", "sha256_file"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.backends.registry import Artifact, BuildRequest, get_backend
+from workbench.backends.registry import BuildRequest
 from workbench.errors import ConfigError
 from workbench.experiment.builds import plan_builds, reference_build
 from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
@@ -221,6 +221,3 @@ def _gpu_name(measured: dict[str, BuildMeasurement]) -> str:
 def _run_id(dataset: str, quick: bool) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return safe_name(f"{stamp}-{dataset}{'-quick' if quick else ''}")  # data names vary
-
-
-__all__ = ["Artifact", "RunOptions", "get_backend", "run_experiment"]

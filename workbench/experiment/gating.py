@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import ConfigError
 from workbench.results.spec import Experiment
 
+if TYPE_CHECKING:
+    from workbench.gate.decision import GateDecision
 
-def gate_run(run_dir: Path, exp: Experiment) -> list:
+
+def gate_run(run_dir: Path, exp: Experiment) -> list[GateDecision]:
     """Gate every candidate; writes gate.json/gate.md/gate-junit.xml (the first candidate's
     under those names, further candidates under ``gate-<name>.*``). Returns the decisions."""
     from workbench.gate import evaluate_gate, write_gate_outputs

@@ -148,16 +148,20 @@ class Workspace:
                 min_cosine=1.0,
                 torch_version="",
             )
-        from workbench.backends.onnxruntime.export import export_classifier
+        from workbench.backends.onnxruntime.export import (
+            INPUT_NAMES,
+            cached_export,
+            export_classifier,
+        )
         from workbench.backends.pytorch.backend import load_module, model_dir_sha256
 
         path = Path(self.torch_model_dir)
-        module = load_module(path)
-        from workbench.backends.pytorch.runner import model_input_names
-
-        return export_classifier(
-            module, self.tokenizer, model_dir_sha256(path), model_input_names(module)
-        )
+        key = model_dir_sha256(path)
+        # every workbench classifier takes all three token inputs; no torch model on a cache hit
+        hit = cached_export(key, INPUT_NAMES)
+        if hit is not None:
+            return hit
+        return export_classifier(load_module(path), self.tokenizer, key, INPUT_NAMES)
 
     # ----------------------------------------------------------------- checks
     def _check_sizes(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,9 +116,16 @@ def load_module(path: str | Path) -> nn.Module:
 
 
 def model_dir_sha256(path: Path) -> str:
-    """sha256 over a model folder's files (names and contents)."""
-    files = sorted(f for f in path.rglob("*") if f.is_file())
-    return sha256_json({str(f.relative_to(path)): sha256_file(f) for f in files})
+    """sha256 over a model folder's files (names and contents), hashed once per process for
+    an unchanged folder (every build of a run asks for it)."""
+    files = sorted(f for f in Path(path).rglob("*") if f.is_file())
+    stamp = tuple((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _dir_sha256(str(path), stamp)
+
+
+@lru_cache(maxsize=32)
+def _dir_sha256(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    return sha256_json({name: sha256_file(Path(root) / name) for name, _, _ in stamp})
 
 
 BACKEND = PyTorchBackend()
