@@ -56,6 +56,20 @@ def table(rows_: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def with_ort_cuda(exp: Any) -> Any:
+    """``exp`` plus ONNX Runtime CUDA-EP builds of the same export: FP32, FP16, Q/DQ INT8."""
+    import dataclasses
+
+    from workbench.experiment.spec import default_build_name
+    from workbench.results.spec import BuildSpec
+
+    extra = []
+    for precision in ("fp32", "fp16", "int8-static"):
+        b = BuildSpec("onnxruntime", precision, "cuda")
+        extra.append(dataclasses.replace(b, name=default_build_name(b)))
+    return dataclasses.replace(exp, builds=(*exp.builds, *extra))
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # as the CLI does
     from workbench.experiment.engine import RunOptions, run_experiment
@@ -67,12 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-id", default="gpu")
     p.add_argument("--json", help="write the table as JSON here")
     p.add_argument("--skip-unavailable", action="store_true")
+    p.add_argument(
+        "--ort-cuda",
+        action="store_true",
+        help="add ONNX Runtime CUDA builds (FP32, FP16, the Q/DQ INT8 model; needs "
+        "onnxruntime-gpu, see docs/ort-gpu.md); listed as not run where it is missing",
+    )
     args = p.parse_args(argv)
     exp = load_experiment(args.experiment or shipped_experiment("gpu"))
+    if args.ort_cuda:
+        exp = with_ort_cuda(exp)
     opts = RunOptions(
         reports_root=args.reports,
         run_id=args.run_id,
-        skip_unavailable=args.skip_unavailable,
+        skip_unavailable=args.skip_unavailable or args.ort_cuda,
         progress=False,
     )
     run, run_dir = run_experiment(exp, opts)

@@ -67,7 +67,19 @@ BUILDS = [
     Build("int8-dynamic", "int8-dynamic"),
     Build("fp16-compile-full-graphs", "fp16", regional=False),
     Build("fp8-static-full", "fp8", regional=False),
+    Build("fp8-pertensor-w-fastaccum-full", "fp8", False, True, False),
+    Build(
+        "int8-static-triton-autotune",
+        "int8-static",
+        inductor={
+            "max_autotune_gemm": True,
+            "max_autotune_gemm_backends": "TRITON",
+            "force_fuse_int_mm_with_mul": True,
+        },
+    ),
 ]
+PROFILED = ("fp16-compile-graphs", "fp8-static-pertensor-w-fastaccum", "int8-static")
+CATEGORIES = ("gemm", "attention", "fused element-wise (Inductor)", "other")
 
 
 def random_batch(torch: Any, batch: int, seed: int, pad: bool) -> dict[str, Any]:
@@ -211,6 +223,9 @@ def run_one(torch: Any, fp32: Any, amax: dict, build: Build, agree: list, ref: A
                 }
             )
             del graph
+    prof = breakdown(torch, model, 128) if build.name in PROFILED else None
+    if prof:
+        log.info("%s breakdown at b128: %s", build.name, prof)
     weights_mib = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     for r in rows:
         r.update(
@@ -218,10 +233,51 @@ def run_one(torch: Any, fp32: Any, amax: dict, build: Build, agree: list, ref: A
             logits_rel_err_vs_fp32=round(rel, 5),
             weights_mib=round(weights_mib / 2**20, 1),
         )
+        if prof and r["batch"] == 128:
+            r["breakdown_ms"] = prof
     log.info("%s done in %.1f s", build.name, time.perf_counter() - t0)
     del model
     torch.cuda.empty_cache()
     return rows
+
+
+def kernel_category(name: str) -> str:
+    """Which part of the forward a CUDA kernel belongs to, from its name."""
+    low = name.lower()
+    if any(k in low for k in ("fmha", "flash", "attention", "attn")):
+        return "attention"
+    if low.startswith("triton"):
+        return "fused element-wise (Inductor)"
+    if any(k in low for k in ("gemm", "cutlass", "xmma", "nvjet", "cublas", "sm90_", "sm80_")):
+        return "gemm"
+    return "other"
+
+
+def breakdown(torch: Any, model: Any, batch: int, reps: int = 5) -> dict[str, float]:
+    """GPU ms per forward by kernel category (compiled model, eager launches, profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    inputs = random_batch(torch, batch, 7, pad=True)
+    inputs["attention_mask"][:, -1] = 0
+    with torch.inference_mode():
+        for _ in range(3):
+            model(**inputs)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                model(**inputs)
+            torch.cuda.synchronize()
+    out = dict.fromkeys(CATEGORIES, 0.0)
+    top: dict[str, float] = {}
+    for e in prof.key_averages():
+        us = float(getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0))
+        if us > 0:
+            out[kernel_category(e.key)] += us / reps / 1e3
+            top[e.key] = us / reps / 1e3
+    out = {k: round(v, 4) for k, v in out.items()}
+    out["total"] = round(sum(out.values()), 4)
+    heavy = sorted(top.items(), key=lambda kv: -kv[1])[:8]
+    return {**out, "top_kernels": [[k[:90], round(v, 4)] for k, v in heavy]}  # type: ignore[dict-item]
 
 
 def models_per_gpu(torch: Any, fp32: Any, amax: dict, build: Build, ks: tuple[int, ...]) -> list:
@@ -281,6 +337,17 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def breakdown_table(rows: list[dict]) -> str:
+    """GPU ms per b128 forward by kernel category, for the profiled builds."""
+    lines = ["| build | " + " | ".join(CATEGORIES) + " | total |", "|---" * 6 + "|"]
+    for r in rows:
+        b = r.get("breakdown_ms")
+        if b:
+            cells = " | ".join(f"{b[c]:.2f}" for c in (*CATEGORIES, "total"))
+            lines.append(f"| {r['build']} | {cells} |")
+    return "\n".join(lines)
+
+
 def _result(torch: Any, rows: list, serving: list, skipped: list, t_start: float) -> dict:
     return {
         "gpu": torch.cuda.get_device_name(),
@@ -337,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))  # written before the optional part
     print(table(rows), flush=True)
+    print(breakdown_table(rows), flush=True)
     serving: list[dict] = []
     for build in (BUILDS[0], BUILDS[3]) if args.models_per_gpu else ():  # fp16 vs fp8
         if time.perf_counter() - t_start > args.time_budget_s:

@@ -107,3 +107,39 @@ def test_benchmark_table_from_a_run_record():
     assert {r["build"] for r in got} == {b.name for b in run.builds}
     assert all(r["p50_ms"] > 0 for r in got)
     assert table(got).count("\n") == len(got) + 1
+
+
+@pytest.mark.parametrize("rows", [5, 11])
+def test_padded_evaluation_returns_the_unpadded_logits(hf_classifier, rows):
+    """pad_to: every batch runs at one (batch, seq) shape; the real rows' logits do not move."""
+    from workbench.backends.pytorch.runner import TorchRunner
+
+    feed = random_feed(rows, 20, 7, pad=True)
+    with TorchRunner(hf_classifier, "plain") as r:
+        want = r.infer(feed)["logits"]
+    with TorchRunner(hf_classifier, "padded", pad_to=(8, 64)) as r:
+        got = r.infer(feed)["logits"]
+        assert r.eval_batch_size == 8
+        assert any("padded to 8 x 64" in n for n in r.describe())
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_pad_feed_masks_new_positions_and_copies_rows():
+    from workbench.backends.pytorch.runner import pad_feed
+
+    feed = random_feed(3, 5, 1)
+    out = pad_feed(feed, 4, 8)
+    assert out["input_ids"].shape == (4, 8)
+    assert (out["attention_mask"][:3, 5:] == 0).all()
+    np.testing.assert_array_equal(out["input_ids"][:3, :5], feed["input_ids"])
+    np.testing.assert_array_equal(out["input_ids"][3, :5], feed["input_ids"][0])
+
+
+def test_layer_stack_finds_the_encoder_layers(hf_classifier, mean_pool_classifier):
+    from workbench.backends.pytorch.runner import layer_stack
+
+    for model in (hf_classifier, mean_pool_classifier):
+        stack = layer_stack(model)
+        assert stack is not None and len(stack) == 2
+        assert type(stack[0]).__name__.endswith("Layer")

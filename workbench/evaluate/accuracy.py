@@ -20,12 +20,13 @@ def predict_logits(
     runner: Runner,
     texts: Sequence[str],
     tokenizer: object,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     pairs: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Logits for every text (or text pair), in input order; length-sorted batches keep
-    padding small."""
+    padding small. ``batch_size`` defaults to the runner's ``eval_batch_size`` (32)."""
+    batch_size = batch_size or int(getattr(runner, "eval_batch_size", 32))
     lengths = tokenizer.lengths(texts, pairs=pairs)  # type: ignore[attr-defined]
     order = np.argsort(lengths, kind="stable")
     out: np.ndarray | None = None

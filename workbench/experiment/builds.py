@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from workbench.backends.registry import check_supported, get_backend
 from workbench.errors import BackendUnavailableError, ConfigError
 from workbench.experiment.spec import default_build_name
@@ -25,25 +27,20 @@ TRT_BUILDS = (("tensorrt", "cuda", "fp16"), ("tensorrt", "cuda", "int8-explicit"
 
 def auto_builds(exp: Experiment) -> tuple[BuildSpec, ...]:
     """CPU: PyTorch FP32, ORT FP32, ORT INT8 static and dynamic; a CUDA GPU adds PyTorch
-    FP16/BF16 and FP8/INT8 (from the calibration table) with CUDA graphs; TensorRT adds its
-    FP16 and INT8-explicit engines."""
+    FP16/BF16 and FP8/INT8 (from the calibration table), each compiled (per layer, so
+    quantization fuses into its producers) with CUDA graphs; TensorRT adds its FP16 and
+    INT8-explicit engines."""
     out = [_spec(*b) for b in CPU_BUILDS if not (b[0] == "pytorch" and exp.model.kind == "onnx")]
     if exp.model.kind != "onnx" and get_backend("pytorch").unavailable_reason("cuda") is None:
-        out += [_spec(*b, graphs=True) for b in CUDA_BUILDS]
+        out += [_spec(*b, fast=True) for b in CUDA_BUILDS]
     if get_backend("tensorrt").unavailable_reason("cuda") is None:
         out += [_spec(*b) for b in TRT_BUILDS]
     return tuple(out)
 
 
-def _spec(backend: str, device: str, precision: str, graphs: bool = False) -> BuildSpec:
-    b = BuildSpec(backend=backend, device=device, precision=precision, cuda_graphs=graphs)
-    return BuildSpec(
-        backend=backend,
-        device=device,
-        precision=precision,
-        cuda_graphs=graphs,
-        name=default_build_name(b),
-    )
+def _spec(backend: str, device: str, precision: str, fast: bool = False) -> BuildSpec:
+    b = BuildSpec(backend, precision, device, compile=fast, cuda_graphs=fast)
+    return dataclasses.replace(b, name=default_build_name(b))
 
 
 def plan_builds(

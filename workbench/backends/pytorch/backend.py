@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 LOWP = ("fp8", "int8-static", "int8-dynamic")  # from the workbench's calibration table
+EVAL_BATCH = 128  # compiled / graphed CUDA builds evaluate in batches of this x max_length
 INSTALL = "pip install -e '.[torch]' (torch==2.13.0 CPU lies on disk here)"
 
 
@@ -76,12 +77,19 @@ class PyTorchBackend:
             threads=threads or None,
             compile_mode="default" if req.compile else None,
             cuda_graphs=req.cuda_graphs,
+            pad_to=(EVAL_BATCH, req.max_length) if _fixed_shapes(req) else None,
         )
         runner.precision = req.precision
         return runner
 
     def int8_audit(self, req: BuildRequest, artifact: Artifact) -> Int8Coverage | None:
         return None
+
+
+def _fixed_shapes(req: BuildRequest) -> bool:
+    """Compiled or graphed CUDA builds evaluate at one padded shape: one compile, one graph
+    (length-sorted batches would otherwise compile and capture dozens of shapes)."""
+    return req.device == "cuda" and (req.compile or req.cuda_graphs)
 
 
 def quantized_module(module: nn.Module, req: BuildRequest) -> nn.Module:

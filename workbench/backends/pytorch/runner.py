@@ -107,6 +107,7 @@ class TorchRunner(Runner):
         cast: str = "cast",
         compile_mode: str | None = None,
         cuda_graphs: bool = False,
+        pad_to: tuple[int, int] | None = None,
     ) -> None:
         try:
             import torch
@@ -134,10 +135,15 @@ class TorchRunner(Runner):
         self.compile_mode = compile_mode
         self.cuda_graphs = cuda_graphs
         self.attn_implementation = attention_implementation(self._model)
+        self.pad_to = pad_to
+        self.eval_batch_size = pad_to[0] if pad_to else 32
         self._fn: Any = self._forward_eager
+        self.compile_scope = ""
         if compile_mode is not None:
             _raise_recompile_limit(torch)
-            self._fn = torch.compile(self._forward_eager, mode=compile_mode, dynamic=False)
+            self._fn, self.compile_scope = _compiled(
+                torch, self._model, self._forward_eager, compile_mode
+            )
         self._graphs: dict[tuple[int, int, int], _Graph] = {}
         self._capture_streams: dict[int, Any] = {}
 
@@ -175,8 +181,16 @@ class TorchRunner(Runner):
         return [TensorSpec(n, "int64", ("batch", "sequence")) for n in self._input_names]
 
     def _infer(self, feed: Feed) -> dict[str, np.ndarray]:
-        out = self.run_device(self.to_device(feed))
-        return {"logits": out.float().cpu().numpy()}
+        if self.pad_to is None or feed["input_ids"].shape[1] > self.pad_to[1]:
+            out = self.run_device(self.to_device(feed))
+            return {"logits": out.float().cpu().numpy()}
+        rows, chunks = len(feed["input_ids"]), []
+        for start in range(0, rows, self.pad_to[0]):
+            part = {k: v[start : start + self.pad_to[0]] for k, v in feed.items()}
+            n = len(part["input_ids"])
+            out = self.run_device(self.to_device(pad_feed(part, *self.pad_to)))
+            chunks.append(out[:n].float().cpu().numpy())  # a copy: the graph output is reused
+        return {"logits": np.concatenate(chunks)}
 
     def close(self) -> None:
         self.reset_graphs()
@@ -322,7 +336,52 @@ class TorchRunner(Runner):
         notes = [f"precision={self.precision}"]
         if self.precision in ("fp16", "bf16"):
             notes.append("weights cast" if self.cast == "cast" else "fp32 weights + autocast")
-        notes.append(f"torch.compile(mode={self.compile_mode!r})" if self.compile_mode else "eager")
+        if self.compile_mode:
+            notes.append(f"torch.compile(mode={self.compile_mode!r}) {self.compile_scope}")
+        else:
+            notes.append("eager")
+        if self.pad_to:
+            b, s = self.pad_to
+            notes.append(f"evaluation batches padded to {b} x {s} (one graph shape)")
         notes.append("CUDA graph per (batch, seq)" if self.cuda_graphs else "no CUDA graphs")
         notes.append(f"attention={self.attn_implementation}; torch {self._torch.__version__}")
         return notes
+
+
+def layer_stack(model: nn.Module) -> list[nn.Module] | None:
+    """The model's stack of identical transformer layers (the longest ``nn.ModuleList`` whose
+    children share one class), or None."""
+    from torch import nn
+
+    best: list[nn.Module] | None = None
+    for mod in model.modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) >= 2:
+            kids = list(mod)
+            if len({type(k) for k in kids}) == 1 and (best is None or len(kids) > len(best)):
+                best = kids
+    return best
+
+
+def _compiled(torch: Any, model: nn.Module, forward: Any, mode: str) -> tuple[Any, str]:
+    """Regional compilation (each layer of the stack, one compiled graph serves all) where
+    the model has a layer stack: compiles in a fraction of the time, runs as fast as a
+    whole-model compile (measured on BERT-base, H200); else the whole forward."""
+    stack = layer_stack(model)
+    if stack is None:
+        return torch.compile(forward, mode=mode, dynamic=False), "(whole model)"
+    for layer in stack:
+        layer.compile(mode=mode, dynamic=False)
+    return forward, f"(per layer: {len(stack)} x {type(stack[0]).__name__})"
+
+
+def pad_feed(feed: Feed, batch: int, seq: int) -> Feed:
+    """``feed`` padded to (batch, seq): masked zero tokens on the right, extra rows copied
+    from the first (rows are independent, so the real rows' logits do not change)."""
+    out: Feed = {}
+    for k, v in feed.items():
+        b, s = v.shape
+        padded = np.zeros((batch, seq), dtype=v.dtype)
+        padded[:b, :s] = v
+        padded[b:, :s] = v[0]
+        out[k] = padded
+    return out
