@@ -137,7 +137,7 @@ def _timed(step: Any, sync: Any, seconds: float, every: int, die: bool) -> tuple
 
 
 def _worker(rank: int, cfg: dict, conn: Any, barriers: dict[int, Any]) -> None:
-    """One instance: build, report memory, then serve "run"/"free"/"stop" commands."""
+    """One instance: build, report memory, then serve "run" commands until "stop"."""
     os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(cfg["compile_threads"][rank])
     fail = cfg["fail_rank"] == rank
     try:
@@ -197,11 +197,12 @@ def _recv(conn: Any, proc: Any, timeout: float) -> tuple:
         if conn.poll(0.2):
             try:
                 return conn.recv()
-            except EOFError:
+            except EOFError:  # the worker's end closed: it exited
                 proc.join(5)
                 return ("died", proc.exitcode)
-        if not proc.is_alive():
-            return conn.recv() if conn.poll(0) else ("died", proc.exitcode)
+        if not proc.is_alive() and not conn.poll(0):
+            proc.join(5)
+            return ("died", proc.exitcode)
     return ("timeout",)
 
 
@@ -327,14 +328,15 @@ def _fit(build: str, ws: Workers, free0: int | None, monitor: Any) -> dict:
 def _run_build(ctx: Any, build: str, args: Any, res: dict, mon: Any, t0: float) -> None:
     """All k cells of one build on one set of workers; rows appended to ``res`` as they finish."""
     n = max(args.instances)
-    cpus = os.cpu_count() or 2
+    cpus = min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
     cfg = {
         "build": BUILD_NAMES.get(build, build),
         "batch": args.batch,
         "cpu_smoke": args.cpu_smoke,
         "fail_rank": args.fail_rank,
         "fail_at": args.fail_at,
-        "compile_threads": [cpus] + [max(1, cpus // max(1, n - 1))] * (n - 1),
+        # rank 0 compiles alone (cold cache), the others in parallel mostly from the cache
+        "compile_threads": [cpus] + [max(1, min(4, cpus // max(1, n - 1)))] * (n - 1),
     }
     free0 = None
     if mon is not None:
