@@ -46,7 +46,8 @@ def split(wheel: Path, outdir: Path, part_mb: float = 55.0) -> dict:
     outdir.mkdir(parents=True, exist_ok=True)
     for old in outdir.glob("p[0-9]*"):
         old.unlink()  # stale parts of an earlier split must not be joined
-    parts, whole = [], hashlib.sha256()
+    parts: list[dict] = []
+    whole = hashlib.sha256()
     with wheel.open("rb") as src:
         while True:
             name, h, size = f"p{len(parts)}", hashlib.sha256(), 0

@@ -203,3 +203,20 @@ def test_split_replaces_stale_parts(blob, tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "a").glob("p*")) == [p["name"] for p in m["parts"]]
     done = _run("split", tmp_path / "nope.whl", tmp_path / "c")
     assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+def test_preload_points_a_target_install_at_the_nvidia_packages(tmp_path) -> None:
+    from workbench.backends.onnxruntime.cuda import preload_calls, preload_cuda_libraries
+
+    ort_site, image = tmp_path / "ortsite", tmp_path / "site-packages"
+    for sub in ("cu13/lib", "cudnn/lib"):
+        (image / "nvidia" / sub).mkdir(parents=True)
+    roots = [image / "nvidia"]
+    assert preload_calls("13.0", ort_site, roots) == [
+        {"cuda": True, "cudnn": False, "directory": str(image / "nvidia/cu13/lib")},
+        {"cuda": False, "cudnn": True, "directory": str(image / "nvidia/cudnn/lib")},
+    ]
+    assert preload_calls("13.0", image, roots) == [{}]  # ORT beside them: its own search
+    assert preload_calls("12.8", ort_site, roots) == [{}]  # CUDA 12: per-package layout
+    assert preload_calls("", ort_site, roots) == [{}]  # a CPU build
+    assert preload_cuda_libraries() == []  # this CPU onnxruntime has nothing to load

@@ -13,6 +13,7 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from workbench.backends.base import TensorSpec
 from workbench.backends.onnxruntime.runner import _ORT_DTYPES, OrtRunner
@@ -67,11 +68,37 @@ def preload_cuda_libraries() -> list[str]:
         return []
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        preload()
+        for kwargs in _preload_calls(ort):
+            preload(**kwargs)
     missing = sorted({Path(m).name for m in _FAILED.findall(text.getvalue())})
     if missing:
         log.warning("onnxruntime.preload_dlls could not load %s", ", ".join(missing))
     return missing
+
+
+def _preload_calls(ort: Any) -> list[dict[str, Any]]:
+    import importlib.util
+
+    from onnxruntime.capi import build_and_package_info
+
+    spec = importlib.util.find_spec("nvidia")
+    roots = [Path(r) for r in spec.submodule_search_locations or []] if spec else []
+    cuda_version = str(getattr(build_and_package_info, "cuda_version", ""))
+    return preload_calls(cuda_version, Path(ort.__file__).parent.parent, roots)
+
+
+def preload_calls(cuda_version: str, ort_site: Path, nvidia_roots: list[Path]) -> list[dict]:
+    """Arguments for ``preload_dlls``: it looks for ``nvidia/`` beside ORT's own folder, so an
+    ORT installed apart (``pip install --target``) is pointed at the nvidia-* lib folders."""
+    major = cuda_version.split(".")[0]
+    if not major.isdigit() or int(major) < 13 or any(r.parent == ort_site for r in nvidia_roots):
+        return [{}]  # ORT's default search finds them (or the CUDA 12 per-package layout)
+    calls = []
+    for sub, flags in ((f"cu{major}", (True, False)), ("cudnn", (False, True))):
+        lib = next((r / sub / "lib" for r in nvidia_roots if (r / sub / "lib").is_dir()), None)
+        if lib is not None:
+            calls.append({"cuda": flags[0], "cudnn": flags[1], "directory": str(lib)})
+    return calls or [{}]
 
 
 def make_ort_cuda_runner(
