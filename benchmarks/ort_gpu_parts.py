@@ -6,7 +6,7 @@ folders, checks each one and the reassembled whole, and writes the file. Any mis
 or corrupt part is a one-line message and exit status 2. Pure stdlib (Python >= 3.11).
 
     python benchmarks/ort_gpu_parts.py split WHEEL OUTDIR [--part-mb 55]
-    python benchmarks/ort_gpu_parts.py join PARTDIR [PARTDIR ...] --out WHEEL
+    python benchmarks/ort_gpu_parts.py join PARTDIR [PARTDIR ...] --out WHEEL_OR_DIR
 
 See docs/ort-gpu.md for the device recipe.
 """
@@ -90,7 +90,8 @@ def _good_part(part: dict, dirs: list[Path]) -> Path:
 
 
 def join(dirs: list[Path], out: Path) -> dict:
-    """Reassemble the parts found in ``dirs`` into ``out``, checking every sha256."""
+    """Reassemble the parts found in ``dirs`` into ``out`` (a folder: the original file name
+    inside it, which pip needs for a wheel), checking every sha256."""
     found = _find(MANIFEST, dirs)
     if found is None:
         raise PartsError(f"no {MANIFEST} in {[str(d) for d in dirs]}; carry it with p0")
@@ -103,6 +104,8 @@ def join(dirs: list[Path], out: Path) -> dict:
             "carry them again (a machine given back loses earlier parts)"
         )
     paths = [_good_part(p, dirs) for p in parts]  # every part checked before writing
+    if out.is_dir():
+        out = out / manifest["file"]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     whole = hashlib.sha256()
@@ -116,7 +119,7 @@ def join(dirs: list[Path], out: Path) -> dict:
         tmp.unlink()
         raise PartsError(f"joined file's sha256 differs from {found}; split it again")
     tmp.replace(out)
-    return manifest
+    return dict(manifest, out=str(out))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--part-mb", type=float, default=55.0, help="part size in MiB (default 55)")
     jp = sub.add_parser("join", help="reassemble and verify")
     jp.add_argument("dirs", type=Path, nargs="+", help="folders holding p0..pN (any mix)")
-    jp.add_argument("--out", type=Path, required=True)
+    jp.add_argument("--out", type=Path, required=True, help="file, or folder to write it into")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "split":
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m['file']}: {m['size']} bytes -> {len(m['parts'])} parts in {args.outdir}")
         else:
             m = join(args.dirs, args.out)
-            print(f"{args.out}: {m['size']} bytes from {len(m['parts'])} parts, sha256 ok")
+            print(f"{m['out']}: {m['size']} bytes from {len(m['parts'])} parts, sha256 ok")
     except (PartsError, OSError, ValueError, KeyError) as exc:
         print(f"ort_gpu_parts: {exc}", file=sys.stderr)
         return 2

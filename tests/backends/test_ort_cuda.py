@@ -193,8 +193,10 @@ def test_join_names_the_corrupt_part_and_uses_a_good_copy(blob, tmp_path) -> Non
     assert done.returncode == 2 and "p1" in done.stderr and done.stderr.count("\n") == 1
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "p1").write_bytes(good)  # a second, intact copy elsewhere
-    join([tmp_path / "a", tmp_path / "b"], tmp_path / "x.whl")
-    assert (tmp_path / "x.whl").read_bytes() == blob.read_bytes()
+    (tmp_path / "out").mkdir()
+    done = join([tmp_path / "a", tmp_path / "b"], tmp_path / "out")  # a folder: original name
+    assert done["out"] == str(tmp_path / "out" / "pkg.whl")
+    assert (tmp_path / "out" / "pkg.whl").read_bytes() == blob.read_bytes()
 
 
 def test_split_replaces_stale_parts(blob, tmp_path) -> None:
