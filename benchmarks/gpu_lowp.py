@@ -244,10 +244,10 @@ def run_one(torch: Any, fp32: Any, amax: dict, build: Build, agree: list, ref: A
 def kernel_category(name: str) -> str:
     """Which part of the forward a CUDA kernel belongs to, from its name."""
     low = name.lower()
+    if low.startswith("triton"):  # before attention: fused kernels name the ops they hold
+        return "fused element-wise (Inductor)"
     if any(k in low for k in ("fmha", "flash", "attention", "attn")):
         return "attention"
-    if low.startswith("triton"):
-        return "fused element-wise (Inductor)"
     if any(k in low for k in ("gemm", "cutlass", "xmma", "nvjet", "cublas", "sm90_", "sm80_")):
         return "gemm"
     return "other"

@@ -29,10 +29,12 @@ def auto_builds(exp: Experiment) -> tuple[BuildSpec, ...]:
     """CPU: PyTorch FP32, ORT FP32, ORT INT8 static and dynamic; a CUDA GPU adds PyTorch
     FP16/BF16 and FP8/INT8 (from the calibration table), each compiled (per layer, so
     quantization fuses into its producers) with CUDA graphs; TensorRT adds its FP16 and
-    INT8-explicit engines."""
+    INT8-explicit engines; onnxruntime-gpu adds ORT CUDA FP32, FP16 and the Q/DQ model."""
     out = [_spec(*b) for b in CPU_BUILDS if not (b[0] == "pytorch" and exp.model.kind == "onnx")]
     if exp.model.kind != "onnx" and get_backend("pytorch").unavailable_reason("cuda") is None:
         out += [_spec(*b, fast=True) for b in CUDA_BUILDS]
+    if get_backend("onnxruntime").unavailable_reason("cuda") is None:  # onnxruntime-gpu
+        out += [_spec("onnxruntime", "cuda", p) for p in ("fp32", "fp16", "int8-static")]
     if get_backend("tensorrt").unavailable_reason("cuda") is None:
         out += [_spec(*b) for b in TRT_BUILDS]
     return tuple(out)

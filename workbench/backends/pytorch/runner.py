@@ -315,9 +315,13 @@ class TorchRunner(Runner):
             n: torch.zeros((batch, seq), dtype=torch.int64, device=self.device)
             for n in self._input_names
         }
-        inputs["input_ids"].fill_(100)  # a real token id; the mask marks every position
+        inputs["input_ids"].fill_(100)  # a real token id
         if "attention_mask" in inputs:
             inputs["attention_mask"].fill_(1)
+            if seq > 1:  # one masked position: Hugging Face drops an all-ones mask in eager
+                # warm-up but keeps it while capturing, and a per-layer compiled graph would
+                # then recompile inside the capture (not permitted)
+                inputs["attention_mask"][:, -1] = 0
         stream = self._capture_streams.get(slot)
         if stream is None:
             stream = self._capture_streams[slot] = torch.cuda.Stream()
