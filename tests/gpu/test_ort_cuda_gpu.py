@@ -74,3 +74,19 @@ def test_qdq_model_on_cuda_matches_its_cpu_run_and_stays_float(tiny_onnx, feeds,
     cov = backend.int8_audit(req, art)
     assert cov is not None and "CUDA-EP" in cov.detail
     assert cov.quantized_matmul == 0 and cov.float_matmul > 0, cov  # DQ -> float MatMul
+
+
+def test_sensitivity_scores_qdq_models_on_the_gpu(tiny_onnx, feeds, tmp_path):
+    """With onnxruntime-gpu, search/sensitivity score Q/DQ models on CUDA: same predictions as
+    ORT CPU's INT8 run of the same model (up to a rare flip at a near-tie)."""
+    from workbench.experiment.sensitivity import eval_device, model_logits
+
+    backend = get_backend("onnxruntime")
+    req = request(tiny_onnx, tmp_path, "int8-static")
+    art = backend.build(req, lambda: feeds)
+    assert eval_device() == "cuda"
+    gpu = model_logits(art.model_path, feeds)
+    cpu = model_logits(art.model_path, feeds, device="cpu")
+    assert gpu.shape == cpu.shape
+    assert np.mean(gpu.argmax(1) == cpu.argmax(1)) >= 0.95
+    assert rel_err(gpu, cpu) < 3e-2

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -202,11 +203,31 @@ def score_logits(logits: np.ndarray, fp32_logits: np.ndarray, labels: np.ndarray
     )
 
 
-def model_logits(onnx_path: str | Path, feeds: Sequence[Feed], threads: int = 0) -> np.ndarray:
-    """Concatenated first output of ``onnx_path`` over ``feeds`` (float64)."""
+@lru_cache(maxsize=1)
+def eval_device() -> str:
+    """``cuda`` where ONNX Runtime can run on a GPU (onnxruntime-gpu), else ``cpu``: scoring
+    dozens of Q/DQ models over a whole split is where a GPU pays (the CUDA EP runs the Q/DQ
+    graph as written, FP32 with TF32 off: the Q/DQ semantics, not INT8 kernels)."""
+    from workbench.backends.onnxruntime.cuda import ort_cuda_unavailable_reason
+
+    return "cuda" if ort_cuda_unavailable_reason() is None else "cpu"
+
+
+def model_logits(
+    onnx_path: str | Path, feeds: Sequence[Feed], threads: int = 0, device: str = ""
+) -> np.ndarray:
+    """Concatenated first output of ``onnx_path`` over ``feeds`` (float64), on ``device``
+    (default: ``eval_device()``)."""
     from workbench.backends.onnxruntime.runner import OrtRunner
 
-    with OrtRunner(onnx_path, name=Path(onnx_path).name, intra_op_threads=threads) as r:
+    name = Path(onnx_path).name
+    if (device or eval_device()) == "cuda":
+        from workbench.backends.onnxruntime.cuda import make_ort_cuda_runner
+
+        runner: OrtRunner = make_ort_cuda_runner(onnx_path, name, "fp32")
+    else:
+        runner = OrtRunner(onnx_path, name=name, intra_op_threads=threads)
+    with runner as r:
         out = [r.infer(f)[r.output_names[0]] for f in feeds]
     return np.concatenate(out, axis=0).astype(np.float64)
 
@@ -232,6 +253,7 @@ def _cache_dir(fp32_onnx, table: CalibrationTable, feeds, labels, spec) -> Path:
             "proxy_samples": spec.proxy_samples,
             "seq": spec.reference_seq_len,
             "ort": onnxruntime.__version__,
+            "device": eval_device(),
             "v": SENSITIVITY_VERSION,
         }
     )[:16]
