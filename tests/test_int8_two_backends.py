@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch", reason="needs torch (extra: torch)")
 
-from benchmarks.int8_two_backends import (  # noqa: E402
+from benchmarks.int8_two_backends import (
     VARIANTS,
     TwoBackendSpec,
     agreement_matrix,
