@@ -241,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     old = json.loads(RESULT.read_text()) if args.append and RESULT.exists() else {"rows": []}
     prov = collect_provenance(seeds={"split": ws.exp.seed})
     doc = {
+        **old,  # other keys (e.g. a calibration search written by hand) are kept
         "machine": asdict(prov),
         "rows": [*old["rows"], row],
     }
