@@ -55,10 +55,10 @@ def cross_backend_agreement(
     results: list[BuildResult], preds: dict[str, list[int]]
 ) -> list[BuildResult]:
     """One table, two backends: note how often each CUDA INT8 build agrees per sample with the
-    CPU Q/DQ model built from the same calibration table (what TensorRT would build from it)."""
-    qdq = next(
-        (b for b in results if b.backend == "onnxruntime" and b.precision == "int8-static"), None
-    )
+    CPU Q/DQ model built from the same calibration table (what TensorRT would build from it),
+    and why they can differ."""
+    qdqs = [b for b in results if b.backend == "onnxruntime" and b.precision == "int8-static"]
+    qdq = next((b for b in qdqs if b.device == "cpu"), qdqs[0] if qdqs else None)
     if qdq is None:
         return results
     out = []
@@ -70,6 +70,22 @@ def cross_backend_agreement(
                 f"agrees with {qdq.name} (the Q/DQ model of the same calibration table, which "
                 f"TensorRT would build) on {share:.2%} of {len(a)} test predictions"
             )
+            if share < 0.995:
+                note += _gap_note(b, qdq)
             b = replace(b, notes=[*b.notes, note])
         out.append(b)
     return out
+
+
+def _gap_note(cuda: BuildResult, qdq: BuildResult) -> str:
+    """Why two INT8 realizations of one table disagree (measured: int8_two_backends.py)."""
+    mine = f"{cuda.accuracy.agreement:.2%}" if cuda.accuracy else "?"
+    theirs = f"{qdq.accuracy.agreement:.2%}" if qdq.accuracy else "?"
+    return (
+        f"; the gap: the Q/DQ model also quantizes the attention MatMuls (Q·Kᵀ, P·V) that this "
+        "build keeps in FP16, and this build computes between its integer GEMMs in FP16; INT8 "
+        "rounding turns such tiny input differences into flips on the samples within INT8 "
+        f"error of the decision boundary, so two INT8 realizations agree about as well as each "
+        f"agrees with the reference ({mine} and {theirs} here). Same MatMuls and FP32 compute "
+        "agree on 99.96% (benchmarks/int8_two_backends.py, docs/gpu-lowp.md)"
+    )
