@@ -40,6 +40,7 @@ class Runner(Closeable, ABC):
     backend: str = "unknown"
     precision: str = "fp32"
     device: str = "cpu"
+    eval_batch_size: int = 32  # rows per batch when scoring a test set through this runner
 
     @property
     @abstractmethod

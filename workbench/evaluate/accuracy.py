@@ -25,8 +25,8 @@ def predict_logits(
     pairs: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Logits for every text (or text pair), in input order; length-sorted batches keep
-    padding small. ``batch_size`` defaults to the runner's ``eval_batch_size`` (32)."""
-    batch_size = batch_size or int(getattr(runner, "eval_batch_size", 32))
+    padding small. ``batch_size`` defaults to the runner's ``eval_batch_size``."""
+    batch_size = batch_size or runner.eval_batch_size
     lengths = tokenizer.lengths(texts, pairs=pairs)  # type: ignore[attr-defined]
     order = np.argsort(lengths, kind="stable")
     out: np.ndarray | None = None

@@ -15,9 +15,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from workbench.backends.base import TensorSpec
-from workbench.backends.onnxruntime.runner import _ORT_DTYPES, OrtRunner
-from workbench.errors import BackendUnavailableError, ModelError
+from workbench.backends.onnxruntime.runner import OrtRunner
+from workbench.errors import BackendUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -143,35 +142,16 @@ class OrtCudaRunner(OrtRunner):
         precision: str = "fp32",
         optimized_model_path: str | Path | None = None,
     ) -> None:
-        import onnxruntime as ort
-
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelError(f"ONNX model {path} does not exist; export or quantize it first")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
-        if optimized_model_path is not None:
-            opts.optimized_model_filepath = str(optimized_model_path)
         cuda = dict(CUDA_OPTIONS, use_tf32="0" if precision == "fp32" else "1")
-        try:
-            self._sess = ort.InferenceSession(
-                str(path),
-                sess_options=opts,
-                providers=[CUDA_PROVIDER, CPU_PROVIDER],
-                provider_options=[cuda, {}],
-            )
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
-            raise ModelError(
-                f"ONNX Runtime (CUDA) cannot load {path}: {str(exc).splitlines()[0]}; "
-                "is it a valid, complete ONNX file?"
-            ) from exc
-        self.name, self.precision, self.model_path, self.device = name, precision, path, "cuda"
-        self._specs = [
-            TensorSpec(i.name, _ORT_DTYPES.get(i.type, "float32"), tuple(i.shape))
-            for i in self._sess.get_inputs()
-        ]
-        self._outputs = [o.name for o in self._sess.get_outputs()]
+        super().__init__(
+            model_path,
+            name=name,
+            precision=precision,
+            providers=[CUDA_PROVIDER, CPU_PROVIDER],
+            optimized_model_path=optimized_model_path,
+            provider_options=[cuda, {}],
+            session_config={"session.record_ep_graph_assignment_info": "1"},
+        )
         self.session_providers: list[str] = list(self._sess.get_providers())
         self.cpu_fallback: dict[str, int] = _nodes_on(self._sess, CPU_PROVIDER)
 

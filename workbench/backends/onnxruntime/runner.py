@@ -36,6 +36,8 @@ class OrtRunner(Runner):
         providers: list[str] | None = None,
         intra_op_threads: int = 0,
         optimized_model_path: str | Path | None = None,
+        provider_options: list[dict[str, str]] | None = None,
+        session_config: dict[str, str] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -54,9 +56,11 @@ class OrtRunner(Runner):
         opts.log_severity_level = 3
         if optimized_model_path is not None:
             opts.optimized_model_filepath = str(optimized_model_path)
+        for key, value in (session_config or {}).items():
+            opts.add_session_config_entry(key, value)
         try:
             self._sess: ort.InferenceSession = ort.InferenceSession(
-                str(path), sess_options=opts, providers=providers
+                str(path), sess_options=opts, providers=providers, provider_options=provider_options
             )
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types; all mean "bad model"
             raise ModelError(
