@@ -91,7 +91,10 @@ def _torch() -> Any:
 
 
 def export_dir(
-    content_key: str, input_names: Sequence[str], out_dir: str | Path | None = None
+    content_key: str,
+    input_names: Sequence[str],
+    out_dir: str | Path | None = None,
+    gemm_as_matmul: bool = False,
 ) -> Path:
     """Where the export of ``content_key`` lives: ``out_dir`` or cache_root()/onnx/<key>."""
     if out_dir is not None:
@@ -104,18 +107,23 @@ def export_dir(
     }
     if list(input_names) != INPUT_NAMES:  # keeps the keys of existing default exports
         spec["inputs"] = list(input_names)
+    if gemm_as_matmul:
+        spec["gemm_as_matmul"] = True
     return cache_root() / "onnx" / sha256_json(spec)[:16]
 
 
 def cached_export(
-    content_key: str, input_names: Sequence[str], out_dir: str | Path | None = None
+    content_key: str,
+    input_names: Sequence[str],
+    out_dir: str | Path | None = None,
+    gemm_as_matmul: bool = False,
 ) -> ExportInfo | None:
     """The finished, intact export of ``content_key`` if there is one (no torch model needed).
 
     ``export.json`` is the entry's manifest (it holds the model's sha256); an entry that does
     not verify is logged and rebuilt, never trusted.
     """
-    out = export_dir(content_key, input_names, out_dir)
+    out = export_dir(content_key, input_names, out_dir, gemm_as_matmul)
     onnx_path, info_path = out / "model.onnx", out / "export.json"
     if not info_path.is_file():
         return None
@@ -139,21 +147,24 @@ def export_classifier(
     min_cosine: float = 0.9999,
     *,
     out_dir: str | Path | None = None,
+    gemm_as_matmul: bool = False,
 ) -> ExportInfo:
     """Export any ``forward(**inputs) -> logits`` torch classifier to ONNX (cached by content_key).
 
     Only ``input_names`` become graph inputs; ORT is checked against torch and a drift
-    beyond ``atol`` / ``min_cosine`` raises ModelError. Example::
+    beyond ``atol`` / ``min_cosine`` raises ModelError. ``gemm_as_matmul`` writes each Linear
+    on a 2-D input (pooler, head) as MatMul + Add, which ORT's CPU QDQ fusion runs in INT8
+    (a Q/DQ Gemm with a float bias stays float). Example::
 
         info = inspect_hf_folder(folder)
         export_classifier(load_hf_classifier(info), tok, info.content_key, info.input_names)
     """
     names = _check_input_names(input_names)
-    cached = cached_export(content_key, names, out_dir)
+    cached = cached_export(content_key, names, out_dir, gemm_as_matmul)
     if cached is not None:
         return cached
     torch = _torch()
-    out = export_dir(content_key, names, out_dir)
+    out = export_dir(content_key, names, out_dir, gemm_as_matmul)
     onnx_path, info_path = out / "model.onnx", out / "export.json"
     sample = tok.encode(["an export sample sentence", "short", "a longer sentence to pad"])
     args = tuple(torch.from_numpy(sample[n]) for n in names)
@@ -175,11 +186,12 @@ def export_classifier(
                 do_constant_folding=True,
                 dynamo=False,
             )
-        _check_and_infer_shapes(tmp)
+        _check_and_infer_shapes(tmp, gemm_as_matmul)
 
     out.mkdir(parents=True, exist_ok=True)
     info_path.unlink(missing_ok=True)  # a stale manifest must not vouch for the new file
     atomic_write_with(onnx_path, write)
+    _check_graph_inputs(onnx_path, names)
     max_err, cos = verify_against_torch(module, onnx_path, tok, names)
     if max_err > atol or cos < min_cosine:
         raise ModelError(
@@ -211,6 +223,20 @@ def _check_input_names(input_names: Sequence[str]) -> list[str]:
     return names
 
 
+def _check_graph_inputs(onnx_path: Path, names: list[str]) -> None:
+    """The exporter drops inputs the model never reads: the graph must take all ``names``."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    got = [i.name for i in graph.input]
+    if got != names:
+        onnx_path.unlink(missing_ok=True)
+        raise ModelError(
+            f"the exported graph takes {got}, not {names}: the model ignores "
+            f"{sorted(set(names) - set(got))}; drop them from its inputs (report it with the model)"
+        )
+
+
 def _positional(module: Any, names: list[str]) -> Any:
     """Adapter the tracer calls positionally: ``f(*tensors) == module(**dict(zip(names, ...)))``."""
     import torch
@@ -226,13 +252,80 @@ def _positional(module: Any, names: list[str]) -> Any:
     return Positional().eval()
 
 
-def _check_and_infer_shapes(path: str) -> None:
+def _check_and_infer_shapes(path: str, gemm_as_matmul: bool = False) -> None:
     import onnx
 
     model = onnx.load(path)
+    _bypass_weight_identities(model)
+    if gemm_as_matmul:
+        _gemm_to_matmul(model)
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model)
     onnx.save(inferred, path)
+
+
+def _bypass_weight_identities(model: Any) -> None:
+    """Feed consumers of ``Identity(initializer)`` the initializer itself, in place.
+
+    The exporter writes a weight shared by several calls (ALBERT's one layer run N times) once
+    and reaches it through Identity nodes; the Q/DQ writer quantizes only MatMuls whose weight
+    is an initializer, so those calls would stay float.
+    """
+    inits = {i.name for i in model.graph.initializer}
+    alias = {
+        n.output[0]: n.input[0]
+        for n in model.graph.node
+        if n.op_type == "Identity" and n.input[0] in inits
+    }
+    outputs = {o.name for o in model.graph.output}
+    alias = {k: v for k, v in alias.items() if k not in outputs}
+    if not alias:
+        return
+    keep = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for n in keep:
+        n.input[:] = [alias.get(i, i) for i in n.input]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
+def _gemm_to_matmul(model: Any) -> None:
+    """Rewrite ``Gemm(A, W, b)`` with constant W (a Linear on a 2-D input) as
+    ``Sub(MatMul(A, W'), -b)``, in place; names keep the module scope (``.../MatMul``).
+
+    Exact in float (x - (-b) == x + b). Why Sub: ORT's MatMulAddFusion turns MatMul + Add
+    back into a Gemm, and a Q/DQ Gemm with a float bias is not fused into an INT8 kernel.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes = []
+    for n in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+        bias = n.input[2] if len(n.input) > 2 and n.input[2] else ""
+        if n.op_type != "Gemm" or n.input[1] not in inits or attrs.get("transA") or not plain:
+            nodes.append(n)
+            continue
+        if bias and bias not in inits:
+            nodes.append(n)
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]])
+        w = np.ascontiguousarray(w.T if attrs.get("transB") else w)
+        scope = n.name.rsplit("/", 1)[0]
+        weight = f"{scope}/weight_matmul"
+        model.graph.initializer.append(numpy_helper.from_array(w, weight))
+        mm_out = f"{n.output[0]}_mm" if bias else n.output[0]
+        nodes.append(helper.make_node("MatMul", [n.input[0], weight], [mm_out], f"{scope}/MatMul"))
+        if bias:
+            neg = numpy_helper.from_array(-numpy_helper.to_array(inits[bias]), f"{scope}/neg_bias")
+            model.graph.initializer.append(neg)
+            nodes.append(helper.make_node("Sub", [mm_out, neg.name], [n.output[0]], f"{scope}/Sub"))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
 
 
 def verify_against_torch(

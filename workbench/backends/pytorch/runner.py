@@ -45,7 +45,11 @@ class _Graph:
 
 
 def model_input_names(model: nn.Module) -> tuple[str, ...]:
-    """The token inputs (of ``INPUTS``) that ``model.forward`` accepts, in ``INPUTS`` order."""
+    """The token inputs (of ``INPUTS``) that ``model.forward`` accepts, in ``INPUTS`` order;
+    a model that says which it uses (``input_names``, e.g. the HF wrapper) decides itself."""
+    declared = getattr(model, "input_names", None)
+    if isinstance(declared, tuple) and "input_ids" in declared:
+        return tuple(n for n in INPUTS if n in declared)
     params = inspect.signature(model.forward).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and not any(
         n in params for n in INPUTS
