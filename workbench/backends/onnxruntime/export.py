@@ -261,6 +261,8 @@ def _check_and_infer_shapes(path: str, gemm_as_matmul: bool = False) -> None:
         _gemm_to_matmul(model)
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model)
+    if gemm_as_matmul:
+        _bias_as_sub(inferred)
     onnx.save(inferred, path)
 
 
@@ -290,11 +292,7 @@ def _bypass_weight_identities(model: Any) -> None:
 
 def _gemm_to_matmul(model: Any) -> None:
     """Rewrite ``Gemm(A, W, b)`` with constant W (a Linear on a 2-D input) as
-    ``Sub(MatMul(A, W'), -b)``, in place; names keep the module scope (``.../MatMul``).
-
-    Exact in float (x - (-b) == x + b). Why Sub: ORT's MatMulAddFusion turns MatMul + Add
-    back into a Gemm, and a Q/DQ Gemm with a float bias is not fused into an INT8 kernel.
-    """
+    ``MatMul(A, W') + b``, in place; names keep the module scope (``.../MatMul``)."""
     from onnx import helper, numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
@@ -317,15 +315,51 @@ def _gemm_to_matmul(model: Any) -> None:
         mm_out = f"{n.output[0]}_mm" if bias else n.output[0]
         nodes.append(helper.make_node("MatMul", [n.input[0], weight], [mm_out], f"{scope}/MatMul"))
         if bias:
-            neg = numpy_helper.from_array(-numpy_helper.to_array(inits[bias]), f"{scope}/neg_bias")
-            model.graph.initializer.append(neg)
-            nodes.append(helper.make_node("Sub", [mm_out, neg.name], [n.output[0]], f"{scope}/Sub"))
+            nodes.append(helper.make_node("Add", [mm_out, bias], [n.output[0]], f"{scope}/Add"))
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     used = {i for n in model.graph.node for i in n.input}
     keep = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+
+
+def _bias_as_sub(model: Any) -> None:
+    """``MatMul(A, W) + b`` with constant W, b and an ``A`` that ORT can flatten to 2-D
+    (rank 2, or static leading dims) becomes ``MatMul(A, W) - (-b)``.
+
+    Exact in float. Why: ORT's MatMulAddFusion turns such a MatMul + Add into a Gemm, and a
+    Q/DQ Gemm with a float bias is not fused into an INT8 kernel, so heads, poolers and
+    DeBERTa's relative-position projections would stay float.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    flat = {
+        v.name
+        for v in [*model.graph.value_info, *model.graph.input]
+        if v.type.tensor_type.HasField("shape")
+        and (
+            len(dims := v.type.tensor_type.shape.dim) == 2
+            or all(d.HasField("dim_value") for d in dims[:-1])
+        )
+    }
+    linear2d = {
+        n.output[0]
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in inits and n.input[0] in flat
+    }
+    for n in model.graph.node:
+        if n.op_type != "Add" or len(n.input) != 2:
+            continue
+        act, bias = n.input if n.input[0] in linear2d else reversed(n.input)
+        if act not in linear2d or bias not in inits:
+            continue
+        neg = numpy_helper.from_array(-numpy_helper.to_array(inits[bias]), f"{bias}_neg")
+        model.graph.initializer.append(neg)
+        n.op_type = "Sub"
+        n.input[:] = [act, neg.name]
+        n.name = n.name.rsplit("/", 1)[0] + "/Sub"
 
 
 def verify_against_torch(
