@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+HF_WRAPPER = "model"  # attribute holding the HF classifier in load_hf_classifier's wrapper
 NO_POSITION_LIMIT = 1_000_000  # models without absolute position embeddings
 _DEFAULT_LABEL = re.compile(r"^LABEL_(\d+)$")
 _SAVE_HINT = "save it with model.save_pretrained(folder)"
@@ -267,7 +268,7 @@ def _wrapper_class() -> type:
 
         def __init__(self, model: torch.nn.Module, input_names: tuple[str, ...]) -> None:
             super().__init__()
-            self.model = model
+            self.model = model  # named HF_WRAPPER: ONNX node scopes start with it
             params = inspect.signature(model.forward).parameters
             self.input_names = tuple(n for n in input_names if n in params)
 
