@@ -162,11 +162,11 @@ class Workspace:
         key = model_dir_sha256(path)
         # a user's HF head (pooler, classifier Linears on 2-D inputs): MatMul + Add runs in INT8
         hf = self.model.kind == "hf"
-        hit = cached_export(key, self.input_names, gemm_as_matmul=hf)  # no torch on a hit
+        hit = cached_export(key, self.input_names, int8_ready=hf)  # no torch on a hit
         if hit is not None:
             return hit
         return export_classifier(
-            load_module(path), self.tokenizer, key, self.input_names, gemm_as_matmul=hf
+            load_module(path), self.tokenizer, key, self.input_names, int8_ready=hf
         )
 
     # ----------------------------------------------------------------- checks

@@ -94,7 +94,7 @@ def export_dir(
     content_key: str,
     input_names: Sequence[str],
     out_dir: str | Path | None = None,
-    gemm_as_matmul: bool = False,
+    int8_ready: bool = False,
 ) -> Path:
     """Where the export of ``content_key`` lives: ``out_dir`` or cache_root()/onnx/<key>."""
     if out_dir is not None:
@@ -107,8 +107,8 @@ def export_dir(
     }
     if list(input_names) != INPUT_NAMES:  # keeps the keys of existing default exports
         spec["inputs"] = list(input_names)
-    if gemm_as_matmul:
-        spec["gemm_as_matmul"] = True
+    if int8_ready:
+        spec["int8_ready"] = True
     return cache_root() / "onnx" / sha256_json(spec)[:16]
 
 
@@ -116,14 +116,14 @@ def cached_export(
     content_key: str,
     input_names: Sequence[str],
     out_dir: str | Path | None = None,
-    gemm_as_matmul: bool = False,
+    int8_ready: bool = False,
 ) -> ExportInfo | None:
     """The finished, intact export of ``content_key`` if there is one (no torch model needed).
 
     ``export.json`` is the entry's manifest (it holds the model's sha256); an entry that does
     not verify is logged and rebuilt, never trusted.
     """
-    out = export_dir(content_key, input_names, out_dir, gemm_as_matmul)
+    out = export_dir(content_key, input_names, out_dir, int8_ready)
     onnx_path, info_path = out / "model.onnx", out / "export.json"
     if not info_path.is_file():
         return None
@@ -147,24 +147,25 @@ def export_classifier(
     min_cosine: float = 0.9999,
     *,
     out_dir: str | Path | None = None,
-    gemm_as_matmul: bool = False,
+    int8_ready: bool = False,
 ) -> ExportInfo:
     """Export any ``forward(**inputs) -> logits`` torch classifier to ONNX (cached by content_key).
 
     Only ``input_names`` become graph inputs; ORT is checked against torch and a drift
-    beyond ``atol`` / ``min_cosine`` raises ModelError. ``gemm_as_matmul`` writes each Linear
-    on a 2-D input (pooler, head) as MatMul + Add, which ORT's CPU QDQ fusion runs in INT8
-    (a Q/DQ Gemm with a float bias stays float). Example::
+    beyond ``atol`` / ``min_cosine`` raises ModelError. ``int8_ready`` rewrites the graph so
+    ORT's CPU QDQ fusion reaches every Linear: 2-D Linears (pooler, head) as MatMul with the
+    bias as Sub, MatMuls of weights alone (DeBERTa's relative-position projections) folded
+    into constants. Example::
 
         info = inspect_hf_folder(folder)
         export_classifier(load_hf_classifier(info), tok, info.content_key, info.input_names)
     """
     names = _check_input_names(input_names)
-    cached = cached_export(content_key, names, out_dir, gemm_as_matmul)
+    cached = cached_export(content_key, names, out_dir, int8_ready)
     if cached is not None:
         return cached
     torch = _torch()
-    out = export_dir(content_key, names, out_dir, gemm_as_matmul)
+    out = export_dir(content_key, names, out_dir, int8_ready)
     onnx_path, info_path = out / "model.onnx", out / "export.json"
     sample = tok.encode(["an export sample sentence", "short", "a longer sentence to pad"])
     args = tuple(torch.from_numpy(sample[n]) for n in names)
@@ -186,7 +187,7 @@ def export_classifier(
                 do_constant_folding=True,
                 dynamo=False,
             )
-        _check_and_infer_shapes(tmp, gemm_as_matmul)
+        _check_and_infer_shapes(tmp, int8_ready)
 
     out.mkdir(parents=True, exist_ok=True)
     info_path.unlink(missing_ok=True)  # a stale manifest must not vouch for the new file
@@ -252,16 +253,17 @@ def _positional(module: Any, names: list[str]) -> Any:
     return Positional().eval()
 
 
-def _check_and_infer_shapes(path: str, gemm_as_matmul: bool = False) -> None:
+def _check_and_infer_shapes(path: str, int8_ready: bool = False) -> None:
     import onnx
 
     model = onnx.load(path)
     _bypass_weight_identities(model)
-    if gemm_as_matmul:
+    if int8_ready:
         _gemm_to_matmul(model)
+        _fold_constant_matmuls(model)
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model)
-    if gemm_as_matmul:
+    if int8_ready:
         _bias_as_sub(inferred)
     onnx.save(inferred, path)
 
@@ -288,6 +290,54 @@ def _bypass_weight_identities(model: Any) -> None:
         n.input[:] = [alias.get(i, i) for i in n.input]
     del model.graph.node[:]
     model.graph.node.extend(keep)
+
+
+def _fold_constant_matmuls(model: Any) -> None:
+    """Replace each weights-only subgraph that contains a MatMul by its value, in place.
+
+    DeBERTa projects its relative-position embeddings (weights, not text) through query/key
+    Linears: computed from weights alone, those MatMuls have no activation to calibrate and
+    would stay float in every INT8 build. ORT evaluates the subgraph once, here.
+    """
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    const = {i.name for i in graph.initializer}
+    folded, has_matmul = set(), {}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            const.update(n.output)
+        elif n.input and all(i in const for i in n.input if i):
+            const.update(n.output)
+            folded.add(n.name)
+            mm = n.op_type in ("MatMul", "Gemm") or any(has_matmul.get(i) for i in n.input)
+            has_matmul.update(dict.fromkeys(n.output, mm))
+    live = [n for n in graph.node if n.name not in folded]
+    frontier = sorted({i for n in live for i in n.input if has_matmul.get(i)})
+    if not frontier:
+        return
+    probe = type(model).FromString(model.SerializeToString())
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(t) for t in frontier)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(probe.SerializeToString(), opts, ["CPUExecutionProvider"])
+    feed = {i.name: np.ones((1, 8), dtype=np.int64) for i in sess.get_inputs()}
+    values = sess.run(frontier, feed)  # the inputs do not reach these tensors
+    graph.initializer.extend(numpy_helper.from_array(v, t) for t, v in zip(frontier, values))
+    needed = {o.name for o in graph.output}
+    keep = []
+    for n in reversed(list(graph.node)):
+        if n.name in folded and all(o in frontier for o in n.output):
+            continue
+        if any(o in needed for o in n.output):
+            keep.append(n)
+            needed.update(i for i in n.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(keep))
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
 
 
 def _gemm_to_matmul(model: Any) -> None:
