@@ -183,7 +183,8 @@ def make_family_classifier(out: Path, family: str, seed: int = 0, steps: int = T
     out.mkdir(parents=True, exist_ok=True)
     tok = make_tokenizer(out, family, texts)
     torch.manual_seed(seed)
-    specials = {f"{n}_token_id": getattr(tok, f"{n}_token_id") for n in ("bos", "eos", "cls", "sep")}
+    specials = {f"{n}_token_id": getattr(tok, f"{n}_token_id") for n in ("bos", "eos", "cls")}
+    specials["sep_token_id"] = tok.sep_token_id
     cfg = _config(
         family,
         len(tok),
@@ -206,7 +207,8 @@ def _fit_head(model, tok, texts: list[str]) -> None:
     import torch
 
     n = model.config.num_labels
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == n][-1]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    head = [m for m in linears if m.out_features == n][-1]
     seen: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach()))
     model.eval()

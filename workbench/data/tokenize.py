@@ -137,8 +137,10 @@ class TextTokenizer:
 
 def _check_names(names: Sequence[str]) -> tuple[str, ...]:
     out = tuple(names)
-    if "input_ids" not in out or any(n not in TOKEN_INPUTS for n in out) or len(set(out)) < len(
-        out
+    if (
+        "input_ids" not in out
+        or any(n not in TOKEN_INPUTS for n in out)
+        or len(set(out)) < len(out)
     ):
         raise ModelError(
             f"the tokenizer makes input_ids plus any of {list(TOKEN_INPUTS[1:])}, each once; "

@@ -48,7 +48,7 @@ class ModelSource:
     labels: list[str]  # output names in logit order
     tokenizer_file: str
     content_key: str
-    input_names: tuple[str, ...]  # the model's token inputs: every feed, export and build uses these
+    input_names: tuple[str, ...]  # the token inputs every feed, export and build uses
 
 
 @dataclass

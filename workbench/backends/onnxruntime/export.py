@@ -324,7 +324,8 @@ def _fold_constant_matmuls(model: Any) -> None:
     sess = ort.InferenceSession(probe.SerializeToString(), opts, ["CPUExecutionProvider"])
     feed = {i.name: np.ones((1, 8), dtype=np.int64) for i in sess.get_inputs()}
     values = sess.run(frontier, feed)  # the inputs do not reach these tensors
-    graph.initializer.extend(numpy_helper.from_array(v, t) for t, v in zip(frontier, values))
+    pairs = zip(frontier, values, strict=True)
+    graph.initializer.extend(numpy_helper.from_array(v, t) for t, v in pairs)
     needed = {o.name for o in graph.output}
     keep = []
     for n in reversed(list(graph.node)):
