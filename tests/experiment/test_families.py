@@ -155,3 +155,26 @@ def test_search_completes_and_names_the_models_modules(
     linears = [m for m in rec.ranking if not m.rsplit(".", 1)[-1].startswith("MatMul")]
     named = [m for m in linears if m in modules]
     assert len(named) >= 0.75 * len(linears), f"not the model's module names: {rec.ranking}"
+
+
+def test_an_onnx_file_is_fed_the_inputs_of_its_graph(family_run: FamilyRun, tmp_path: Path) -> None:
+    import onnx
+
+    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.experiment.spec import load_experiment
+    from workbench.experiment.workspace import Workspace
+
+    onnx_path = Workspace.open(load_experiment(family_run.experiment)).export.onnx_path
+    root, exp = family_run.experiment.parent, tmp_path / "onnx.toml"
+    args = ["init", "--model", onnx_path, "--tokenizer", str(family_run.model), "--labels",
+            ",".join(LABELS), "--test", str(root / "val.csv"), "--calibration",
+            str(root / "calib.csv"), "--text-column", "sentence", "--label-column", "y",
+            "--out", str(exp)]  # fmt: skip
+    assert main(args) == 0
+    ws = Workspace.open(load_experiment(exp))
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    assert ws.input_names == tuple(i.name for i in graph.input)
+    feed = ws.tokenizer.encode(list(family_run.test["sentence"][:8]))
+    assert tuple(feed) == ws.input_names
+    with OrtRunner(onnx_path) as r:
+        assert r.infer(feed)["logits"].shape == (8, len(LABELS))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 HF_WRAPPER = "model"  # attribute holding the HF classifier in load_hf_classifier's wrapper
 NO_POSITION_LIMIT = 1_000_000  # models without absolute position embeddings
+_PAD_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet"}  # from pad_token_id + 1
 _DEFAULT_LABEL = re.compile(r"^LABEL_(\d+)$")
 _SAVE_HINT = "save it with model.save_pretrained(folder)"
 
@@ -95,7 +96,7 @@ def inspect_hf_folder(path: str | Path) -> HFModelInfo:
         model_type=str(config.get("model_type", "")),
         architecture=architecture,
         vocab_size=vocab_size,
-        max_positions=int(config.get("max_position_embeddings") or NO_POSITION_LIMIT),
+        max_positions=_usable_positions(config),
         content_key=key,
     )
 
@@ -156,6 +157,15 @@ def _forward_parameters(config: dict[str, Any]) -> set[str] | None:
     if cls is None:
         return None
     return set(inspect.signature(cls.forward).parameters)
+
+
+def _usable_positions(config: dict[str, Any]) -> int:
+    """Token positions the model can embed: RoBERTa-style models number positions from
+    pad_token_id + 1, so 514 position embeddings hold 512 tokens."""
+    n = int(config.get("max_position_embeddings") or NO_POSITION_LIMIT)
+    if config.get("model_type") in _PAD_OFFSET_POSITIONS and n < NO_POSITION_LIMIT:
+        n -= int(config.get("pad_token_id") or 0) + 1
+    return n
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
