@@ -178,3 +178,31 @@ def test_an_onnx_file_is_fed_the_inputs_of_its_graph(family_run: FamilyRun, tmp_
     assert tuple(feed) == ws.input_names
     with OrtRunner(onnx_path) as r:
         assert r.infer(feed)["logits"].shape == (8, len(LABELS))
+
+
+def test_gpu_builds_map_every_linear_and_the_layer_stack(family_run: FamilyRun) -> None:
+    """The CPU side of the FP8 / INT8 GPU builds: every Linear the export runs gets a range
+    from the calibration table (lowp_map), the quantized model runs (float64 reference path),
+    and the per-layer compile finds the family's layer stack."""
+    import torch
+
+    from workbench.backends.pytorch.hf import inspect_hf_folder, load_hf_classifier
+    from workbench.backends.pytorch.lowp import QuantLinear, set_simulate
+    from workbench.backends.pytorch.lowp_map import linear_inputs, quantize_from_table
+    from workbench.backends.pytorch.runner import layer_stack
+    from workbench.calibration.table import calibrate
+    from workbench.experiment.spec import load_experiment
+    from workbench.experiment.workspace import Workspace
+
+    ws = Workspace.open(load_experiment(family_run.experiment))
+    feeds = [ws.tokenizer.encode(ws.texts[i : i + 16]) for i in range(0, 48, 16)]
+    table = calibrate(ws.export.onnx_path, feeds, "max")
+    model = load_hf_classifier(inspect_hf_folder(family_run.model))
+    stack = layer_stack(model)
+    assert stack is not None and type(stack[0]).__name__ != "ModuleList"
+    q = set_simulate(quantize_from_table(model, table, ws.export.onnx_path, "int8-static"), True)
+    quantized = {n for n, m in q.named_modules() if isinstance(m, QuantLinear)}
+    assert quantized == set(linear_inputs(ws.export.onnx_path))
+    with torch.no_grad():
+        logits = q(**{k: torch.from_numpy(v) for k, v in feeds[0].items()})
+    assert torch.isfinite(logits).all() and logits.shape == (16, len(LABELS))
