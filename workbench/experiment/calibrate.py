@@ -124,16 +124,19 @@ def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
     into the run directory for the report."""
     from workbench.data.calibset import build_calibration_set, with_report
     from workbench.data.representativeness import TextProfile, save_report
+    from workbench.experiment.rundir import calibration_set_name
 
     target = TextProfile.from_texts(ws.texts, ws.tokenizer, ws.test["label"])
     c = ws.exp.calibration
+    seed = ws.exp.seed if c.seed is None else c.seed
     calib = build_calibration_set(
         ws.pool,
         c.n,
         ws.tokenizer,
         strategy=c.strategy,
-        seed=ws.exp.seed if c.seed is None else c.seed,
+        seed=seed,
         root=root,
+        name=calibration_set_name(ws.exp, c.n, c.strategy, seed),
         source_path=ws.source_path,
         source_sha256=ws.source_sha256,
         target=target,
