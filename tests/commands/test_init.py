@@ -83,17 +83,18 @@ def test_newline_in_a_column_name_never_injects_a_key(user, tmp_path, capsys):
     assert code == 2 and "control character" in _one_error_line(err)
     assert list(tmp_path.iterdir()) == []
     code, err = _init(capsys, *args, "--label-column", 'lab"el', "--out", str(out))
-    assert code == 2 and "lab\"el" in _one_error_line(err)  # a quote is a (missing) column
+    assert code == 2 and 'lab"el' in _one_error_line(err)  # a quote is a (missing) column
     assert list(tmp_path.iterdir()) == []
 
 
 def test_quote_in_a_legal_file_name_round_trips_through_the_loader(user, tmp_path, capsys):
     from workbench.experiment.spec import load_experiment
 
-    data = tmp_path / "critic's \"best\" [v2].csv"
+    data = tmp_path / 'critic\'s "best" [v2].csv'
     data.write_bytes((user / "data.csv").read_bytes())
     out = tmp_path / "it's here" / "exp.toml"
-    code, err = _init(capsys, "--model", str(user / "model"), "--data", str(data), "--out", str(out))
+    args = ["--model", str(user / "model"), "--data", str(data), "--out", str(out)]
+    code, err = _init(capsys, *args)
     assert code == 0, err
     text = out.read_text(encoding="utf-8")
     doc = tomllib.loads(text)

@@ -53,7 +53,8 @@ def default_run_id(exp: Experiment, now: datetime | None = None) -> str:
     The name is made a safe path component, then checked like a ``--run-id``.
     """
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    return check_run_id(safe_name(f"{stamp}-{exp.name}{'-quick' if exp.quick else ''}"))
+    name = safe_name(exp.name)[:96]  # "../x" -> "x": no dot runs left from a path
+    return check_run_id(f"{stamp}-{name}{'-quick' if exp.quick else ''}")
 
 
 def calibration_set_name(exp: Experiment, n: int, strategy: str, seed: int) -> str:
