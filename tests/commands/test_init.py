@@ -141,3 +141,16 @@ def test_n_from_the_deduplicated_pool_and_runs_default_n_matches(user, tmp_path,
     line = _one_error_line(capsys.readouterr().err)
     assert code == 2 and "n = 400" in line and "399 distinct" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cs", "exp.toml"]  # no run folder
+
+
+def test_quick_run_adapts_its_own_n_to_a_small_pool(user, tmp_path, capsys):
+    """--quick lowers n to 64 itself; a 40-row pool then adapts instead of being refused."""
+    from workbench.experiment.spec import load_experiment
+    from workbench.experiment.workspace import Workspace, apply_quick
+
+    out = tmp_path / "exp.toml"
+    args = ["--model", str(user / "model"), "--data", str(user / "data.csv"), "--out", str(out)]
+    assert _init(capsys, *args)[0] == 0
+    out.write_text(out.read_text().replace("n = 40", "n = 512"))
+    ws = Workspace.open(apply_quick(load_experiment(out)))
+    assert ws.exp.calibration.n == 40

@@ -21,7 +21,7 @@ from workbench.fileio import (
     reuse_entry,
     sha256_json,
 )
-from workbench.results.records import CalibrationSummary
+from workbench.results.records import SCHEMA_VERSION, CalibrationSummary
 
 if TYPE_CHECKING:
     from workbench.backends.base import Feed
@@ -178,6 +178,7 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
             "per_channel": c.per_channel,
             "exclude": list(c.exclude),
             "methods": list(c.compare),
+            "schema": SCHEMA_VERSION,  # a cached record of an older schema is not reused
         }
     )[:16]
     cached = cache_root() / "comparisons" / ckey

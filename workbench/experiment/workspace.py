@@ -172,7 +172,7 @@ class Workspace:
 
         n, pool = exp.calibration.n, usable_pool_size(self.pool)  # after dedupe, as sampled
         if n > pool:
-            if n != CalibrationSpec.n:
+            if n != CalibrationSpec.n and not exp.quick:  # --quick lowered n itself
                 raise ConfigError(
                     f"{src}: [calibration] n = {n} is larger than the calibration pool "
                     f"({pool} distinct samples of {len(self.pool)}); lower n or give a larger "
