@@ -119,7 +119,7 @@ def test_existing_file_needs_force(user, tmp_path, capsys):
 def test_n_from_the_deduplicated_pool_and_runs_default_n_matches(user, tmp_path, capsys):
     """400 calibration rows with one near-exact duplicate: init writes 399, and a run's
     default N adapts to 399 (not 400) and samples the set without an error."""
-    from workbench.data.calibset import build_calibration_set
+    from workbench.experiment.calibrate import _calibration_set
     from workbench.experiment.spec import load_experiment
     from workbench.experiment.workspace import Workspace
 
@@ -133,14 +133,15 @@ def test_n_from_the_deduplicated_pool_and_runs_default_n_matches(user, tmp_path,
     out.write_text(raw)
     ws = Workspace.open(load_experiment(out))
     assert ws.exp.calibration.n == 399 and any("399 distinct" in w for w in ws.warnings)
-    cs = build_calibration_set(ws.pool, ws.exp.calibration.n, ws.tokenizer, root=tmp_path / "cs")
-    assert len(cs) == 399
+    cs = _calibration_set(ws, tmp_path, str(tmp_path / "cs"))  # the run's own stage
+    assert len(cs) == 399 and cs.dir == tmp_path / "cs" / "model-stratified-n399-s0"  # [name]
     out.write_text(raw.replace("n = 512", "n = 400"))  # an explicit N too large: one line
     capsys.readouterr()
     code = main(["run", str(out), "--reports", str(tmp_path), "--no-progress"])
     line = _one_error_line(capsys.readouterr().err)
     assert code == 2 and "n = 400" in line and "399 distinct" in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cs", "exp.toml"]  # no run folder
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["calibset_report.json", "cs", "exp.toml"]  # no run folder, no lock
 
 
 def test_quick_run_adapts_its_own_n_to_a_small_pool(user, tmp_path, capsys):

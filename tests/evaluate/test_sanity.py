@@ -129,6 +129,8 @@ def test_constant_model_warnings_reach_run_json_terminal_and_report(constant_run
     assert any("predicts class 0 for 100%" in w for w in run.sanity_warnings)
     assert "warning: degenerate model: ort-fp32 predicts class 0 for 100%" in stdout
     html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert f"<title>workbench report · {run.run_id}</title>" in html
+    assert "experiment always-neg" in html
     assert 'id="sanity"' in html and "predicts class 0 for 100%" in html
     from workbench.evaluate.sanity import sanity_gate_warnings
 
