@@ -39,3 +39,27 @@ def test_preflight_checks_the_default_run_dir(tmp_path):
     (reports / run_id / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="did not write"):
         preflight(exp, str(reports), str(sets), run_id)
+
+
+def test_sets_named_after_two_experiments_share_their_tables(user_experiment, tmp_path):
+    """Same data, other [name] (e.g. two sweep cells): two set folders, one table entry."""
+    from dataclasses import replace
+
+    from workbench.experiment.calibrate import prepare_calibration
+    from workbench.experiment.progress import Stages
+    from workbench.experiment.spec import load_experiment
+    from workbench.experiment.workspace import Workspace
+
+    exp = load_experiment(user_experiment)
+    exp = replace(exp, calibration=replace(exp.calibration, n=32, compare=()))
+    out = []
+    for name in ("grid[method=max]", "grid[method=mse]"):
+        ws = Workspace.open(replace(exp, name=name))
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        out.append(prepare_calibration(ws, run_dir, str(tmp_path / "sets"), Stages(False)))
+    assert [o.calib_set.dir.name for o in out] == [
+        "grid-method-max-stratified-n32-s0",
+        "grid-method-mse-stratified-n32-s0",
+    ]
+    assert out[0].table_file == out[1].table_file  # one statistics pass for both

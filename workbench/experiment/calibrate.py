@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TABLES_VERSION = 2  # 2: sealed cache entries
+TABLES_VERSION = 3  # 2: sealed cache entries; 3: keyed by the set's content key
 TABLE_FILE = "calibration_table.json"
 BATCH = 16
 
@@ -74,7 +74,9 @@ def prepare_calibration(
     key = sha256_json(
         {
             "onnx": ws.export.onnx_sha256,
-            "set": calib.manifest_sha256,
+            # the set's content key (source, pool, n, strategy, seed, tokenizer): sets named
+            # after different experiments (sweep cells) with the same rows share their tables
+            "set": calib.manifest.key,
             "methods": sorted(methods),
             "fp8": c.fp8_method if fp8 else None,
             "v": TABLES_VERSION,
