@@ -155,3 +155,17 @@ def test_quick_run_adapts_its_own_n_to_a_small_pool(user, tmp_path, capsys):
     out.write_text(out.read_text().replace("n = 40", "n = 512"))
     ws = Workspace.open(apply_quick(load_experiment(out)))
     assert ws.exp.calibration.n == 40
+
+
+def test_a_tokenizer_of_special_tokens_only_is_named_before_the_run(user, tmp_path, capsys, caplog):
+    import shutil
+
+    from tests.evaluate.test_sanity import _special_only_tokenizer
+
+    model = shutil.copytree(user / "model", tmp_path / "model")
+    _special_only_tokenizer(model / "tokenizer.json")
+    out = tmp_path / "exp.toml"
+    code, err = _init(capsys, "--model", str(model), "--data", str(user / "data.csv"), "--out",
+                      str(out))  # fmt: skip
+    assert code == 0 and out.is_file(), err
+    assert any("0 non-special tokens" in r.getMessage() for r in caplog.records)

@@ -9,6 +9,7 @@ atomically: a refused ``init`` leaves nothing on disk.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from workbench.results.spec import Experiment
 
+log = logging.getLogger(__name__)
 HEADER = """\
 # Experiment for {model_name}: run it with `workbench run {out_name}`.
 # Relative paths are relative to this file. Every key is documented in docs/experiments.md.
@@ -194,6 +196,12 @@ def preflight_experiment(exp: Experiment) -> int:
     pool = usable_pool_size(ws.pool)
     if pool < 1:
         raise ConfigError(f"{exp.source}: the calibration pool has no usable (non-empty) rows")
+    from workbench.evaluate.sanity import token_warnings
+
+    tok, texts, pairs = ws.tokenizer, ws.texts, ws.pairs
+    for w in token_warnings(tok.content_lengths(texts, pairs), tok.lengths(texts, pairs),
+                            tok.max_length):  # fmt: skip
+        log.warning(w)  # the run will say it again; worth knowing before it starts
     return pool
 
 
