@@ -143,6 +143,8 @@ def _measure_all(
 
 
 def check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
+    """ConfigError unless the gate's baseline and candidates are builds this run has (run
+    and init check it before any work)."""
     if not exp.gate.enabled:
         return
     names = {b.name for b in builds}
