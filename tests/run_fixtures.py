@@ -204,6 +204,7 @@ def write_run(
         ),
         skipped=[],
         warnings=[],
+        sanity_warnings=[],
     )
     save_run(run, run_dir)
     return run

@@ -58,6 +58,8 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     )
     run, run_dir = run_experiment(exp, opts)
     print(format_summary(run, wide=args.wide))
+    for w in run.sanity_warnings:  # a degenerate model or tokenization: say so by the table
+        print(f"warning: {w}")
     for s in run.skipped:
         print(f"not run: {s.name} ({s.reason})")
     print(f"\nreport: {Path(run_dir) / 'report.html'}")

@@ -47,6 +47,22 @@ def safe_name(text: str) -> str:
     return name or "run"
 
 
+def default_run_id(exp: Experiment, now: datetime | None = None) -> str:
+    """``20260105-093000-<experiment name>[-quick]``: named after the experiment, not its files.
+
+    The name is made a safe path component, then checked like a ``--run-id``.
+    """
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    name = safe_name(exp.name)[:96]  # "../x" -> "x": no dot runs left from a path
+    return check_run_id(f"{stamp}-{name}{'-quick' if exp.quick else ''}")
+
+
+def calibration_set_name(exp: Experiment, n: int, strategy: str, seed: int) -> str:
+    """A run's calibration-set folder, e.g. ``demo-stratified-n512-s0`` (experiment's name)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", safe_name(exp.name)).strip(".-") or "experiment"
+    return check_name(f"{base[:96]}-{strategy}-n{n}-s{seed}", "calibration set name")
+
+
 def check_run_id(run_id: str) -> str:
     """A run id is one path component, so its directory stays inside the reports folder."""
     return check_name(run_id, "--run-id")

@@ -168,14 +168,20 @@ class Workspace:
         exp, src = self.exp, self.exp.source or "experiment"
         if len(self.test) < 1:
             raise DataError(f"{src}: the test data is empty")
-        n, pool = exp.calibration.n, len(self.pool)
+        from workbench.data.calibset import usable_pool_size
+
+        n, pool = exp.calibration.n, usable_pool_size(self.pool)  # after dedupe, as sampled
         if n > pool:
-            if n != CalibrationSpec.n:
+            if n != CalibrationSpec.n and not exp.quick:  # --quick lowered n itself
                 raise ConfigError(
                     f"{src}: [calibration] n = {n} is larger than the calibration pool "
-                    f"({pool} samples); lower n or give a larger [data] calibration file"
+                    f"({pool} distinct samples of {len(self.pool)}); lower n or give a larger "
+                    "[data] calibration file"
                 )
-            self._warn(f"calibration pool has only {pool} samples; calibrating on all of them")
+            self._warn(
+                f"calibration pool has only {pool} distinct samples (of {len(self.pool)}); "
+                "calibrating on all of them"
+            )
             self.exp = replace(exp, calibration=replace(exp.calibration, n=pool))
         lengths = self.tokenizer.lengths(self.texts, pairs=self.pairs)
         share = float(np.mean(lengths > self.tokenizer.max_length))

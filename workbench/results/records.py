@@ -18,7 +18,7 @@ from workbench.results.fidelity import Fidelity
 from workbench.results.serde import from_dict, to_dict
 from workbench.results.spec import Experiment
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: RunResult.sanity_warnings
 RUN_FILE = "run.json"
 
 R = TypeVar("R")
@@ -152,6 +152,8 @@ class RunResult:
     model: ModelSummary
     skipped: list[SkippedBuild]
     warnings: list[str]  # data/model warnings raised while the run was prepared
+    # --- sanity (evaluate/sanity.py): degenerate model or tokenization; [] when it looks sound
+    sanity_warnings: list[str]
 
     def build(self, name: str) -> BuildResult:
         """The build called ``name``; a ResultsError lists the ones there are."""
