@@ -65,17 +65,13 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     if not (run.experiment.gate.enabled and gate_file.is_file()):
         print("gate: not run (no [gate] or --no-gate)")
         return 0
+    from workbench.commands.gate import print_decision
     from workbench.gate import load_decision
 
     decision = load_decision(gate_file)
     print()
-    for check in decision.checks:
-        print(check.message)
-    failed = [c.name for c in decision.checks if c.status != "pass"]
-    why = f" ({', '.join(failed)} failed)" if failed else ""
     tail = ""
-    if not decision.passed and not strict_gate:
+    if decision.verdict != "PASS" and not strict_gate:
         tail = "; the demo still exits 0: pass --policy FILE for an exit code that follows the gate"
-    print(f"gate {'PASS' if decision.passed else 'FAIL'}{why}: {decision.candidate} vs "
-          f"{decision.baseline}{tail}")  # fmt: skip
-    return 1 if strict_gate and not decision.passed else 0
+    print_decision(decision, tail=tail)
+    return decision.exit_code if strict_gate else 0
