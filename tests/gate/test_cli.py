@@ -182,3 +182,23 @@ def test_ctrl_c_still_exits_130(make_paired, tmp_path, monkeypatch):
     code = main(["gate", "--baseline", f"{run}/base", "--candidate", f"{run}/cand",
                  "--policy", str(_policy(tmp_path, PASSING))])  # fmt: skip
     assert code == 130
+
+
+def test_report_shows_the_same_inconclusive_verdict_and_warnings(make_paired, tmp_path):
+    import json
+
+    from workbench.report import render_report
+
+    run = make_paired(n=239, n_b=3, n_c=0)
+    data = json.loads((run / "run.json").read_text())
+    lat = data["builds"][1]["latency"][0]
+    lat["samples_ms"] = [x * (1.5 if i >= 100 else 1.0) for i, x in enumerate(lat["samples_ms"])]
+    (run / "run.json").write_text(json.dumps(data))
+    html = render_report(run)
+    pol = str(_policy(tmp_path, "max_accuracy_drop = 0.01\nmin_samples = 100\nmin_speedup = 1.2\n"))
+    argv = ["gate", "--baseline", f"{run}/base", "--candidate", f"{run}/cand", "--policy", pol]
+    assert main(argv) == 4
+    text = html.read_text()
+    assert "Gate INCONCLUSIVE" in text and 'data-verdict="inconclusive"' in text
+    assert 'id="gate-warnings"' in text and "load changed while timing" in text
+    assert "labelled rows at the observed disagreement would settle it" in text
