@@ -68,10 +68,17 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     from workbench.commands.gate import print_decision
     from workbench.gate import load_decision
 
-    decision = load_decision(gate_file)
-    print()
+    g = run.experiment.gate
+    files = [gate_file] + [Path(run_dir) / f"gate-{c}" / "gate.json" for c in g.candidates[1:]]
+    decisions = [load_decision(f) for f in files if f.is_file()]
+    worst = max(decisions, key=lambda d: {"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}[d.verdict])
     tail = ""
-    if decision.verdict != "PASS" and not strict_gate:
+    if worst.verdict != "PASS" and not strict_gate:
         tail = "; the demo still exits 0: pass --policy FILE for an exit code that follows the gate"
-    print_decision(decision, tail=tail)
-    return decision.exit_code if strict_gate else 0
+    for d in decisions:
+        print()
+        print_decision(d, tail=tail if len(decisions) == 1 else "")
+    if len(decisions) > 1:
+        n = len(decisions)
+        print(f"gate {worst.verdict} over {n} candidates (worst: {worst.candidate}){tail}")
+    return worst.exit_code if strict_gate else 0
