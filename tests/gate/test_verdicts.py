@@ -187,3 +187,14 @@ def test_schema_2_gate_json_still_loads(make_paired, tmp_path):
     p.write_text(json.dumps(data))
     old = load_decision(p)
     assert old.verdict == ("PASS" if d.passed else "FAIL") and old.warnings == []
+
+
+def test_sweep_cell_takes_the_judges_verdict(make_paired):
+    from workbench.experiment.sweep import _gate_verdict
+    from workbench.results.records import load_run
+
+    run_dir = make_paired(n=239, n_b=3, n_c=0)
+    assert _gate_verdict(run_dir, load_run(run_dir)) is None  # no gate ran
+    pol = parse_policy({"max_accuracy_drop": 0.01, "min_samples": 100})
+    write_gate_outputs(evaluate_gate(run_dir, "base", run_dir, "cand", pol), run_dir)
+    assert _gate_verdict(run_dir, load_run(run_dir)) == "INCONCLUSIVE"
