@@ -41,6 +41,7 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     if policy is not None and rec.n_gate < policy.min_samples:  # a 60-row half cannot tell
         assert g.verdict in ("INCONCLUSIVE", "FAIL")
         assert g.verdict == "FAIL" or any("more test rows" in r for r in g.reasons)
+        assert g.verdict == "FAIL" or any("search halves the test split" in r for r in g.reasons)
     head = (out / "exclude.toml").read_text().splitlines()[:2]
     assert head[1].startswith(f"# gate verdict: {g.verdict} on {g.n} rows")
     assert g.verdict == "PASS" or "passed the gate" not in head[0]

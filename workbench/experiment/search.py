@@ -97,7 +97,10 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
             searcher.latency,
             progress=st.callback(bar),
         )
-    check = None if result.best is None else searcher.judge(result.best.candidate, gate_split)
+    n_test = len(search_split.labels) + len(gate_split.labels)
+    check = (
+        None if result.best is None else searcher.judge(result.best.candidate, gate_split, n_test)
+    )
     files = (
         _write_choice(searcher, result.best, tables, out, check) if check and result.best else []
     )
@@ -162,17 +165,28 @@ class _Searcher:
         return path
 
     def score(self, c: Candidate, split: _Split):  # -> Verdict
-        """The judge's verdict on the search split (selection only: a too-small split is not
-        held against a candidate here; the gate split's verdict is the one reported)."""
+        """Whether the judge lets the search pick ``c`` on the search split: no rule FAILs and
+        the metric's non-inferiority rule PASSes. Rules that only cannot tell on this half
+        (agreement or size) do not block a candidate; the gate half's verdict is the one
+        reported."""
         from workbench.experiment.search_core import Verdict
 
         policy = replace(self.policy, min_samples=min(self.policy.min_samples, len(split.labels)))
         decision, pred = self._judge(self.build(c), split, policy)
-        return Verdict(decision.verdict == "PASS", float(np.mean(pred == split.labels)))
+        metric = {x.name: x.status for x in decision.checks}.get(f"{policy.metric}_drop", "pass")
+        ok = decision.verdict != "FAIL" and metric == "pass"
+        return Verdict(ok, float(np.mean(pred == split.labels)))
 
-    def judge(self, c: Candidate, split: _Split) -> GateCheckOnSplit:
+    def judge(self, c: Candidate, split: _Split, n_test: int) -> GateCheckOnSplit:
         """The chosen build on the gate split, judged by the gate's one judge."""
         decision, pred = self._judge(self.build(c), split, self.policy)
+        reasons = list(decision.reasons)
+        if any(x.name == "samples" and x.status == "inconclusive" for x in decision.checks):
+            reasons.append(
+                f"the search halves the test split: its gate half is {len(split.labels)} of "
+                f"{n_test} rows; a test split of at least {2 * self.policy.min_samples} labelled "
+                "rows gives the gate half the policy's minimum"
+            )
         ref = split.fp32.argmax(axis=1)
         metric = next((x for x in decision.checks if x.name == "accuracy_drop"), None)
         ci_low = ci_high = math.nan
@@ -186,7 +200,7 @@ class _Searcher:
             drop_ci_high=ci_high,
             agreement=float(np.mean(pred == ref)),
             passed=decision.passed,
-            reasons=list(decision.reasons),
+            reasons=reasons,
             verdict=decision.verdict,
         )
 
@@ -272,10 +286,10 @@ def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> li
 def _verdict_comment(check: GateCheckOnSplit) -> list[str]:
     """The head of exclude.toml: what the judge said of this build on the gate split."""
     head = {
-        "PASS": "the fastest build that passed the search split; the gate split says PASS",
-        "FAIL": "the fastest build that passed the search split FAILED the gate split: "
+        "PASS": "the search's choice (the fastest build it accepted); the gate split says PASS",
+        "FAIL": "the search's choice (the fastest build it accepted) FAILED the gate split: "
         "do not ship it as is",
-        "INCONCLUSIVE": "the fastest build that passed the search split; the gate split "
+        "INCONCLUSIVE": "the search's choice (the fastest build it accepted); the gate split "
         "cannot tell (INCONCLUSIVE): judge it on more labelled rows before shipping",
     }[check.verdict]
     lines = [f"# {head}", f"# gate verdict: {check.verdict} on {check.n} rows the search never saw"]
