@@ -54,7 +54,7 @@ def _run(tmp_path: Path, init_args: list[str]) -> Path:
     code = main(
         ["run", str(exp), "--quick", "--reports", str(reports), "--run-id", "r", "--no-progress"]
     )
-    assert code in (0, 1)  # 1 = the gate failed: a valid outcome for a random model
+    assert code in (0, 1, 4)  # 1 failed, 4 inconclusive: valid outcomes for a random model
     return reports / "r"
 
 

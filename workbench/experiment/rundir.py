@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, note_output_dir
 from workbench.fileio import cache_root, check_writable_dir
 from workbench.results.spec import Experiment
 
@@ -146,6 +146,7 @@ def claim_run_dir(reports_root: str | Path, run_id: str) -> RunDirClaim:
         raise ConfigError(f"cannot create run directory {path} ({exc.strerror})") from exc
     if not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run-id")
+    note_output_dir(path)  # an internal error's traceback goes here
     owned = any((path / name).exists() for name in (LOCK_FILE, RUN_RECORD, SWEEP_CELL_FILE))
     handle = _lock(path, run_id)
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
@@ -187,6 +188,7 @@ def _check_claimable(path: Path) -> None:
         return
     if not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run-id")
+    note_output_dir(path)  # an internal error's traceback goes here
     owned = any((path / name).exists() for name in (LOCK_FILE, RUN_RECORD, SWEEP_CELL_FILE))
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
     if others and not owned:

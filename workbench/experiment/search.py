@@ -2,7 +2,9 @@
 
 The test split is halved (seeded): the search ranks layers and scores candidates on the
 *search* half only, then the chosen build is judged on the *gate* half it never saw (no
-selection bias). Candidates vary the calibration method, per-channel vs per-tensor
+selection bias). Both are judged by the gate's one judge (``gate.judge_labelled``): the
+choice is reported with its verdict, PASS, FAIL or INCONCLUSIVE (a gate half too small to
+tell says how many rows would). Candidates vary the calibration method, per-channel vs per-tensor
 weights and the layers kept in float (greedy from the sensitivity ranking, then pruning,
 ``search_core``); latency is measured for real on this machine.
 
@@ -14,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, note_output_dir
 from workbench.fileio import atomic_write_text, sha256_json
 from workbench.results.records import SCHEMA_VERSION, save_record
 from workbench.results.search import SEARCH_FILE, GateCheckOnSplit, SearchRecord, TrialRecord
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
     from workbench.backends.base import Feed
     from workbench.calibration.table import CalibrationTable
     from workbench.experiment.search_core import Candidate, Trial
+    from workbench.gate.decision import GateDecision
+    from workbench.results.policy import GatePolicy
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
     st, t0 = Stages(opts.progress), time.perf_counter()
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    note_output_dir(out)  # an internal error's traceback goes here
     with st.stage("load data and model"):
         ws = Workspace.open(exp)
         onnx = ws.export.onnx_path
@@ -91,8 +97,13 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
             searcher.latency,
             progress=st.callback(bar),
         )
-    check = None if result.best is None else searcher.judge(result.best.candidate, gate_split)
-    files = _write_choice(searcher, result.best, tables, out) if result.best else []
+    n_test = len(search_split.labels) + len(gate_split.labels)
+    check = (
+        None if result.best is None else searcher.judge(result.best.candidate, gate_split, n_test)
+    )
+    files = (
+        _write_choice(searcher, result.best, tables, out, check) if check and result.best else []
+    )
     record = SearchRecord(
         schema_version=SCHEMA_VERSION,
         experiment=exp.name,
@@ -154,39 +165,67 @@ class _Searcher:
         return path
 
     def score(self, c: Candidate, split: _Split):  # -> Verdict
+        """Whether the judge lets the search pick ``c`` on the search split: no rule FAILs and
+        the metric's non-inferiority rule PASSes. Rules that only cannot tell on this half
+        (agreement or size) do not block a candidate; the gate half's verdict is the one
+        reported."""
         from workbench.experiment.search_core import Verdict
 
-        passed, acc, _ = self._judge(self.build(c), split)
-        return Verdict(passed, acc)
+        policy = replace(self.policy, min_samples=min(self.policy.min_samples, len(split.labels)))
+        decision, pred = self._judge(self.build(c), split, policy)
+        metric = {x.name: x.status for x in decision.checks}.get(f"{policy.metric}_drop", "pass")
+        ok = decision.verdict != "FAIL" and metric == "pass"
+        return Verdict(ok, float(np.mean(pred == split.labels)))
 
-    def judge(self, c: Candidate, split: _Split) -> GateCheckOnSplit:
-        return self._judge(self.build(c), split)[2]
-
-    def _judge(self, model: Path, split: _Split) -> tuple[bool, float, GateCheckOnSplit]:
-        from workbench.experiment.sensitivity import model_logits
-        from workbench.gate.stats import paired_bootstrap
-
-        pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
+    def judge(self, c: Candidate, split: _Split, n_test: int) -> GateCheckOnSplit:
+        """The chosen build on the gate split, judged by the gate's one judge."""
+        decision, pred = self._judge(self.build(c), split, self.policy)
+        reasons = list(decision.reasons)
+        if any(x.name == "samples" and x.status == "inconclusive" for x in decision.checks):
+            reasons.append(
+                f"the search halves the test split: its gate half is {len(split.labels)} of "
+                f"{n_test} rows; a test split of at least {2 * self.policy.min_samples} labelled "
+                "rows gives the gate half the policy's minimum"
+            )
         ref = split.fp32.argmax(axis=1)
-        ci = paired_bootstrap(split.labels, ref, pred, "accuracy")
-        agreement = float(np.mean(pred == ref))
-        p, reasons = self.policy, []
-        if p.max_accuracy_drop is not None and -ci.low > p.max_accuracy_drop:
-            reasons.append(f"worst-case drop {-ci.low:.2%} > {p.max_accuracy_drop:.2%}")
-        if p.min_prediction_agreement is not None and agreement < p.min_prediction_agreement:
-            reasons.append(f"agreement {agreement:.2%} < {p.min_prediction_agreement:.2%}")
-        acc = float(np.mean(pred == split.labels))
-        check = GateCheckOnSplit(
+        metric = next((x for x in decision.checks if x.name == "accuracy_drop"), None)
+        ci_low = ci_high = math.nan
+        if metric is not None and "ci_low" in metric.details:
+            ci_low, ci_high = float(metric.details["ci_low"]), float(metric.details["ci_high"])
+        return GateCheckOnSplit(
             n=len(split.labels),
             fp32_accuracy=float(np.mean(ref == split.labels)),
-            accuracy=acc,
-            drop_ci_low=float(ci.low),
-            drop_ci_high=float(ci.high),
-            agreement=agreement,
-            passed=not reasons,
+            accuracy=float(np.mean(pred == split.labels)),
+            drop_ci_low=ci_low,
+            drop_ci_high=ci_high,
+            agreement=float(np.mean(pred == ref)),
+            passed=decision.passed,
             reasons=reasons,
+            verdict=decision.verdict,
         )
-        return not reasons, acc, check
+
+    def _judge(
+        self, model: Path, split: _Split, policy: GatePolicy
+    ) -> tuple[GateDecision, np.ndarray]:
+        """Predictions of ``model`` vs FP32 on ``split``, judged by ``gate.judge_labelled``."""
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate import Labelled, judge_labelled
+        from workbench.gate.pairs import Predictions
+
+        pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
+        idx = np.arange(len(split.labels), dtype=np.int64)
+        labels = np.asarray(split.labels, dtype=np.int64)
+
+        def preds(name: str, p: np.ndarray, logits: np.ndarray) -> Predictions:
+            return Predictions(name, idx, labels, np.asarray(p, dtype=np.int64), logits)
+
+        lab = Labelled(
+            "ort-fp32",
+            f"candidate {model.stem}",
+            preds("ort-fp32", split.fp32.argmax(axis=1), split.fp32),
+            preds(model.stem, pred, np.zeros((len(idx), 0))),
+        )
+        return judge_labelled(lab, policy), pred
 
     def latency(self, c: Candidate) -> float:
         return self._time(self.build(c))
@@ -244,7 +283,23 @@ def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> li
     return layer_sensitivity(onnx, table, split.feeds, split.labels, SensitivitySpec()).ranking
 
 
-def _write_choice(s: _Searcher, best: Trial, tables: dict, out: Path) -> list[str]:
+def _verdict_comment(check: GateCheckOnSplit) -> list[str]:
+    """The head of exclude.toml: what the judge said of this build on the gate split."""
+    head = {
+        "PASS": "the search's choice (the fastest build it accepted); the gate split says PASS",
+        "FAIL": "the search's choice (the fastest build it accepted) FAILED the gate split: "
+        "do not ship it as is",
+        "INCONCLUSIVE": "the search's choice (the fastest build it accepted); the gate split "
+        "cannot tell (INCONCLUSIVE): judge it on more labelled rows before shipping",
+    }[check.verdict]
+    lines = [f"# {head}", f"# gate verdict: {check.verdict} on {check.n} rows the search never saw"]
+    lines += [f"# - {' '.join(r.split())}" for r in check.reasons]
+    return lines
+
+
+def _write_choice(
+    s: _Searcher, best: Trial, tables: dict, out: Path, check: GateCheckOnSplit
+) -> list[str]:
     """The chosen build's Q/DQ model (as TensorRT takes it), table, TensorRT cache, exclude."""
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.trt_cache import write_trt_cache
@@ -255,19 +310,12 @@ def _write_choice(s: _Searcher, best: Trial, tables: dict, out: Path) -> list[st
     write_qdq_model(s.onnx, table, out / "best.qdq.onnx", c.per_channel, patterns)
     table.save(out / "best.table.json")
     write_trt_cache(table, out / "best.calib")
-    lines = [
-        "# Paste into your experiment file: the fastest build that passed the gate",
-        "[calibration]",
-        f'method = "{c.method}"',
-        f"per_channel = {'true' if c.per_channel else 'false'}",
-        "exclude = [" + ", ".join(f'"{_toml(p)}"' for p in patterns) + "]",
-    ]
-    atomic_write_text(out / "exclude.toml", "\n".join(lines) + "\n")
+    import tomli_w
+
+    body = {"calibration": {"method": c.method, "per_channel": c.per_channel, "exclude": patterns}}
+    text = "\n".join(_verdict_comment(check)) + "\n" + tomli_w.dumps(body)
+    atomic_write_text(out / "exclude.toml", text)
     return ["best.qdq.onnx", "best.table.json", "best.calib", "exclude.toml"]
-
-
-def _toml(pattern: str) -> str:
-    return pattern.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:

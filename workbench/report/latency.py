@@ -8,24 +8,22 @@ the first and second half of the runs (the machine's load changed while timing).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from workbench.gate.decision import GateDecision
+from workbench.gate.noise import MAX_DRIFT, MAX_SPREAD, MAX_TAIL, MIN_RUNS, Noise, noise
+
+__all__ = ["MAX_DRIFT", "MAX_SPREAD", "MAX_TAIL", "MIN_RUNS", "Noise", "noise"]
 from workbench.results.records import BuildResult, LatencyResult
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0
 CHUNK = 256  # resamples per vectorised step (bounds memory for long sample lists)
-MAX_TAIL = 2.0  # p99 / p50
-MAX_SPREAD = 0.25  # interquartile range / median
-MAX_DRIFT = 0.10  # |median(first half) - median(second half)| / median
 MAX_CI_WIDTH = 0.25  # (high - low) / speed-up
-MIN_RUNS = 20
 
 Shape = tuple[int, int]
 
@@ -90,44 +88,6 @@ def speedup_ci(
     low, high = np.percentile(ratio, [tail, 100 - tail])
     point = base.p50_ms / cand.p50_ms
     return SpeedupCI(point, float(low), float(high), confidence, resamples, seed)
-
-
-@dataclass(frozen=True)
-class Noise:
-    """How trustworthy one latency record is; ``warnings`` is empty when it looks clean."""
-
-    tail: float  # p99 / p50
-    spread: float  # IQR / median
-    drift: float  # relative difference of the two halves' medians
-    warnings: list[str]
-
-
-def noise(lat: LatencyResult) -> Noise:
-    """Tail, spread and drift of one record's samples, with a warning for each over its limit."""
-    x = np.asarray(lat.samples_ms, dtype=np.float64)
-    tail = lat.p99_ms / lat.p50_ms if lat.p50_ms > 0 else math.nan
-    spread = drift = math.nan
-    if x.size >= 4 and np.all(np.isfinite(x)):
-        med = float(np.median(x))
-        q1, q3 = np.percentile(x, [25, 75])
-        spread = float((q3 - q1) / med) if med > 0 else math.nan
-        half = x.size // 2
-        drift = float(abs(np.median(x[:half]) - np.median(x[half:])) / med) if med > 0 else math.nan
-    out = []
-    if lat.iterations < MIN_RUNS:
-        out.append(f"only {lat.iterations} timed runs (at least {MIN_RUNS} for stable percentiles)")
-    if tail > MAX_TAIL:
-        out.append(f"p99 is {tail:.1f}× p50 (limit {MAX_TAIL:g}×): heavy tail, likely interference")
-    if spread > MAX_SPREAD:
-        out.append(f"interquartile range is {spread:.0%} of the median (limit {MAX_SPREAD:.0%})")
-    if drift > MAX_DRIFT:
-        out.append(
-            f"median of the second half of the runs differs by {drift:.0%} from the first "
-            f"(limit {MAX_DRIFT:.0%}): the machine's load changed while timing"
-        )
-    if not x.size:
-        out.append("no per-run samples saved: noise cannot be judged")
-    return Noise(tail, spread, drift, out)
 
 
 def gate_shape(decision: GateDecision | None) -> Shape | None:

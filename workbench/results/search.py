@@ -23,7 +23,9 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class GateCheckOnSplit:
-    """The chosen build judged on the gate split, which the search never saw."""
+    """The chosen build judged on the gate split, which the search never saw, by the gate's
+    own judge: its verdict, and the messages of the checks that did not pass (an inconclusive
+    one says how many rows would settle it)."""
 
     n: int
     fp32_accuracy: float
@@ -31,8 +33,9 @@ class GateCheckOnSplit:
     drop_ci_low: float  # paired bootstrap 95% CI of accuracy - FP32 accuracy
     drop_ci_high: float
     agreement: float
-    passed: bool
+    passed: bool  # verdict == "PASS"
     reasons: list[str]
+    verdict: str  # "PASS" | "FAIL" | "INCONCLUSIVE"
 
 
 @dataclass(frozen=True)
