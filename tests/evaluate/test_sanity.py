@@ -132,6 +132,11 @@ def test_constant_model_warnings_reach_run_json_terminal_and_report(constant_run
     assert f"<title>workbench report · {run.run_id}</title>" in html
     assert "experiment always-neg" in html
     assert 'id="sanity"' in html and "predicts class 0 for 100%" in html
-    from workbench.evaluate.sanity import sanity_gate_warnings
+    from workbench.gate import evaluate_gate, parse_policy
 
-    assert sanity_gate_warnings(run) == [f"sanity: {w}" for w in run.sanity_warnings]
+    policy = parse_policy({"max_accuracy_drop": 0.01})
+    decision = evaluate_gate(run_dir, "ort-fp32", run_dir, "ort-fp32", policy, allow_same=True)
+    # the gate's verdict carries the warning that it is about a degenerate model
+    assert [w for w in decision.warnings if w.startswith("sanity: ")] == [
+        f"sanity: {w}" for w in run.sanity_warnings
+    ]

@@ -13,12 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    from workbench.results.records import RunResult
 
 CONSTANT_SHARE = 0.95  # one class predicted for at least this share of rows
 MIN_MEDIAN_CONTENT_TOKENS = 2  # median non-special tokens per text below this: no signal
@@ -77,9 +72,3 @@ def token_warnings(content_lengths: np.ndarray, lengths: np.ndarray, max_length:
             f"{max_length}; the model sees only their first tokens (raise [data] max_length)"
         )
     return out
-
-
-def sanity_gate_warnings(run: RunResult) -> list[str]:
-    """What a gate decision on ``run`` should carry: its verdict is about a degenerate model
-    or data when the run's sanity checks warned."""
-    return [f"sanity: {w}" for w in run.sanity_warnings]

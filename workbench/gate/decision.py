@@ -159,8 +159,16 @@ def judge(
     parties = Parties(
         base.label, cand.label, str(base.run_dir), str(cand.run_dir), cand.run.test_set_sha256
     )
-    warnings = latency_warnings(speed_base, cand, policy) if policy.min_speedup else []
+    warnings = sanity_warnings(base, cand)
+    warnings += latency_warnings(speed_base, cand, policy) if policy.min_speedup else []
     return decide(checks, policy, parties, allow_cross_device=allow_cross_device, warnings=warnings)
+
+
+def sanity_warnings(base: Side, cand: Side) -> list[str]:
+    """The runs' own sanity warnings (a degenerate model or tokenization): the verdict is about
+    such a model, which passes any drop limit, so the gate says so next to its verdict."""
+    runs = [base.run] if base.run_dir == cand.run_dir else [base.run, cand.run]
+    return [f"sanity: {w}" for run in runs for w in run.sanity_warnings]
 
 
 def judge_labelled(
