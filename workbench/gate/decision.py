@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ConfigError, ResultsError
-from workbench.gate import rules
+from workbench.gate import rules, traffic
 from workbench.gate.policy import GatePolicy
 from workbench.gate.rules import ERROR, FAIL, PASS, GateCheck, Side, hardware
 from workbench.results.records import load_run
@@ -104,6 +104,7 @@ def evaluate_gate(
         checks.append(rules.check_p99(cand, policy))
     if policy.max_peak_memory_mb is not None:
         checks.append(rules.check_memory(cand, policy))
+    checks = traffic.with_traffic(checks, base, cand, policy)
     return GateDecision(
         schema_version=GATE_SCHEMA_VERSION,
         passed=all(c.passed for c in checks),
