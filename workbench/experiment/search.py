@@ -2,9 +2,12 @@
 
 The test split is halved (seeded): the search ranks layers and scores candidates on the
 *search* half only, then the chosen build is judged on the *gate* half it never saw (no
-selection bias). Candidates vary the calibration method, per-channel vs per-tensor
-weights and the layers kept in float (greedy from the sensitivity ranking, then pruning,
-``search_core``); latency is measured for real on this machine.
+selection bias). With unlabelled traffic (``[data] unlabeled``) no label is spent on the
+search: it ranks and scores candidates on half the traffic (agreement with FP32, the
+disagreement bound of the gate's traffic rule), and the choice is judged on the *whole*
+labelled test set plus the other half of the traffic, which it never saw. Candidates vary the
+calibration method, per-channel vs per-tensor weights and the layers kept in float (greedy from
+the sensitivity ranking, then pruning, ``search_core``); latency is measured for real here.
 
 Example::
 
@@ -24,13 +27,20 @@ import numpy as np
 from workbench.errors import ConfigError
 from workbench.fileio import atomic_write_text, sha256_json
 from workbench.results.records import SCHEMA_VERSION, save_record
-from workbench.results.search import SEARCH_FILE, GateCheckOnSplit, SearchRecord, TrialRecord
+from workbench.results.search import (
+    SEARCH_FILE,
+    GateCheckOnSplit,
+    SearchRecord,
+    TrafficCheckOnSplit,
+    TrialRecord,
+)
 from workbench.results.spec import Experiment
 
 if TYPE_CHECKING:
     from workbench.backends.base import Feed
     from workbench.calibration.table import CalibrationTable
     from workbench.experiment.search_core import Candidate, Trial
+    from workbench.results.policy import GatePolicy
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +62,7 @@ class SearchOptions:
 @dataclass
 class _Split:
     feeds: list[Feed]
-    labels: np.ndarray
+    labels: np.ndarray | None  # None: unlabelled traffic (scored against FP32)
     fp32: np.ndarray  # FP32 logits
 
 
@@ -77,7 +87,7 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
         onnx = ws.export.onnx_path
     calib = prepare_calibration(ws, out, opts.calibration_root, st, compare=False)
     tables = _tables(Path(calib.table_file).parent, opts.methods)
-    search_split, gate_split = _splits(ws, onnx)
+    search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
         ranking = _ranking(onnx, tables[opts.methods[0]], search_split, opts.ranking)
     searcher = _Searcher(onnx, tables, out / "candidates", exp, ws)
@@ -92,6 +102,10 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
             progress=st.callback(bar),
         )
     check = None if result.best is None else searcher.judge(result.best.candidate, gate_split)
+    traffic_check = None
+    if result.best is not None and heldout is not None:
+        traffic_check = searcher.certify(result.best.candidate, heldout, len(search_split.fp32))
+        check = _settled(check, traffic_check, searcher.policy)
     files = _write_choice(searcher, result.best, tables, out) if result.best else []
     record = SearchRecord(
         schema_version=SCHEMA_VERSION,
@@ -99,14 +113,15 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
         model_onnx_sha256=ws.export.onnx_sha256,
         ranking_kind=opts.ranking,
         ranking=[_module(n) for n in ranking],
-        n_search=len(search_split.labels),
-        n_gate=len(gate_split.labels),
+        n_search=len(search_split.fp32),
+        n_gate=len(gate_split.fp32),
         latency_shape=list(searcher.shape),
         fp32_latency_ms=searcher.fp32_latency(),
         trials=[_trial(t) for t in result.trials],
         pareto=[_trial(t) for t in result.pareto],
         best=_trial(result.best) if result.best else None,
         gate_check=check,
+        traffic_check=traffic_check,
         exclude=_patterns(result.best.candidate.float_nodes) if result.best else [],
         files=files,
         seconds=time.perf_counter() - t0,
@@ -156,8 +171,38 @@ class _Searcher:
     def score(self, c: Candidate, split: _Split):  # -> Verdict
         from workbench.experiment.search_core import Verdict
 
+        if split.labels is None:
+            return Verdict(*self.score_unlabelled(self.build(c), split))
         passed, acc, _ = self._judge(self.build(c), split)
         return Verdict(passed, acc)
+
+    def score_unlabelled(self, model: Path, split: _Split) -> tuple[bool, float]:
+        """Unlabelled rows: pass when the disagreement bound (the gate's traffic rule) and the
+        agreement limit hold; the metric is agreement with FP32."""
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate.traffic import cp_upper
+
+        pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
+        differ = int(np.sum(pred != split.fp32.argmax(axis=1)))
+        agreement, p = 1.0 - differ / len(pred), self.policy
+        ok = p.max_accuracy_drop is None or (
+            cp_upper(differ, len(pred), p.confidence) <= p.max_accuracy_drop
+        )
+        if p.min_prediction_agreement is not None:
+            ok = ok and agreement >= p.min_prediction_agreement
+        return ok, agreement
+
+    def certify(self, c: Candidate, split: _Split, n_search: int) -> TrafficCheckOnSplit:
+        """The gate's certification rule on held-out traffic (PASS or INCONCLUSIVE)."""
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate.traffic import certify
+
+        pred = model_logits(self.build(c), split.feeds, self.threads).argmax(axis=1)
+        k, n = int(np.sum(pred != split.fp32.argmax(axis=1))), len(pred)
+        limit = self.policy.max_accuracy_drop
+        g = certify("fp32", "the choice", k, n, 0.0 if limit is None else limit,
+                    self.policy.confidence)  # fmt: skip
+        return TrafficCheckOnSplit(n_search, n, k, float(g.observed or 0.0), g.status, g.message)
 
     def judge(self, c: Candidate, split: _Split) -> GateCheckOnSplit:
         return self._judge(self.build(c), split)[2]
@@ -212,28 +257,66 @@ def _tables(folder: Path, methods: tuple[str, ...]) -> dict[str, CalibrationTabl
     return {m: CalibrationTable.load(folder / f"{m}.json") for m in methods}
 
 
-def _splits(ws: object, onnx: str) -> tuple[_Split, _Split]:
-    """Halve the test split (seeded): search half, gate half."""
+def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
+    """Without traffic: halve the test split (seeded) into search and gate halves. With traffic:
+    search on half the traffic (seeded), judge on the whole test split and the other half."""
     from workbench.experiment.sensitivity import model_logits
 
     texts, pairs, labels = ws.texts, ws.pairs, ws.labels  # type: ignore[attr-defined]
-    order = np.random.default_rng(ws.exp.seed).permutation(len(texts))  # type: ignore[attr-defined]
+    rng = np.random.default_rng(ws.exp.seed)  # type: ignore[attr-defined]
+    traffic = ws.traffic_texts  # type: ignore[attr-defined]
+    if traffic:
+        order = rng.permutation(len(traffic))
+        parts = (order[: len(order) // 2], order[len(order) // 2 :])
+        if min(len(p) for p in parts) < 20:
+            raise ConfigError(
+                f"[data] unlabeled has {len(traffic)} texts; the search needs at least 40 "
+                "(half to search on, half to check the choice), or leave unlabeled out"
+            )
+        tsplits = []
+        for idx in parts:
+            feeds = ws.traffic_feeds(idx)  # type: ignore[attr-defined]
+            tsplits.append(_Split(feeds, None, model_logits(onnx, feeds)))
+        every = np.arange(len(texts))
+        return tsplits[0], _labelled(ws, every, texts, pairs, labels, onnx), tsplits[1]
+    order = rng.permutation(len(texts))
     halves = (order[: len(order) // 2], order[len(order) // 2 :])
     if min(len(h) for h in halves) < 20:
         raise ConfigError(
             f"the test split has {len(texts)} samples; the search needs at least 40 to halve"
         )
-    out = []
-    for idx in halves:
-        feeds = [
-            ws.tokenizer.encode(  # type: ignore[attr-defined]
-                [texts[i] for i in idx[s : s + 32]],
-                pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
-            )
-            for s in range(0, len(idx), 32)
-        ]
-        out.append(_Split(feeds, labels[idx], model_logits(onnx, feeds)))
-    return out[0], out[1]
+    search, gate = (_labelled(ws, idx, texts, pairs, labels, onnx) for idx in halves)
+    return search, gate, None
+
+
+def _labelled(ws: object, idx, texts, pairs, labels, onnx: str) -> _Split:
+    from workbench.experiment.sensitivity import model_logits
+
+    feeds = [
+        ws.tokenizer.encode(  # type: ignore[attr-defined]
+            [texts[i] for i in idx[s : s + 32]],
+            pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
+        )
+        for s in range(0, len(idx), 32)
+    ]
+    return _Split(feeds, labels[idx], model_logits(onnx, feeds))
+
+
+def _settled(
+    check: GateCheckOnSplit | None, traffic: TrafficCheckOnSplit, policy: GatePolicy
+) -> GateCheckOnSplit | None:
+    """Held-out traffic that certifies the choice settles a labelled check that could not tell
+    (its CI reaches inside the limit); a labelled check that shows a drop still fails."""
+    if check is None or check.passed or traffic.status != "pass":
+        return check
+    limit = policy.max_accuracy_drop
+    agreement_failed = any(r.startswith("agreement") for r in check.reasons)
+    if limit is None or agreement_failed or check.drop_ci_high < -limit:
+        return check
+    reason = (
+        f"labelled check could not tell ({'; '.join(check.reasons)}); settled by held-out traffic"
+    )
+    return replace(check, passed=True, reasons=[reason])
 
 
 def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> list[str]:
@@ -241,7 +324,8 @@ def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> li
 
     if kind == "proxy":
         return proxy_ranking(onnx, table, split.feeds, SensitivitySpec(proxy_samples=128))
-    return layer_sensitivity(onnx, table, split.feeds, split.labels, SensitivitySpec()).ranking
+    labels = split.fp32.argmax(axis=1) if split.labels is None else split.labels  # agreement
+    return layer_sensitivity(onnx, table, split.feeds, labels, SensitivitySpec()).ranking
 
 
 def _write_choice(s: _Searcher, best: Trial, tables: dict, out: Path) -> list[str]:
