@@ -238,110 +238,11 @@ def traffic_section(run_dir: Path) -> dict[str, Any] | None:
         return {"problem": str(exc)}
     if rec is None:
         return None
-    builds = [b for b in rec.builds if b.name != rec.baseline]
-    columns = list(rec.disagreements[0].predictions) if rec.disagreements else []
-    return {
-        "problem": "",
-        "columns": cols,
-        "rows": rows,
-        "tensors": sensitive,
-        "all_tensors": every,
-        "methods": methods,
-        "summary": summary,
-    }
-
-
-def _bucket_labels(edges: list[float], n_bins: int) -> list[str]:
-    """Labels for bins (-inf, e0], (e0, e1], ..., (e_last, inf)."""
-    labels, lo = [], None
-    for i in range(n_bins):
-        hi = edges[i] if i < len(edges) else None
-        if lo is None:
-            labels.append(f"≤ {hi:g}" if hi is not None else "all")
-        elif hi is None:
-            labels.append(f"> {lo:g}")
-        else:
-            labels.append(f"{lo:g}–{hi:g}")
-        lo = hi
-    return labels
-
-
-def calibset_section(run_dir: Path) -> dict[str, Any] | None:
-    """Representativeness verdict, warnings, length/label comparison, when the file exists."""
-    data, problem = _read(run_dir / CALIBSET_FILE)
-    if problem:
-        return {"problem": problem}
-    if not isinstance(data, dict):
-        return None
-    chart = None
-    edges = _numbers(data.get("length_bin_edges")) or []
-    cal, tgt = _numbers(data.get("calibration_bin_share")), _numbers(data.get("target_bin_share"))
-    if cal and tgt and len(cal) == len(tgt):
-        chart = charts.share_bars(
-            _bucket_labels(edges, len(cal)),
-            cal,
-            tgt,
-            ("calibration set", str(data.get("target", "target"))),
-            "token length (target deciles)",
-        )
-    metrics = {
-        k: v
-        for k, v in data.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and k != "schema_version"
-    }
-    lengths = {
-        side: data[key]
-        for side, key in (("calibration", "calibration_lengths"), ("target", "target_lengths"))
-        if isinstance(data.get(key), dict)
-    }
-    labels = []
-    names = data.get("label_names") or []
-    cs, ts = data.get("calibration_label_share"), data.get("target_label_share")
-    if isinstance(cs, list) and isinstance(ts, list):
-        for i, (a, b) in enumerate(zip(cs, ts, strict=False)):
-            labels.append({"label": names[i] if i < len(names) else str(i), "cal": a, "tgt": b})
-    verdict = str(data.get("verdict", "unknown"))
-    return {
-        "problem": "",
-        "verdict": verdict,
-        "verdict_class": {"representative": "pass", "drifting": "warn"}.get(verdict, "fail"),
-        "warnings": [str(w) for w in data.get("warnings", []) if _scalar(w)],
-        "target": str(data.get("target", "")),
-        "calibration_set": str(data.get("calibration_set", "")),
-        "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
-        "lengths": lengths,
-        "labels": labels,
-        "chart": chart,
-        "profile": data.get("profile_suggestion") or {},
-    }
-
-
-MAX_DISAGREEMENTS = 200  # rows listed in the report (all are in disagreements.csv)
-
-
-def traffic_section(run_dir: Path) -> dict[str, Any] | None:
-    """The unlabelled-traffic record (``traffic.json``): per-build disagreement and its bound,
-    labelled counts, and the disagreeing texts for a person to read (autoescaped)."""
-    from workbench.errors import ResultsError
-    from workbench.results.traffic import load_traffic_record
-
-    try:
-        rec = load_traffic_record(run_dir)
-    except ResultsError as exc:
-        return {"problem": str(exc)}
-    if rec is None:
-        return None
-    builds = [b for b in rec.builds if b.name != rec.baseline]
-    shown = (
-        [rec.baseline, *[b for b in rec.disagreements[0].predictions if b != rec.baseline]]
-        if rec.disagreements
-        else [rec.baseline]
-    )
     return {
         "problem": "",
         "record": rec,
-        "builds": builds,
-        "columns": columns,
+        "builds": [b for b in rec.builds if b.name != rec.baseline],
+        "columns": list(rec.disagreements[0].predictions) if rec.disagreements else [],
         "rows": rec.disagreements[:MAX_DISAGREEMENTS],
         "more": max(len(rec.disagreements) - MAX_DISAGREEMENTS, 0),
     }
