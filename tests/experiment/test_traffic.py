@@ -130,6 +130,8 @@ def test_traffic_certifies_then_labelled_disagreements_settle_the_gate(
     assert len(dis) == k and set(dis["label"]) == {""}
     assert set(dis["ort-fp32"]) | set(dis["ort-int8-dynamic"]) <= set(NAMES)
     assert (dis["ort-fp32"] != dis["ort-int8-dynamic"]).all()
+    calibset = json.loads((run_dir / "calibset_report.json").read_text())
+    assert calibset["target"] == "unlabelled traffic (traffic.csv)"  # the same file serves it
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert 'id="traffic"' in html and _escaped(dis["text"].iloc[0]) in html
 
@@ -227,3 +229,23 @@ def test_search_keeps_every_labelled_row_for_the_verdict(traffic_experiment, tmp
     assert t is not None and t.n_search + t.n_heldout == N_TRAFFIC
     assert t.status in ("pass", "inconclusive") and f"n={t.n_heldout}" in t.message
     assert "held-out traffic rows it never saw" in (out / "search.html").read_text()
+
+
+def test_spec_keys_resolve_and_refuse_what_cannot_work(tmp_path):
+    from workbench.errors import ConfigError
+    from workbench.experiment.spec import parse_experiment
+
+    data = {"model": {"path": "m"}, "data": {"test": "t.csv", "unlabeled": "traffic.csv"}}
+    exp = parse_experiment(data, base_dir=tmp_path)
+    assert exp.data.unlabeled == str(tmp_path / "traffic.csv")
+    with pytest.raises(ConfigError, match="did you mean 'unlabeled'"):
+        parse_experiment({"data": {"unlabelled": "x.csv"}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="needs the traffic it labels"):
+        parse_experiment(
+            {"model": {"path": "m"}, "data": {"test": "t.csv", "disagreement_labels": "d.csv"}},
+            base_dir=tmp_path,
+        )
+    pairs = {"model": {"path": "m"}, "data": {"test": "t.csv", "text_pair_column": "b",
+             "unlabeled": "u.csv"}}  # fmt: skip
+    with pytest.raises(ConfigError, match="text only"):
+        parse_experiment(pairs, base_dir=tmp_path)
