@@ -211,6 +211,7 @@ class _Searcher:
         from workbench.experiment.sensitivity import model_logits
         from workbench.gate.stats import paired_bootstrap
 
+        assert split.labels is not None  # the gate split is the labelled test set
         pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
         ref = split.fp32.argmax(axis=1)
         ci = paired_bootstrap(split.labels, ref, pred, "accuracy")

@@ -50,7 +50,6 @@ def score_traffic(
     """Predict every build on the traffic; write traffic/*.parquet, disagreements.csv and
     traffic.json. A labels file that does not match the disagreements raises DataError."""
     from workbench.data.traffic import check_labelled_texts
-    from workbench.gate.traffic import cp_upper
 
     assert ws.traffic is not None
     texts, names = ws.traffic_texts, list(ws.model.labels)
@@ -63,28 +62,12 @@ def score_traffic(
         check_labelled_texts(labels, [texts[i] for i in rows], ws.exp.data.disagreement_labels)
     policy = ws.exp.gate.policy
     conf = policy.confidence if policy is not None else 0.95
+    by_idx = {int(i): names.index(labels[texts[i]]) for i in rows if texts[i] in labels}
     results = []
     for name, logits in preds.items():
         rel = f"{TRAFFIC_DIR}/{name}.parquet"
         _save_preds(run_dir / rel, logits)
-        pred = logits.argmax(axis=1)
-        by_idx = {int(i): names.index(labels[texts[i]]) for i in rows if texts[i] in labels}
-        n_lab, b_right, c_right = _label_counts(base, pred, by_idx)
-        results.append(
-            TrafficResult(
-                name=name,
-                baseline=baseline,
-                n=len(texts),
-                disagreements=int(np.sum(pred != base)),
-                disagreement_rate=float(np.mean(pred != base)),
-                cp_upper=cp_upper(int(np.sum(pred != base)), len(texts), conf),
-                confidence=conf,
-                labelled=n_lab,
-                baseline_right=b_right,
-                candidate_right=c_right,
-                predictions_file=rel,
-            )
-        )
+        results.append(_result(name, baseline, base, logits.argmax(axis=1), by_idx, conf, rel))
     shown = [baseline, *gated]
     disagreements = [
         DisagreementRow(
@@ -110,6 +93,34 @@ def score_traffic(
     )
     save_traffic(record, run_dir)
     return record
+
+
+def _result(
+    name: str,
+    baseline: str,
+    base: np.ndarray,
+    pred: np.ndarray,
+    labels: dict[int, int],
+    confidence: float,
+    predictions_file: str,
+) -> TrafficResult:
+    from workbench.gate.traffic import cp_upper
+
+    k = int(np.sum(pred != base))
+    n_lab, b_right, c_right = _label_counts(base, pred, labels)
+    return TrafficResult(
+        name=name,
+        baseline=baseline,
+        n=len(pred),
+        disagreements=k,
+        disagreement_rate=k / len(pred),
+        cp_upper=cp_upper(k, len(pred), confidence),
+        confidence=confidence,
+        labelled=n_lab,
+        baseline_right=b_right,
+        candidate_right=c_right,
+        predictions_file=predictions_file,
+    )
 
 
 def _label_counts(
@@ -176,6 +187,11 @@ def _logits(ws: Workspace, m: BuildMeasurement, st: Stages) -> np.ndarray:
                 runner, ws.traffic_texts, ws.tokenizer, progress=st.callback(bar)
             )
     logits = logits.astype(np.float32)
+    if not np.all(np.isfinite(logits)):
+        from workbench.errors import ModelError
+
+        bad = int(np.argwhere(~np.isfinite(logits))[0][0])
+        raise ModelError(f"{req.name} produced NaN/Inf logits (first at traffic row {bad})")
     build_entry(file, lambda tmp: _save_npy(tmp, logits))
     return logits
 
@@ -186,7 +202,7 @@ def apply_disagreement_labels(run_dir: Path, labels_file: str | Path) -> Traffic
     from dataclasses import replace
 
     from workbench.data.traffic import check_labelled_texts, read_disagreement_labels
-    from workbench.errors import ConfigError
+    from workbench.errors import ConfigError, ResultsError
     from workbench.results.traffic import load_traffic_record
 
     rec = load_traffic_record(run_dir)
@@ -199,7 +215,10 @@ def apply_disagreement_labels(run_dir: Path, labels_file: str | Path) -> Traffic
     check_labelled_texts(labels, [r.text for r in rec.disagreements], str(labels_file))
     rows = [replace(r, label=labels[r.text]) for r in rec.disagreements]
     by_idx = {r.idx: rec.labels.index(r.label) for r in rows}
-    base = pd.read_parquet(run_dir / rec.build(rec.baseline).predictions_file)["pred"].to_numpy()  # type: ignore[union-attr]
+    base_result = rec.build(rec.baseline)
+    if base_result is None:
+        raise ResultsError(f"{run_dir}/traffic.json has no baseline {rec.baseline!r}; re-run")
+    base = pd.read_parquet(run_dir / base_result.predictions_file)["pred"].to_numpy()
     builds = []
     for b in rec.builds:
         pred = pd.read_parquet(run_dir / b.predictions_file)["pred"].to_numpy()
