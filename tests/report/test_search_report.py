@@ -28,6 +28,7 @@ def _record(tmp_path: Path) -> Path:
         fp32_latency_ms=9.0, trials=[trial(0, 2.5, False), best, trial(4, 4.0, True)],
         pareto=[best], best=best,
         gate_check=GateCheckOnSplit(200, 0.8, 0.805, -0.005, 0.015, 0.985, True, [], "PASS"),
+        traffic_check=None,
         exclude=["^/inner/encoder/encoder/layer\\.0/output/dense/MatMul$"], files=["exclude.toml"],
         seconds=12.0,
     )  # fmt: skip

@@ -54,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="allow the baseline and the candidate to be the same build (a self-check)",
     )
     p.add_argument(
+        "--disagreement-labels",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="the candidate run's disagreements.csv with its label column filled in",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -100,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(out_dir, "--out folder", "pass --out a writable folder")
     for path in {base_dir, cand_dir, Path(out_dir)}:
         check_not_busy(path)
+    if args.disagreement_labels is not None:
+        from workbench.experiment.traffic import apply_disagreement_labels
+
+        apply_disagreement_labels(cand_dir, args.disagreement_labels)
     decision = evaluate_gate(
         base_dir,
         base_build,

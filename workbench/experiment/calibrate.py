@@ -122,13 +122,17 @@ def prepare_calibration(
 
 
 def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
-    """Sample the set; its representativeness vs the test split goes into the manifest and
-    into the run directory for the report."""
+    """Sample the set; its representativeness vs the traffic (else the test split) goes into the
+    manifest and into the run directory for the report."""
     from workbench.data.calibset import build_calibration_set, with_report
     from workbench.data.representativeness import TextProfile, save_report
     from workbench.experiment.rundir import calibration_set_name
 
     target = TextProfile.from_texts(ws.texts, ws.tokenizer, ws.test["label"])
+    target_name = "test split"
+    if ws.traffic is not None:  # production text is the distribution to calibrate for
+        target = TextProfile.from_texts(ws.traffic_texts, ws.tokenizer)
+        target_name = f"unlabelled traffic ({Path(ws.traffic.source_path).name})"
     c = ws.exp.calibration
     seed = ws.exp.seed if c.seed is None else c.seed
     calib = build_calibration_set(
@@ -142,7 +146,7 @@ def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
         source_path=ws.source_path,
         source_sha256=ws.source_sha256,
         target=target,
-        target_name="test split",
+        target_name=target_name,
     )
     report = calib.manifest.representativeness
     if report is not None:

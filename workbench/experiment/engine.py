@@ -112,6 +112,10 @@ def _measure_all(
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
     ref_logits = measured[reference].logits
     results = [_result(ws, measured[b.name], ref_logits, run_dir) for b in builds]
+    if ws.traffic is not None:
+        from workbench.experiment.traffic import score_traffic
+
+        score_traffic(ws, measured, reference, run_dir, st)
     from workbench.experiment.notes import annotate, cross_backend_agreement
     from workbench.provenance import collect_provenance
 

@@ -2,11 +2,14 @@
 
 The test split is halved (seeded): the search ranks layers and scores candidates on the
 *search* half only, then the chosen build is judged on the *gate* half it never saw (no
-selection bias). Both are judged by the gate's one judge (``gate.judge_labelled``): the
-choice is reported with its verdict, PASS, FAIL or INCONCLUSIVE (a gate half too small to
-tell says how many rows would). Candidates vary the calibration method, per-channel vs per-tensor
-weights and the layers kept in float (greedy from the sensitivity ranking, then pruning,
-``search_core``); latency is measured for real on this machine.
+selection bias). With unlabelled traffic (``[data] unlabeled``) no label is spent on the
+search: it ranks and scores candidates on half the traffic (agreement with FP32, the
+disagreement bound of the gate's traffic rule), and the choice is judged on the *whole*
+labelled test set plus the other half of the traffic, which it never saw. Candidates vary the
+calibration method, per-channel vs per-tensor weights and the layers kept in float (greedy from
+the sensitivity ranking, then pruning, ``search_core``); latency is measured for real here.
+Every verdict comes from the gate's one judge (``gate.judge_labelled``): PASS, FAIL or
+INCONCLUSIVE (a gate half too small to tell says how many rows would).
 
 Example::
 
@@ -27,7 +30,13 @@ import numpy as np
 from workbench.errors import ConfigError, note_output_dir
 from workbench.fileio import atomic_write_text, sha256_json
 from workbench.results.records import SCHEMA_VERSION, save_record
-from workbench.results.search import SEARCH_FILE, GateCheckOnSplit, SearchRecord, TrialRecord
+from workbench.results.search import (
+    SEARCH_FILE,
+    GateCheckOnSplit,
+    SearchRecord,
+    TrafficCheckOnSplit,
+    TrialRecord,
+)
 from workbench.results.spec import Experiment
 
 if TYPE_CHECKING:
@@ -57,7 +66,7 @@ class SearchOptions:
 @dataclass
 class _Split:
     feeds: list[Feed]
-    labels: np.ndarray
+    labels: np.ndarray | None  # None: unlabelled traffic (scored against FP32)
     fp32: np.ndarray  # FP32 logits
 
 
@@ -83,7 +92,7 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
         onnx = ws.export.onnx_path
     calib = prepare_calibration(ws, out, opts.calibration_root, st, compare=False)
     tables = _tables(Path(calib.table_file).parent, opts.methods)
-    search_split, gate_split = _splits(ws, onnx)
+    search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
         ranking = _ranking(onnx, tables[opts.methods[0]], search_split, opts.ranking)
     searcher = _Searcher(onnx, tables, out / "candidates", exp, ws)
@@ -97,10 +106,15 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
             searcher.latency,
             progress=st.callback(bar),
         )
-    n_test = len(search_split.labels) + len(gate_split.labels)
+    n_search = 0 if search_split.labels is None else len(search_split.labels)
+    n_test = n_search + len(gate_split.labels)
     check = (
         None if result.best is None else searcher.judge(result.best.candidate, gate_split, n_test)
     )
+    traffic_check = None
+    if result.best is not None and heldout is not None:
+        traffic_check = searcher.certify(result.best.candidate, heldout, len(search_split.fp32))
+        check = _settled(check, traffic_check, searcher.policy)
     files = (
         _write_choice(searcher, result.best, tables, out, check) if check and result.best else []
     )
@@ -110,14 +124,15 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
         model_onnx_sha256=ws.export.onnx_sha256,
         ranking_kind=opts.ranking,
         ranking=[_module(n) for n in ranking],
-        n_search=len(search_split.labels),
-        n_gate=len(gate_split.labels),
+        n_search=len(search_split.fp32),
+        n_gate=len(gate_split.fp32),
         latency_shape=list(searcher.shape),
         fp32_latency_ms=searcher.fp32_latency(),
         trials=[_trial(t) for t in result.trials],
         pareto=[_trial(t) for t in result.pareto],
         best=_trial(result.best) if result.best else None,
         gate_check=check,
+        traffic_check=traffic_check,
         exclude=_patterns(result.best.candidate.float_nodes) if result.best else [],
         files=files,
         seconds=time.perf_counter() - t0,
@@ -171,17 +186,50 @@ class _Searcher:
         reported."""
         from workbench.experiment.search_core import Verdict
 
+        if split.labels is None:
+            return Verdict(*self.score_unlabelled(self.build(c), split))
         policy = replace(self.policy, min_samples=min(self.policy.min_samples, len(split.labels)))
         decision, pred = self._judge(self.build(c), split, policy)
         metric = {x.name: x.status for x in decision.checks}.get(f"{policy.metric}_drop", "pass")
         ok = decision.verdict != "FAIL" and metric == "pass"
         return Verdict(ok, float(np.mean(pred == split.labels)))
 
+    def score_unlabelled(self, model: Path, split: _Split) -> tuple[bool, float]:
+        """Unlabelled rows: pass when the disagreement bound (the gate's traffic rule) and the
+        agreement limit hold; the metric is agreement with FP32."""
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate.traffic import cp_upper
+
+        pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
+        differ = int(np.sum(pred != split.fp32.argmax(axis=1)))
+        agreement, p = 1.0 - differ / len(pred), self.policy
+        ok = p.max_accuracy_drop is None or (
+            cp_upper(differ, len(pred), p.confidence) <= p.max_accuracy_drop
+        )
+        if p.min_prediction_agreement is not None:
+            ok = ok and agreement >= p.min_prediction_agreement
+        return ok, agreement
+
+    def certify(self, c: Candidate, split: _Split, n_search: int) -> TrafficCheckOnSplit:
+        """The gate's certification rule on held-out traffic (PASS or INCONCLUSIVE)."""
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate.traffic import certify
+
+        pred = model_logits(self.build(c), split.feeds, self.threads).argmax(axis=1)
+        k, n = int(np.sum(pred != split.fp32.argmax(axis=1))), len(pred)
+        limit = self.policy.max_accuracy_drop
+        g = certify("fp32", "the choice", k, n, 0.0 if limit is None else limit,
+                    self.policy.confidence)  # fmt: skip
+        return TrafficCheckOnSplit(n_search, n, k, float(g.observed or 0.0), g.status, g.message)
+
     def judge(self, c: Candidate, split: _Split, n_test: int) -> GateCheckOnSplit:
         """The chosen build on the gate split, judged by the gate's one judge."""
         decision, pred = self._judge(self.build(c), split, self.policy)
         reasons = list(decision.reasons)
-        if any(x.name == "samples" and x.status == "inconclusive" for x in decision.checks):
+        halved = n_test > len(split.labels)
+        if halved and any(
+            x.name == "samples" and x.status == "inconclusive" for x in decision.checks
+        ):
             reasons.append(
                 f"the search halves the test split: its gate half is {len(split.labels)} of "
                 f"{n_test} rows; a test split of at least {2 * self.policy.min_samples} labelled "
@@ -251,28 +299,65 @@ def _tables(folder: Path, methods: tuple[str, ...]) -> dict[str, CalibrationTabl
     return {m: CalibrationTable.load(folder / f"{m}.json") for m in methods}
 
 
-def _splits(ws: object, onnx: str) -> tuple[_Split, _Split]:
-    """Halve the test split (seeded): search half, gate half."""
+def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
+    """Without traffic: halve the test split (seeded) into search and gate halves. With traffic:
+    search on half the traffic (seeded), judge on the whole test split and the other half."""
     from workbench.experiment.sensitivity import model_logits
 
     texts, pairs, labels = ws.texts, ws.pairs, ws.labels  # type: ignore[attr-defined]
-    order = np.random.default_rng(ws.exp.seed).permutation(len(texts))  # type: ignore[attr-defined]
+    rng = np.random.default_rng(ws.exp.seed)  # type: ignore[attr-defined]
+    traffic = ws.traffic_texts  # type: ignore[attr-defined]
+    if traffic:
+        order = rng.permutation(len(traffic))
+        parts = (order[: len(order) // 2], order[len(order) // 2 :])
+        if min(len(p) for p in parts) < 20:
+            raise ConfigError(
+                f"[data] unlabeled has {len(traffic)} texts; the search needs at least 40 "
+                "(half to search on, half to check the choice), or leave unlabeled out"
+            )
+        tsplits = []
+        for idx in parts:
+            feeds = ws.traffic_feeds(idx)  # type: ignore[attr-defined]
+            tsplits.append(_Split(feeds, None, model_logits(onnx, feeds)))
+        every = np.arange(len(texts))
+        return tsplits[0], _labelled(ws, every, texts, pairs, labels, onnx), tsplits[1]
+    order = rng.permutation(len(texts))
     halves = (order[: len(order) // 2], order[len(order) // 2 :])
     if min(len(h) for h in halves) < 20:
         raise ConfigError(
             f"the test split has {len(texts)} samples; the search needs at least 40 to halve"
         )
-    out = []
-    for idx in halves:
-        feeds = [
-            ws.tokenizer.encode(  # type: ignore[attr-defined]
-                [texts[i] for i in idx[s : s + 32]],
-                pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
-            )
-            for s in range(0, len(idx), 32)
-        ]
-        out.append(_Split(feeds, labels[idx], model_logits(onnx, feeds)))
-    return out[0], out[1]
+    search, gate = (_labelled(ws, idx, texts, pairs, labels, onnx) for idx in halves)
+    return search, gate, None
+
+
+def _labelled(ws: object, idx, texts, pairs, labels, onnx: str) -> _Split:
+    from workbench.experiment.sensitivity import model_logits
+
+    feeds = [
+        ws.tokenizer.encode(  # type: ignore[attr-defined]
+            [texts[i] for i in idx[s : s + 32]],
+            pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
+        )
+        for s in range(0, len(idx), 32)
+    ]
+    return _Split(feeds, labels[idx], model_logits(onnx, feeds))
+
+
+def _settled(
+    check: GateCheckOnSplit | None, traffic: TrafficCheckOnSplit, policy: GatePolicy
+) -> GateCheckOnSplit | None:
+    """Held-out traffic that certifies the choice (its disagreement bound is within the accuracy
+    limit) settles a labelled check that could not tell; a labelled FAIL stays a FAIL."""
+    if check is None or check.verdict != "INCONCLUSIVE" or traffic.status != "pass":
+        return check
+    if policy.max_accuracy_drop is None:
+        return check
+    reason = (
+        f"labelled check could not tell ({'; '.join(check.reasons)}); settled by held-out "
+        f"traffic ({traffic.message})"
+    )
+    return replace(check, passed=True, verdict="PASS", reasons=[reason])
 
 
 def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> list[str]:
@@ -280,7 +365,8 @@ def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> li
 
     if kind == "proxy":
         return proxy_ranking(onnx, table, split.feeds, SensitivitySpec(proxy_samples=128))
-    return layer_sensitivity(onnx, table, split.feeds, split.labels, SensitivitySpec()).ranking
+    labels = split.fp32.argmax(axis=1) if split.labels is None else split.labels  # agreement
+    return layer_sensitivity(onnx, table, split.feeds, labels, SensitivitySpec()).ranking
 
 
 def _verdict_comment(check: GateCheckOnSplit) -> list[str]:

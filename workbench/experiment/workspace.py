@@ -25,12 +25,14 @@ from workbench.data.datasets import (
     test_set_sha256,
 )
 from workbench.data.tokenize import TextTokenizer
+from workbench.data.traffic import Traffic
 from workbench.errors import ConfigError, DataError
 from workbench.results.spec import CalibrationSpec, Experiment
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from workbench.backends.base import Feed
     from workbench.backends.onnxruntime.export import ExportInfo
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,8 @@ class Workspace:
     model: ModelSource
     label_perm: list[int]  # data label i -> model output index
     warnings: list[str] = field(default_factory=list)
+    traffic: Traffic | None = None  # [data] unlabeled: text only, never split or labelled
+    disagreement_labels: dict[str, str] = field(default_factory=dict)  # text -> label name
 
     @classmethod
     def open(cls, exp: Experiment) -> Workspace:
@@ -90,6 +94,7 @@ class Workspace:
             label_perm=perm,
         )
         ws._check_sizes()
+        ws._load_traffic()
         return ws
 
     # ----------------------------------------------------------------- test data
@@ -110,6 +115,33 @@ class Workspace:
     @cached_property
     def test_sha256(self) -> str:
         return test_set_sha256(self.test)
+
+    # ----------------------------------------------------------------- traffic
+    @property
+    def traffic_texts(self) -> list[str]:
+        """The unlabelled traffic texts ([] without ``[data] unlabeled``)."""
+        return self.traffic.texts if self.traffic else []
+
+    def traffic_feeds(self, idx: np.ndarray, batch_size: int = 32) -> list[Feed]:
+        """Model inputs of the traffic rows ``idx``, batched, through the Workspace's tokenizer."""
+        texts = self.traffic_texts
+        rows = [int(i) for i in idx]
+        return [
+            self.tokenizer.encode([texts[i] for i in rows[s : s + batch_size]])
+            for s in range(0, len(rows), batch_size)
+        ]
+
+    def _load_traffic(self) -> None:
+        d = self.exp.data
+        if not d.unlabeled:
+            return
+        from workbench.data.traffic import load_traffic, read_disagreement_labels
+
+        self.traffic = load_traffic(d.unlabeled, d.text_column)
+        if d.disagreement_labels:  # the file's shape and label names now; its texts after scoring
+            self.disagreement_labels = read_disagreement_labels(
+                d.disagreement_labels, self.model.labels
+            )
 
     # ----------------------------------------------------------------- model
     @cached_property

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ConfigError, ResultsError
-from workbench.gate import accuracy, rules
+from workbench.gate import accuracy, rules, traffic
 from workbench.gate.noise import noise
 from workbench.gate.pairs import load_predictions
 from workbench.gate.policy import GatePolicy
@@ -156,6 +156,7 @@ def judge(
         checks.append(rules.check_p99(cand, policy))
     if policy.max_peak_memory_mb is not None:
         checks.append(rules.check_memory(cand, policy))
+    checks = traffic.with_traffic(checks, base, cand, policy)
     parties = Parties(
         base.label, cand.label, str(base.run_dir), str(cand.run_dir), cand.run.test_set_sha256
     )

@@ -139,6 +139,7 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
         "notes": context.build_notes(run, shape),
         "calibration": sections.calibration_section(loaded.run_dir),
         "calibset": sections.calibset_section(loaded.run_dir),
+        "traffic": sections.traffic_section(loaded.run_dir),
         "comparison": comparison,
         "charts": _charts(loaded, shape, gate),
         "problems": loaded.problems,

@@ -39,6 +39,18 @@ class GateCheckOnSplit:
 
 
 @dataclass(frozen=True)
+class TrafficCheckOnSplit:
+    """The chosen build certified on held-out unlabelled traffic the search never saw."""
+
+    n_search: int  # traffic rows the search ranked and scored candidates on
+    n_heldout: int  # traffic rows kept for this check
+    disagreements: int  # held-out rows where the choice disagrees with FP32
+    cp_upper: float  # one-sided Clopper–Pearson bound on the disagreement rate
+    status: str  # "pass" | "inconclusive" (unlabelled evidence never fails a build)
+    message: str
+
+
+@dataclass(frozen=True)
 class SearchRecord:
     """A search over calibration method, weight granularity and layers kept in float."""
 
@@ -55,6 +67,7 @@ class SearchRecord:
     pareto: list[TrialRecord]
     best: TrialRecord | None
     gate_check: GateCheckOnSplit | None
+    traffic_check: TrafficCheckOnSplit | None  # with [data] unlabeled traffic, else None
     exclude: list[str]  # the [calibration] exclude entry for the best build
     files: list[str]  # artifacts written next to search.json
     seconds: float
