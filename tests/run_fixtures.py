@@ -204,6 +204,7 @@ def write_run(
         ),
         skipped=[],
         warnings=[],
+        speedups=[],
     )
     save_run(run, run_dir)
     return run

@@ -55,7 +55,7 @@ def _run() -> RunResult:
     return RunResult(
         SCHEMA_VERSION, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov, exp,
         model, [SkippedBuild("trt-fp16", "tensorrt", "cuda", "fp16", "TensorRT not installed")],
-        ["a warning"],
+        ["a warning"], [],
     )  # fmt: skip
 
 
