@@ -18,9 +18,10 @@ from workbench.errors import ResultsError
 from workbench.gate import stats
 from workbench.gate.pairs import Predictions, load_predictions, pair
 from workbench.gate.policy import GatePolicy
-from workbench.results.records import BuildResult, LatencyResult, RunResult
+from workbench.results.records import BuildResult, LatencyResult, PairedSpeedup, RunResult
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
+INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,9 @@ def check_speedup(
             baseline_hardware=hb,
             candidate_hardware=hc,
         )
+    paired = _paired_at(base, cand, policy)
+    if paired is not None:
+        return _paired_speedup(base, cand, paired, policy)
     if not (lc.p50_ms > 0 and lb.p50_ms > 0):
         return _error("speedup", f"non-positive p50 latency ({lb.p50_ms}, {lc.p50_ms})")
     speedup = lb.p50_ms / lc.p50_ms
@@ -331,6 +335,66 @@ def check_speedup(
         candidate_p50_ms=lc.p50_ms,
         side_by_side=same_run,
         cross_device=hb != hc,
+    )
+
+
+def _paired_at(base: Side, cand: Side, policy: GatePolicy) -> PairedSpeedup | None:
+    """The run's paired, interleaved timing of exactly this pair at the gate's shape, if any."""
+    if base.run.run_id != cand.run.run_id or base.run_dir != cand.run_dir:
+        return None
+    want = (base.build.name, cand.build.name, policy.latency_batch, policy.latency_seq)
+    for sp in cand.run.speedups:
+        if (sp.baseline, sp.candidate, sp.batch, sp.seq) == want:
+            return sp
+    return None
+
+
+def _paired_speedup(base: Side, cand: Side, sp: PairedSpeedup, policy: GatePolicy) -> GateCheck:
+    """PASS when the whole CI clears the limit, FAIL when it is wholly below on a quiet
+    machine, INCONCLUSIVE otherwise, with what would settle it."""
+    limit = policy.min_speedup
+    assert limit is not None
+    ci = f"[×{sp.ci_low:.2f}, ×{sp.ci_high:.2f}]"
+    msg = (
+        f"{cand.build.name} speed-up ×{sp.ratio:.2f} vs {base.build.name}, "
+        f"{sp.confidence * 100:g}% CI {ci} (paired, interleaved: {sp.blocks_used} blocks used, "
+        f"{sp.blocks_dropped} starved dropped, batch {sp.batch} × seq {sp.seq}), "
+        f"limit ×{limit:.2f}"
+    )
+    settle = ""
+    if sp.ci_low >= limit:
+        status = PASS
+    elif sp.ci_high < limit and not sp.contended:
+        status = FAIL
+    else:
+        status = INCONCLUSIVE
+        settle = (
+            f"the machine was busy ({sp.reason}): re-run on a quiet one"
+            if sp.contended
+            else f"the CI {ci} straddles the limit ×{limit:.2f}: re-run with more blocks"
+        )
+    return GateCheck(
+        "speedup",
+        status,
+        f"{msg}{'; ' + settle if settle else ''} → {status.upper()}",
+        sp.ratio,
+        limit,
+        {
+            "settle": settle,
+            "paired": True,
+            "ci_low": sp.ci_low,
+            "ci_high": sp.ci_high,
+            "confidence": sp.confidence,
+            "blocks_used": sp.blocks_used,
+            "blocks_dropped": sp.blocks_dropped,
+            "load_avg": sp.load_avg,
+            "steal_pct": sp.steal_pct,
+            "cpu_per_wall": sp.cpu_per_wall,
+            "cores": sp.cores,
+            "contended": sp.contended,
+            "side_by_side": True,
+            "cross_device": False,
+        },
     )
 
 
