@@ -23,7 +23,7 @@ from workbench.backends.registry import BuildRequest
 from workbench.errors import ConfigError
 from workbench.experiment.builds import plan_builds, reference_build
 from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
-from workbench.experiment.measure import BuildMeasurement, measure_build
+from workbench.experiment.measure import BuildMeasurement, measure_build, measure_speedups
 from workbench.experiment.progress import Stages
 from workbench.experiment.rundir import claim_run_dir, preflight, safe_name
 from workbench.experiment.workspace import Workspace, apply_quick
@@ -111,6 +111,7 @@ def _measure_all(
     for b in sorted(builds, key=lambda b: b.name != reference):  # reference first
         req = _request(ws, b, calib, export.onnx_path)
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
+    speedups = measure_speedups(ws, measured, st)
     ref_logits = measured[reference].logits
     results = [_result(ws, measured[b.name], ref_logits, run_dir) for b in builds]
     from workbench.experiment.notes import annotate, cross_backend_agreement
@@ -139,6 +140,7 @@ def _measure_all(
         ),
         skipped=skipped,
         warnings=list(ws.warnings),
+        speedups=speedups,
     )
 
 
