@@ -109,7 +109,7 @@ def _measure_all(
     reference = reference_build(exp, builds)
     measured: dict[str, BuildMeasurement] = {}
     for b in sorted(builds, key=lambda b: b.name != reference):  # reference first
-        req = _request(ws, b, calib, export.onnx_path)
+        req = build_request(ws, b, calib, export.onnx_path)
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
     speedups = measure_speedups(ws, measured, st)
     ref_logits = measured[reference].logits
@@ -156,9 +156,10 @@ def _check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
             )
 
 
-def _request(
+def build_request(
     ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None, onnx_path: str
 ) -> BuildRequest:
+    """What the backend registry needs to build ``b`` in this Workspace."""
     c = ws.exp.calibration
     return BuildRequest(
         name=b.name,

@@ -349,6 +349,20 @@ def _paired_at(base: Side, cand: Side, policy: GatePolicy) -> PairedSpeedup | No
     return None
 
 
+def speed_verdict(sp: PairedSpeedup, limit: float) -> tuple[str, str]:
+    """(status, what would settle it) of a paired speed-up against ``limit``: PASS when the
+    whole CI clears it, FAIL when the whole CI is below it on a quiet machine, else
+    INCONCLUSIVE."""
+    if sp.ci_low >= limit:
+        return PASS, ""
+    if sp.ci_high < limit and not sp.contended:
+        return FAIL, ""
+    if sp.contended:
+        return INCONCLUSIVE, f"the machine was busy ({sp.reason}): re-run on a quiet one"
+    ci = f"[×{sp.ci_low:.2f}, ×{sp.ci_high:.2f}]"
+    return INCONCLUSIVE, f"the CI {ci} straddles the limit ×{limit:.2f}: re-run with more blocks"
+
+
 def _paired_speedup(base: Side, cand: Side, sp: PairedSpeedup, policy: GatePolicy) -> GateCheck:
     """PASS when the whole CI clears the limit, FAIL when it is wholly below on a quiet
     machine, INCONCLUSIVE otherwise, with what would settle it."""
@@ -361,18 +375,7 @@ def _paired_speedup(base: Side, cand: Side, sp: PairedSpeedup, policy: GatePolic
         f"{sp.blocks_dropped} starved dropped, batch {sp.batch} × seq {sp.seq}), "
         f"limit ×{limit:.2f}"
     )
-    settle = ""
-    if sp.ci_low >= limit:
-        status = PASS
-    elif sp.ci_high < limit and not sp.contended:
-        status = FAIL
-    else:
-        status = INCONCLUSIVE
-        settle = (
-            f"the machine was busy ({sp.reason}): re-run on a quiet one"
-            if sp.contended
-            else f"the CI {ci} straddles the limit ×{limit:.2f}: re-run with more blocks"
-        )
+    status, settle = speed_verdict(sp, limit)
     return GateCheck(
         "speedup",
         status,
