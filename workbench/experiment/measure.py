@@ -7,7 +7,7 @@ run restarted after a kill reuses every build that finished.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,8 +104,12 @@ def measure_speedups(
     ws: Workspace, measured: dict[str, BuildMeasurement], st: Stages
 ) -> list[PairedSpeedup]:
     """Time each gated CPU pair paired and interleaved (GPU pairs: CUDA events, per build)."""
-    from workbench.evaluate.paired import PairedTarget, measure_paired
+    from workbench.evaluate.paired import PairedConfig, PairedTarget, measure_paired
 
+    e = ws.exp.evaluate
+    cfg = PairedConfig(warmup=max(e.warmup, 1), seed=ws.exp.seed)
+    if ws.exp.quick:  # a smoke run: fewer, shorter blocks (a wider CI, said as INCONCLUSIVE)
+        cfg = replace(cfg, rounds=8, block_ms=50.0)
     out = []
     for base, cand, shape in gated_pairs(ws.exp):
         mb, mc = measured.get(base), measured.get(cand)
@@ -117,7 +121,8 @@ def measure_speedups(
                     PairedTarget(mb.request, mb.artifact),
                     PairedTarget(mc.request, mc.artifact),
                     shape,
-                    ws.exp.evaluate.threads,
+                    e.threads,
+                    cfg,
                 )
             )
     return out

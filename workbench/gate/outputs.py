@@ -11,7 +11,12 @@ from workbench.results.records import save_record
 
 MARKDOWN_FILE = "gate.md"
 JUNIT_FILE = "gate-junit.xml"
-_STATUS = {"pass": "✅ pass", FAIL: "❌ fail", ERROR: "⚠️ not evaluated"}
+_STATUS = {
+    "pass": "✅ pass",
+    FAIL: "❌ fail",
+    ERROR: "⚠️ not evaluated",
+    "inconclusive": "❔ inconclusive",
+}
 
 
 def _md_cell(text: str) -> str:
