@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -89,10 +89,15 @@ def busy(n: int, max_seconds: float = 900) -> Iterator[list[subprocess.Popen]]:
 
 
 def run_benchmark(
-    rule: SpeedRule, repeats: int, loads: Sequence[int], cfg: PairedConfig
+    rule: SpeedRule,
+    repeats: int,
+    loads: Sequence[int],
+    cfg: PairedConfig,
+    on_row: Callable[[list[dict]], None] | None = None,
 ) -> dict[str, object]:
-    """Time the rule ``repeats`` times per load level; rows, the quiet median and the claim."""
-    rows = []
+    """Time the rule ``repeats`` times per load level; rows, the quiet median and the claim.
+    ``on_row`` sees the rows so far after each repeat (to save partial results)."""
+    rows: list[dict] = []
     for load in loads:
         with busy(load):
             for r in range(repeats):
@@ -112,13 +117,15 @@ def run_benchmark(
                         "record": to_dict(replace(sp, blocks=[])),
                     }
                 )
+                if on_row is not None:
+                    on_row(rows)
     return {"rows": rows, **judge_claim(rows)}
 
 
 def judge_claim(rows: Sequence[dict]) -> dict[str, object]:
     """The claim: loaded repeats within ±15 % of the quiet median or INCONCLUSIVE; never both
     a PASS and a FAIL."""
-    quiet = [x["ratio"] for x in rows if x["busy_processes"] == 0]
+    quiet = [x["ratio"] for x in rows if x["busy_processes"] == 0 and x["ratio"] > 0]
     median = statistics.median(quiet) if quiet else float("nan")
     bad = [
         x
@@ -138,6 +145,11 @@ def judge_claim(rows: Sequence[dict]) -> dict[str, object]:
     }
 
 
+def _change(ratio: float, median: float) -> str:
+    """The speed-up against the quiet median ("—" when no clean round was left)."""
+    return f"{(ratio / median - 1) * 100:+.0f}%" if ratio > 0 and median > 0 else "—"
+
+
 def table(result: dict, rule: SpeedRule) -> str:
     """A Markdown table of the repeats."""
     lines = [
@@ -153,7 +165,7 @@ def table(result: dict, rule: SpeedRule) -> str:
         rec = x["record"]
         lines.append(
             f"| {x['busy_processes']} | {x['repeat']} | ×{x['ratio']:.2f} | "
-            f"[×{x['ci_low']:.2f}, ×{x['ci_high']:.2f}] | {(x['ratio'] / m - 1) * 100:+.0f}% | "
+            f"[×{x['ci_low']:.2f}, ×{x['ci_high']:.2f}] | {_change(x['ratio'], m)} | "
             f"{rec['load_avg']:.1f} | {rec['blocks_dropped']} | {x['verdict'].upper()} |"
         )
     lines.append("")
@@ -176,26 +188,26 @@ def main() -> None:
     from workbench.fileio import atomic_write_json
     from workbench.provenance import collect_provenance
 
+    prov = collect_provenance(seeds={"paired": 0})
+    cfg = PairedConfig(rounds=args.rounds, block_ms=args.block_ms)
+
+    def save(result: dict, text: str) -> None:
+        head = {"cpu": prov.cpu, "cores": prov.cpu_count, "created_utc": prov.created_utc}
+        pair = [rule.baseline.request.name, rule.candidate.request.name]
+        atomic_write_json(
+            args.out,
+            {"machine": head, "pair": pair, "shape": list(rule.shape), "limit": rule.limit,
+             "config": to_dict(cfg), **result, "table": text},
+        )  # fmt: skip
+
     with tempfile.TemporaryDirectory() as tmp:
         rule = demo_rule(Path(tmp))
-        cfg = PairedConfig(rounds=args.rounds, block_ms=args.block_ms)
         loads = [int(x) for x in args.loads.split(",")]
-        result = run_benchmark(rule, args.repeats, loads, cfg)
-    prov = collect_provenance(seeds={"paired": cfg.seed})
+        partial = lambda rows: save({"rows": rows, "partial": True, **judge_claim(rows)}, "")  # noqa: E731
+        result = run_benchmark(rule, args.repeats, loads, cfg, partial)
     text = table(result, rule)
     print(f"{prov.cpu} ×{prov.cpu_count} cores\n\n{text}")
-    atomic_write_json(
-        args.out,
-        {
-            "machine": {"cpu": prov.cpu, "cores": prov.cpu_count, "created_utc": prov.created_utc},
-            "pair": [rule.baseline.request.name, rule.candidate.request.name],
-            "shape": list(rule.shape),
-            "limit": rule.limit,
-            "config": to_dict(cfg),
-            **result,
-            "table": text,
-        },
-    )
+    save({**result, "partial": False}, text)
 
 
 if __name__ == "__main__":

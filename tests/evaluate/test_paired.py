@@ -13,6 +13,7 @@ from workbench.evaluate.paired import (
     MachineLoad,
     PairedConfig,
     PairedTarget,
+    expected_threads,
     mark_starved,
     measure_paired,
     round_ratios,
@@ -20,7 +21,7 @@ from workbench.evaluate.paired import (
 )
 from workbench.results.records import PairedBlock
 
-QUIET = MachineLoad(cores=4, steal_pct=0.0)
+QUIET = MachineLoad(cores=4, steal_pct=0.0, threads=2)
 
 
 def _blocks(base_ms, cand_ms, cpu_share=None, busy=0, runs=(2, 3)) -> list[PairedBlock]:
@@ -59,9 +60,9 @@ def test_ratio_uses_time_per_run_not_block_time():
 
 def test_starved_block_is_dropped_with_its_partner_and_counted():
     base, cand = [100.0] * 10, [50.0] * 10
-    base[3] = 400.0  # a descheduled block: 4x the wall time at the same CPU time
+    base[3] = 400.0  # a descheduled block: 4x the wall time at the same CPU time (0.5 of 2)
     blocks = _blocks(base, cand, cpu_share={(3, BASELINE): 0.25})
-    marked = mark_starved(blocks, 0.6)
+    marked = mark_starved(blocks, 0.6, 2)
     assert [(b.round, b.build) for b in marked if b.starved] == [(3, BASELINE)]
     ratios, used = round_ratios(marked)
     assert len(ratios) == 9 and len(used) == 18 and all(r == pytest.approx(2.0) for r in ratios)
@@ -71,14 +72,16 @@ def test_starved_block_is_dropped_with_its_partner_and_counted():
 
 def test_busy_machine_is_contended_and_says_why():
     blocks = _blocks([100.0] * 6, [50.0] * 6, busy=3)
-    rec = summarize_paired(("a", "b"), (1, 16), blocks, MachineLoad(2, 0.0), PairedConfig())
+    rec = summarize_paired(("a", "b"), (1, 16), blocks, MachineLoad(2, 0.0, 2), PairedConfig())
     assert rec.contended and rec.load_avg == 3.0
     assert rec.reason == "load 3.0 on 2 cores, 0 of 12 blocks starved"
     starve = {(r, BASELINE): 0.2 for r in range(5)}
     many_starved = _blocks([100.0] * 8, [50.0] * 8, cpu_share=starve)
     rec = summarize_paired(("a", "b"), (1, 16), many_starved, QUIET, PairedConfig())
     assert rec.contended and rec.reason == "load 0.0 on 4 cores, 5 of 16 blocks starved"
-    steal = summarize_paired(("a", "b"), (1, 16), blocks[:4], MachineLoad(8, 30.0), PairedConfig())
+    steal = summarize_paired(
+        ("a", "b"), (1, 16), blocks[:4], MachineLoad(8, 30.0, 2), PairedConfig()
+    )
     assert (
         steal.contended
         and "CPU steal 30%" in steal.reason
@@ -119,3 +122,17 @@ def test_real_interleaved_measurement_of_two_onnx_sessions(tiny_model, tiny_onnx
     if len(ratios) >= 3:
         assert rec.ci_low <= rec.ratio <= rec.ci_high
     assert math.isfinite(rec.ratio) and rec.ratio > 0 and rec.cores >= 1
+
+
+def test_starved_means_below_the_expected_thread_use_not_below_the_others():
+    uniformly_slow = _blocks(
+        [100.0] * 6,
+        [50.0] * 6,
+        cpu_share={(r, s): 0.3 for r in range(6) for s in (BASELINE, CANDIDATE)},
+    )
+    rec = summarize_paired(("a", "b"), (1, 16), uniformly_slow, QUIET, PairedConfig())
+    assert rec.blocks_dropped == 12 and rec.blocks_used == 0 and rec.contended
+    assert rec.ci_low == 0.0  # nothing left to judge: the speed rule cannot PASS or FAIL
+    assert (
+        expected_threads(0, 2) == 2 and expected_threads(1, 2) == 1 and expected_threads(8, 2) == 2
+    )

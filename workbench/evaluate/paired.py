@@ -5,8 +5,8 @@ then asks them for short blocks of runs in alternation, the order drawn at rando
 so load that comes and goes hits both builds in the same time window. The speed-up is the
 geometric mean of the per-round ratios (baseline time per run / candidate time per run) with
 a seeded bootstrap CI. Each block also records the child's CPU time next to its wall time and
-how many other tasks were runnable; a block whose CPU/wall falls well below the build's usual
-thread use was descheduled ("starved") and is dropped with its round's partner.
+how many other tasks were runnable; a block whose CPU/wall falls well below the build's thread
+count was descheduled ("starved") and is dropped with its round's partner.
 
 Example::
 
@@ -41,7 +41,7 @@ class PairedConfig:
     block_ms: float = 150.0  # target wall time of one block (runs per block set from warm-up)
     warmup: int = 5  # untimed runs in each child before the first block
     warmup_rounds: int = 1  # untimed alternating rounds (the switch between processes settles)
-    starve_fraction: float = 0.6  # CPU/wall below this share of the build's usual use: starved
+    starve_fraction: float = 0.6  # CPU/wall below this share of the expected threads: starved
     max_load_per_core: float = 0.5  # mean other runnable tasks per core above this: contended
     max_steal_pct: float = 10.0
     max_starved_share: float = 0.25  # share of starved blocks above this: contended
@@ -64,27 +64,24 @@ class PairedTarget:
 
 @dataclass(frozen=True)
 class MachineLoad:
-    """The machine around a measurement."""
+    """The machine around a measurement and the thread use a build has when it is not
+    descheduled (its intra-op threads, at most the cores)."""
 
     cores: int
     steal_pct: float
+    threads: int
 
 
-def mark_starved(blocks: Sequence[PairedBlock], fraction: float) -> list[PairedBlock]:
-    """Flag blocks whose CPU/wall is below ``fraction`` of their build's usual (p90) thread use."""
-    out = list(blocks)
-    for build in (BASELINE, CANDIDATE):
-        use = [b.cpu_ms / b.wall_ms for b in out if b.build == build and b.wall_ms > 0]
-        if not use:
-            continue
-        usual = float(np.percentile(use, 90))
-        out = [
-            replace(b, starved=b.wall_ms <= 0 or b.cpu_ms / b.wall_ms < fraction * usual)
-            if b.build == build
-            else b
-            for b in out
-        ]
-    return out
+def expected_threads(threads: int, cores: int) -> int:
+    """Threads a build keeps busy when it has the machine (``threads`` 0: every core)."""
+    return max(1, min(threads or cores, cores))
+
+
+def mark_starved(blocks: Sequence[PairedBlock], fraction: float, threads: int) -> list[PairedBlock]:
+    """Flag blocks whose CPU/wall is below ``fraction`` of the expected thread use: the
+    process was descheduled for part of the block, so its time measures the machine."""
+    floor = fraction * threads
+    return [replace(b, starved=b.wall_ms <= 0 or b.cpu_ms / b.wall_ms < floor) for b in blocks]
 
 
 def round_ratios(blocks: Sequence[PairedBlock]) -> tuple[list[float], list[PairedBlock]]:
@@ -138,7 +135,7 @@ def summarize_paired(
     cfg: PairedConfig,
 ) -> PairedSpeedup:
     """The paired record from raw blocks: starved blocks marked, ratio, CI and contention."""
-    marked = mark_starved(blocks, cfg.starve_fraction)
+    marked = mark_starved(blocks, cfg.starve_fraction, machine.threads)
     ratios, used = round_ratios(marked)
     ratio, lo, hi = ratio_ci(ratios, cfg)
     starved = sum(b.starved for b in marked)
@@ -232,6 +229,7 @@ def measure_paired(
                     )
         steal1, total1 = cpu_ticks()
     steal = 100.0 * (steal1 - steal0) / (total1 - total0) if total1 > total0 else 0.0
-    machine = MachineLoad(os.cpu_count() or 1, steal)
+    cores = os.cpu_count() or 1
+    machine = MachineLoad(cores, steal, expected_threads(threads, cores))
     names = (base.request.name, cand.request.name)
     return summarize_paired(names, shape, blocks, machine, cfg)
