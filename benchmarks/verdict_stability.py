@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -163,9 +164,11 @@ def table(result: dict, rule: SpeedRule) -> str:
     m = result["quiet_median"]
     for x in result["rows"]:
         rec = x["record"]
+        clean = rec["blocks_used"] > 0
+        speed = f"×{x['ratio']:.2f}" if clean else "—"
+        ci = f"[×{x['ci_low']:.2f}, ×{x['ci_high']:.2f}]" if clean else "no clean round"
         lines.append(
-            f"| {x['busy_processes']} | {x['repeat']} | ×{x['ratio']:.2f} | "
-            f"[×{x['ci_low']:.2f}, ×{x['ci_high']:.2f}] | {_change(x['ratio'], m)} | "
+            f"| {x['busy_processes']} | {x['repeat']} | {speed} | {ci} | {_change(x['ratio'], m)} | "
             f"{rec['load_avg']:.1f} | {rec['blocks_dropped']} | {x['verdict'].upper()} |"
         )
     lines.append("")
@@ -185,6 +188,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS / "verdict_stability.json"))
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still kills the loops
     from workbench.fileio import atomic_write_json
     from workbench.provenance import collect_provenance
 
