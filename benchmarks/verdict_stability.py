@@ -168,7 +168,8 @@ def table(result: dict, rule: SpeedRule) -> str:
         speed = f"×{x['ratio']:.2f}" if clean else "—"
         ci = f"[×{x['ci_low']:.2f}, ×{x['ci_high']:.2f}]" if clean else "no clean round"
         lines.append(
-            f"| {x['busy_processes']} | {x['repeat']} | {speed} | {ci} | {_change(x['ratio'], m)} | "
+            f"| {x['busy_processes']} | {x['repeat']} | {speed} | {ci} | "
+            f"{_change(x['ratio'], m)} | "
             f"{rec['load_avg']:.1f} | {rec['blocks_dropped']} | {x['verdict'].upper()} |"
         )
     lines.append("")
