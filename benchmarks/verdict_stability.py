@@ -127,13 +127,13 @@ def judge_claim(rows: Sequence[dict]) -> dict[str, object]:
     """The claim: loaded repeats within ±15 % of the quiet median or INCONCLUSIVE; never both
     a PASS and a FAIL."""
     quiet = [x["ratio"] for x in rows if x["busy_processes"] == 0 and x["ratio"] > 0]
-    median = statistics.median(quiet) if quiet else float("nan")
+    median = statistics.median(quiet) if quiet else None  # None: no quiet reference
     bad = [
         x
         for x in rows
         if x["busy_processes"] > 0
         and x["verdict"] != INCONCLUSIVE
-        and not abs(x["ratio"] / median - 1) <= TOLERANCE
+        and (median is None or not abs(x["ratio"] / median - 1) <= TOLERANCE)
     ]
     verdicts = {x["verdict"] for x in rows}
     flip = PASS in verdicts and FAIL in verdicts
@@ -146,9 +146,9 @@ def judge_claim(rows: Sequence[dict]) -> dict[str, object]:
     }
 
 
-def _change(ratio: float, median: float) -> str:
-    """The speed-up against the quiet median ("—" when no clean round was left)."""
-    return f"{(ratio / median - 1) * 100:+.0f}%" if ratio > 0 and median > 0 else "—"
+def _change(ratio: float, median: float | None) -> str:
+    """The speed-up against the quiet median ("—" when either is missing)."""
+    return f"{(ratio / median - 1) * 100:+.0f}%" if ratio > 0 and median else "—"
 
 
 def table(result: dict, rule: SpeedRule) -> str:
@@ -173,8 +173,9 @@ def table(result: dict, rule: SpeedRule) -> str:
             f"{rec['load_avg']:.1f} | {rec['blocks_dropped']} | {x['verdict'].upper()} |"
         )
     lines.append("")
+    median = "none (no clean quiet round)" if m is None else f"×{m:.2f}"
     lines.append(
-        f"quiet median ×{m:.2f}; claim (loaded within ±{TOLERANCE:.0%} or INCONCLUSIVE, "
+        f"quiet median {median}; claim (loaded within ±{TOLERANCE:.0%} or INCONCLUSIVE, "
         f"never PASS and FAIL): {'holds' if result['claim_holds'] else 'DOES NOT HOLD'}"
     )
     return "\n".join(lines)
