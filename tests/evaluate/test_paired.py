@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -121,7 +122,10 @@ def test_real_interleaved_measurement_of_two_onnx_sessions(tiny_model, tiny_onnx
     assert len(used) == rec.blocks_used == 2 * len(ratios)
     if len(ratios) >= 3:
         assert rec.ci_low <= rec.ratio <= rec.ci_high
-    assert math.isfinite(rec.ratio) and rec.ratio > 0 and rec.cores >= 1
+    assert math.isfinite(rec.ratio) and (rec.ratio > 0) == (rec.blocks_used > 0)
+    assert rec.contended or rec.blocks_used >= 6  # a busy machine may starve every block
+    raw, _ = round_ratios([replace(b, starved=False) for b in rec.blocks])
+    assert len(raw) == 6 and all(r > 0 for r in raw) and rec.cores >= 1
 
 
 def test_starved_means_below_the_expected_thread_use_not_below_the_others():
