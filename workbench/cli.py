@@ -5,7 +5,9 @@ Each subcommand lives in ``workbench/commands/<name>.py`` exposing
 ``run(args) -> int``. Command modules import nothing heavy at module level, so
 ``workbench --help`` works with only the core installed. Errors from the
 workbench print one line and exit with the error's code (2 bad input, 3 backend
-unavailable); a failed gate exits 1.
+unavailable); a failed gate exits 1, an inconclusive one 4. Anything else is a bug: it exits
+70 with one line naming the log file that holds the traceback (the run's folder when one was
+created, else the cache's ``logs/``); Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ import importlib
 import logging
 import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from workbench import __version__
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, noted_output_dir
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: an unexpected exception (a bug), never the gate's 1
+CRASH_LOG = "workbench-crash-{stamp}-{pid}.log"
 
 COMMANDS = (
     "run",
@@ -81,6 +90,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        log = write_crash_log(argv)
+        what = _one_line(str(exc)) or "(no message)"
+        print(f"internal error: {type(exc).__name__}: {what}; details in {log}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def write_crash_log(argv: Sequence[str] | None) -> str:
+    """Write the current exception's traceback to a file and return its path.
+
+    Into the folder of the run/search/sweep under way when one was created, else the cache's
+    ``logs/`` folder, else the temp folder.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = CRASH_LOG.format(stamp=stamp, pid=os.getpid())
+    body = (
+        f"workbench {__version__} {stamp}\nargv: {list(sys.argv[1:] if argv is None else argv)}"
+        f"\n\n{traceback.format_exc()}"
+    )
+    folders = [noted_output_dir(), _cache_logs(), tempfile.gettempdir()]
+    for folder in folders:
+        if not folder:
+            continue
+        path = Path(folder) / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body, encoding="utf-8")
+        except OSError:
+            continue
+        return str(path)
+    return "(nowhere: no folder was writable)"
+
+
+def _cache_logs() -> str | None:
+    from workbench.fileio import cache_root
+
+    try:
+        return str(cache_root() / "logs")
+    except WorkbenchError:
+        return None
 
 
 def os_error_message(exc: OSError) -> str:

@@ -51,3 +51,18 @@ class GateFailedError(WorkbenchError):
     """Raised only by the CLI layer to exit 1 when a gate fails."""
 
     exit_code = 1
+
+
+# Where the CLI writes an internal error's traceback: the folder of the run, search or sweep
+# under way (set by the code that creates it), else a cache folder. One process, one command.
+_output_dir: list[str] = []
+
+
+def note_output_dir(path: object) -> None:
+    """Record the folder the current command writes into (the crash log goes there)."""
+    _output_dir[:] = [str(path)]
+
+
+def noted_output_dir() -> str | None:
+    """The folder recorded by ``note_output_dir``, or None."""
+    return _output_dir[0] if _output_dir else None

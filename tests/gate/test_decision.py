@@ -45,11 +45,15 @@ def test_accuracy_rule_fails_on_a_real_drop(make_paired):
 
 
 def test_small_test_set_cannot_pass_by_luck(make_paired):
-    # point estimate 0.0 (no drop) but n=120: the CI's worst case exceeds a 1-point limit
+    # point estimate 0.0 (no drop) but n=120: the CI straddles the 1-point limit, so the data
+    # cannot tell: INCONCLUSIVE (not PASS, and not FAIL either), saying how many rows would
     d = gate(make_paired(n=120, n_b=3, n_c=3), max_accuracy_drop=0.01)
     c = check(d, "accuracy_drop")
-    assert c.details["diff"] == 0.0 and c.status == "fail"
-    assert c.details["ci_low"] < -0.01
+    assert c.details["diff"] == 0.0 and c.status == "inconclusive"
+    assert c.details["ci_low"] < -0.01 < c.details["ci_high"]
+    assert "labelled rows at the observed disagreement" in c.details["settle"]
+    assert c.details["settle"] in c.message and c.message.endswith("→ INCONCLUSIVE")
+    assert d.verdict == "INCONCLUSIVE" and not d.passed
 
 
 def test_macro_f1_metric(make_paired):
@@ -79,11 +83,13 @@ def test_significance_rule(make_paired):
 
 
 def test_agreement_rule(make_paired):
-    run = make_paired(n=1000, n_b=5, n_c=5)  # 10 flips: 99.0% agreement
-    assert check(gate(run, min_prediction_agreement=0.99), "agreement").passed
+    run = make_paired(n=1000, n_b=5, n_c=5)  # 10 flips: 99.0%, Wilson 95% CI [98.17, 99.46]
+    assert check(gate(run, min_prediction_agreement=0.98), "agreement").passed
     c = check(gate(run, min_prediction_agreement=0.995), "agreement")
     assert c.status == "fail" and c.observed == pytest.approx(0.99)
     assert c.details["flipped"] == 10
+    c = check(gate(run, min_prediction_agreement=0.99), "agreement")  # at the edge
+    assert c.status == "inconclusive" and "cannot be settled by more rows" in c.message
 
 
 def test_speedup_rule(make_paired):
@@ -147,12 +153,12 @@ def test_test_set_hash_mismatch_fails(make_paired):
     assert c.status == "error" and "test sets differ" in c.message
 
 
-def test_too_few_samples_fails(make_paired):
+def test_too_few_samples_is_inconclusive(make_paired):
     d = gate(make_paired(n=150), max_accuracy_drop=0.5, min_samples=200)
-    assert check(d, "samples").status == "fail"
-    c = check(d, "accuracy_drop")
-    assert c.status == "error" and "minimum 200" in c.message
-    assert not d.passed
+    c = check(d, "samples")
+    assert c.status == "inconclusive" and "label at least 50 more test rows" in c.message
+    assert check(d, "accuracy_drop").passed  # still evaluated: a clear FAIL would still show
+    assert d.verdict == "INCONCLUSIVE" and not d.passed and d.exit_code == 4
 
 
 def _edit_run(run: Path, edit) -> None:
@@ -245,7 +251,8 @@ def test_outputs_round_trip_and_escape(demo_run, tmp_path):
     suite = root.find("testsuite")
     assert suite is not None
     assert suite.get("tests") == str(len(d.checks))
-    assert int(suite.get("failures", "0")) + int(suite.get("errors", "0")) == len(d.reasons)
+    bad = sum(int(suite.get(k, "0")) for k in ("failures", "errors", "skipped"))
+    assert bad == len(d.reasons)
     assert {c.get("name") for c in suite.iter("testcase")} == {c.name for c in d.checks}
 
 
@@ -297,4 +304,6 @@ def test_recall_rule_catches_a_class_shift_at_equal_accuracy(tmp_path):
     c = check(d, "recall")
     assert c.status == "fail" and "class" in c.message
     assert c.details["per_class"]["0"]["drop"] == pytest.approx(0.04)  # 500 -> 480 correct
-    assert check(gate(tmp_path / "r", max_recall_drop=0.05), "recall").passed
+    # 20 of 500 lost: the 95% CI of the change reaches about −5.8 pts
+    assert check(gate(tmp_path / "r", max_recall_drop=0.05), "recall").status == "inconclusive"
+    assert check(gate(tmp_path / "r", max_recall_drop=0.08), "recall").passed

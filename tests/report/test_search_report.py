@@ -27,7 +27,8 @@ def _record(tmp_path: Path) -> Path:
         ranking_kind="proxy", ranking=RANKING, n_search=200, n_gate=200, latency_shape=[1, 128],
         fp32_latency_ms=9.0, trials=[trial(0, 2.5, False), best, trial(4, 4.0, True)],
         pareto=[best], best=best,
-        gate_check=GateCheckOnSplit(200, 0.8, 0.805, -0.005, 0.015, 0.985, True, []),
+        gate_check=GateCheckOnSplit(200, 0.8, 0.805, -0.005, 0.015, 0.985, True, [], "PASS"),
+        traffic_check=None,
         exclude=["^/inner/encoder/encoder/layer\\.0/output/dense/MatMul$"], files=["exclude.toml"],
         seconds=12.0,
     )  # fmt: skip

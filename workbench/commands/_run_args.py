@@ -58,6 +58,8 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     )
     run, run_dir = run_experiment(exp, opts)
     print(format_summary(run, wide=args.wide))
+    for w in run.sanity_warnings:  # a degenerate model or tokenization: say so by the table
+        print(f"warning: {w}")
     for s in run.skipped:
         print(f"not run: {s.name} ({s.reason})")
     print(f"\nreport: {Path(run_dir) / 'report.html'}")
@@ -65,17 +67,20 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     if not (run.experiment.gate.enabled and gate_file.is_file()):
         print("gate: not run (no [gate] or --no-gate)")
         return 0
+    from workbench.commands.gate import print_decision
     from workbench.gate import load_decision
 
-    decision = load_decision(gate_file)
-    print()
-    for check in decision.checks:
-        print(check.message)
-    failed = [c.name for c in decision.checks if c.status != "pass"]
-    why = f" ({', '.join(failed)} failed)" if failed else ""
+    g = run.experiment.gate
+    files = [gate_file] + [Path(run_dir) / f"gate-{c}" / "gate.json" for c in g.candidates[1:]]
+    decisions = [load_decision(f) for f in files if f.is_file()]
+    worst = max(decisions, key=lambda d: {"PASS": 0, "INCONCLUSIVE": 1, "FAIL": 2}[d.verdict])
     tail = ""
-    if not decision.passed and not strict_gate:
+    if worst.verdict != "PASS" and not strict_gate:
         tail = "; the demo still exits 0: pass --policy FILE for an exit code that follows the gate"
-    print(f"gate {'PASS' if decision.passed else 'FAIL'}{why}: {decision.candidate} vs "
-          f"{decision.baseline}{tail}")  # fmt: skip
-    return 1 if strict_gate and not decision.passed else 0
+    for d in decisions:
+        print()
+        print_decision(d, tail=tail if len(decisions) == 1 else "")
+    if len(decisions) > 1:
+        n = len(decisions)
+        print(f"gate {worst.verdict} over {n} candidates (worst: {worst.candidate}){tail}")
+    return worst.exit_code if strict_gate else 0

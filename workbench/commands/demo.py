@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Runs workbench/experiment/shipped/demo.toml and writes reports/<run-id>/report.html. "
             "Exits 0 whatever the shipped gate says; with --policy the exit code follows the "
-            "gate (1 = failed)."
+            "gate (1 = failed, 4 = inconclusive)."
         ),
     )
     add_run_args(p)

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from workbench.gate.decision import GateDecision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "gate",
-        help="pass/fail a candidate build against a baseline (exit 0 pass, 1 fail)",
+        help="judge a candidate build against a baseline (exit 0 pass, 1 fail, 4 inconclusive)",
         description=(
             "Compare two builds' result records under a TOML policy (see docs/gate.example.toml): "
             "paired bootstrap CI and exact McNemar on the accuracy difference, agreement, "
             "speed-up, p99 and memory limits. Writes gate.json, gate.md and gate-junit.xml. "
-            "Exit codes: 0 pass, 1 fail, 2 bad input."
+            "Exit codes: 0 pass, 1 fail, 2 bad input, 4 inconclusive (the data cannot tell; "
+            "gate.md says what would settle it), 70 internal error."
         ),
     )
     p.add_argument(
@@ -47,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--allow-same",
         action="store_true",
         help="allow the baseline and the candidate to be the same build (a self-check)",
+    )
+    p.add_argument(
+        "--disagreement-labels",
+        type=Path,
+        default=None,
+        metavar="CSV",
+        help="the candidate run's disagreements.csv with its label column filled in",
     )
     p.add_argument(
         "--out",
@@ -95,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(out_dir, "--out folder", "pass --out a writable folder")
     for path in {base_dir, cand_dir, Path(out_dir)}:
         check_not_busy(path)
+    if args.disagreement_labels is not None:
+        from workbench.experiment.traffic import apply_disagreement_labels
+
+        apply_disagreement_labels(cand_dir, args.disagreement_labels)
     decision = evaluate_gate(
         base_dir,
         base_build,
@@ -106,11 +122,19 @@ def run(args: argparse.Namespace) -> int:
     )
     paths = write_gate_outputs(decision, out_dir)
     _refresh_report(Path(out_dir))
+    print_decision(decision, f"gate.md: {paths['markdown']}")
+    return decision.exit_code
+
+
+def print_decision(decision: GateDecision, where: str = "", tail: str = "") -> None:
+    """The checks, the warnings, then one last line with the verdict and the first reason
+    (run, gate, demo and search print the same)."""
     for check in decision.checks:
         print(check.message)
-    verdict = "PASS" if decision.passed else "FAIL"
-    print(f"gate {verdict}: {decision.candidate} vs {decision.baseline} ({paths['markdown']})")
-    if not decision.passed:  # a verdict, not an error: no "error:" line, exit code 1
+    for w in decision.warnings:
+        print(f"warning: {w}")
+    if where:
+        print(where)
+    if decision.reasons:
         print(f"{len(decision.reasons)} of {len(decision.checks)} checks did not pass")
-        return 1
-    return 0
+    print(decision.summary + tail)

@@ -13,7 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run an experiment file: builds -> accuracy, latency -> report, gate",
         description=(
             "Run EXPERIMENT.toml (write one with `workbench init`). Exit codes: 0 gate passed "
-            "(or no gate), 1 gate failed, 2 bad input, 3 a build's backend is missing here."
+            "(or no gate), 1 gate failed, 2 bad input, 3 a build's backend is missing here, "
+            "4 gate inconclusive (the data cannot tell; the last line says what would settle "
+            "it), 70 internal error (a bug; the traceback is in the file named)."
         ),
     )
     p.add_argument("experiment", nargs="?", help="experiment TOML file")

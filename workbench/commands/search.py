@@ -14,8 +14,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "method, weight granularity and layers kept in float, times the candidates on this "
             "machine, and verifies the choice on the other half (never seen by the search). "
             "Writes search.json, the chosen Q/DQ model, its table, TensorRT cache and an "
-            "exclude.toml to paste into the experiment. Exit 0 when a verified build was found, "
-            "1 when none passed, 2 bad input."
+            "exclude.toml to paste into the experiment. Exit codes follow the gate half's "
+            "verdict on the choice: 0 PASS, 1 FAIL (or no candidate passed the search half), 4 "
+            "INCONCLUSIVE (the gate half cannot tell; the last line says what would settle it), "
+            "2 bad input, 70 internal error."
         ),
     )
     p.add_argument("experiment", nargs="?", help="experiment TOML (default: --shipped demo)")
@@ -69,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
           f"{b.latency_ms:.2f} ms ({speed:.2f}x ORT FP32)")  # fmt: skip
     print(f"on the gate split ({g.n} samples the search never saw): accuracy {g.accuracy:.2%} "
           f"vs FP32 {g.fp32_accuracy:.2%}, 95% CI of the change [{g.drop_ci_low:+.2%}, "
-          f"{g.drop_ci_high:+.2%}], agreement {g.agreement:.2%}: "
-          f"{'PASS' if g.passed else 'FAIL (' + '; '.join(g.reasons) + ')'}")  # fmt: skip
+          f"{g.drop_ci_high:+.2%}], agreement {g.agreement:.2%}")  # fmt: skip
+    for reason in g.reasons:
+        print(f"  {reason}")
     print(f"wrote {out / 'search.json'} and {', '.join(record.files)}")
     print(f"report: {out / 'search.html'}")
-    return 0 if g.passed else 1
+    why = f" — {g.reasons[0]}" if g.reasons else ""
+    print(f"gate {g.verdict}: the search's choice on the gate split{why}")
+    return {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 4}[g.verdict]

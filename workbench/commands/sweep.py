@@ -13,8 +13,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Expand SWEEP.toml (a base experiment plus [axes]) into cells and run them as Ray "
             "tasks: on this machine by default, or on a cluster with --address. Finished cells "
-            "are reused, so a killed sweep resumes. Exit codes: 0 every cell finished, 1 a cell "
-            "failed, 2 bad input, 3 Ray or a needed GPU is missing."
+            "are reused, so a killed sweep resumes. Exit codes: 0 every cell finished (and every "
+            "cell's gate passed), 1 a cell failed or a cell's gate FAILED, 2 bad input, 3 Ray or "
+            "a needed GPU is missing, 4 a cell's gate was INCONCLUSIVE (and none failed)."
         ),
     )
     p.add_argument("sweep", help="sweep TOML file")
@@ -57,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
     result, out_dir = run_sweep(spec, opts)
     for c in result.cells:
         state = "reused" if c.key in result.reused else c.status
-        print(f"{state:<7} {c.key}  {c.name}" + (f"  ({c.error})" if c.error else ""))
+        gate = f"  gate {c.gate_verdict}" if c.gate_verdict else ""
+        print(f"{state:<7} {c.key}  {c.name}{gate}" + (f"  ({c.error})" if c.error else ""))
     print(f"\nsweep: {out_dir / 'sweep.json'}")
     if (out_dir / "sweep.html").is_file():
         print(f"report: {out_dir / 'sweep.html'}")
-    return 1 if result.failed else 0
+    verdicts = {c.gate_verdict for c in result.cells}
+    if result.failed or "FAIL" in verdicts:
+        return 1
+    return 4 if "INCONCLUSIVE" in verdicts else 0

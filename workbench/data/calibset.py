@@ -195,14 +195,12 @@ def build_calibration_set(
         raise DataError(f"N must be at least 1, got {n}")
     if target is None and target_lengths is not None:
         target = TextProfile(np.asarray(target_lengths, dtype=np.int64))
-    texts = [str(t) for t in pool["text"]]
-    pairs = [str(t) for t in pool["text_pair"]] if "text_pair" in pool.column_names else None
+    texts, pairs, joined = _pool_texts(pool)
     labels, label_names = _label_info(pool)
     name = name or default_name(source_path, strategy, n, seed, filters)
     if not _NAME_OK.match(name):
         raise DataError(f"calibration set name {name!r} must be letters, digits, '.', '_' or '-'")
     out = Path(root) / name
-    joined = texts if pairs is None else [f"{a}\t{b}" for a, b in zip(texts, pairs, strict=True)]
     pool_sha = _pool_sha256(joined, labels)
     key = sha256_json(
         {
@@ -272,6 +270,29 @@ def build_calibration_set(
         target=target,
         target_name=target_name or ("target lengths" if target is not None else ""),
     )
+
+
+def usable_pool_size(pool: Dataset) -> int:
+    """Rows a calibration set can draw from with the default filters (empty rows and exact /
+    near-exact duplicates dropped): what N must not exceed. Cheap: no tokenization.
+
+    Example::
+
+        n = min(512, usable_pool_size(ws.pool))
+    """
+    if "text" not in pool.column_names or len(pool) == 0:
+        return 0
+    _, _, joined = _pool_texts(pool)
+    keep, _ = _apply_filters(joined, np.zeros(len(joined), dtype=np.int64), PoolFilters())
+    return int(keep.sum())
+
+
+def _pool_texts(pool: Dataset) -> tuple[list[str], list[str] | None, list[str]]:
+    """Texts, pairs (or None) and the ``text\tpair`` strings deduplication compares."""
+    texts = [str(t) for t in pool["text"]]
+    pairs = [str(t) for t in pool["text_pair"]] if "text_pair" in pool.column_names else None
+    joined = texts if pairs is None else [f"{a}\t{b}" for a, b in zip(texts, pairs, strict=True)]
+    return texts, pairs, joined
 
 
 def _target_key(target: TextProfile | None) -> str | None:

@@ -109,6 +109,13 @@ class TextTokenizer:
         """Untruncated token counts (with special tokens); > max_length means truncation."""
         return np.array([len(ids) for ids in self.token_ids(texts, pairs)], dtype=np.int64)
 
+    def content_lengths(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Untruncated counts of non-special tokens (no [CLS]/[SEP]/<s>...): the sanity check."""
+        encs = self._tok.encode_batch(_inputs(texts, pairs))
+        return np.array([len(e.ids) - sum(e.special_tokens_mask) for e in encs], dtype=np.int64)
+
     def encode(
         self,
         texts: Sequence[str],

@@ -21,7 +21,7 @@ from workbench.fileio import (
     reuse_entry,
     sha256_json,
 )
-from workbench.results.records import CalibrationSummary
+from workbench.results.records import SCHEMA_VERSION, CalibrationSummary
 
 if TYPE_CHECKING:
     from workbench.backends.base import Feed
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TABLES_VERSION = 2  # 2: sealed cache entries
+TABLES_VERSION = 3  # 2: sealed cache entries; 3: keyed by the set's content key
 TABLE_FILE = "calibration_table.json"
 BATCH = 16
 
@@ -74,7 +74,9 @@ def prepare_calibration(
     key = sha256_json(
         {
             "onnx": ws.export.onnx_sha256,
-            "set": calib.manifest_sha256,
+            # the set's content key (source, pool, n, strategy, seed, tokenizer): sets named
+            # after different experiments (sweep cells) with the same rows share their tables
+            "set": calib.manifest.key,
             "methods": sorted(methods),
             "fp8": c.fp8_method if fp8 else None,
             "v": TABLES_VERSION,
@@ -120,24 +122,31 @@ def prepare_calibration(
 
 
 def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
-    """Sample the set; its representativeness vs the test split goes into the manifest and
-    into the run directory for the report."""
+    """Sample the set; its representativeness vs the traffic (else the test split) goes into the
+    manifest and into the run directory for the report."""
     from workbench.data.calibset import build_calibration_set, with_report
     from workbench.data.representativeness import TextProfile, save_report
+    from workbench.experiment.rundir import calibration_set_name
 
     target = TextProfile.from_texts(ws.texts, ws.tokenizer, ws.test["label"])
+    target_name = "test split"
+    if ws.traffic is not None:  # production text is the distribution to calibrate for
+        target = TextProfile.from_texts(ws.traffic_texts, ws.tokenizer)
+        target_name = f"unlabelled traffic ({Path(ws.traffic.source_path).name})"
     c = ws.exp.calibration
+    seed = ws.exp.seed if c.seed is None else c.seed
     calib = build_calibration_set(
         ws.pool,
         c.n,
         ws.tokenizer,
         strategy=c.strategy,
-        seed=ws.exp.seed if c.seed is None else c.seed,
+        seed=seed,
         root=root,
+        name=calibration_set_name(ws.exp, c.n, c.strategy, seed),
         source_path=ws.source_path,
         source_sha256=ws.source_sha256,
         target=target,
-        target_name="test split",
+        target_name=target_name,
     )
     report = calib.manifest.representativeness
     if report is not None:
@@ -175,6 +184,7 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
             "per_channel": c.per_channel,
             "exclude": list(c.exclude),
             "methods": list(c.compare),
+            "schema": SCHEMA_VERSION,  # a cached record of an older schema is not reused
         }
     )[:16]
     cached = cache_root() / "comparisons" / ckey

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,9 @@ from workbench.backends.registry import BuildRequest
 from workbench.errors import ConfigError
 from workbench.experiment.builds import plan_builds, reference_build
 from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
-from workbench.experiment.measure import BuildMeasurement, measure_build
+from workbench.experiment.measure import BuildMeasurement, measure_build, measure_speedups
 from workbench.experiment.progress import Stages
-from workbench.experiment.rundir import claim_run_dir, preflight, safe_name
+from workbench.experiment.rundir import claim_run_dir, default_run_id, preflight
 from workbench.experiment.workspace import Workspace, apply_quick
 from workbench.fileio import cache_root
 from workbench.results.records import (
@@ -57,15 +56,15 @@ class RunOptions:
 def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[RunResult, Path]:
     """Run ``exp``; returns the run record and its directory (``reports/<run-id>/``)."""
     opts = options or RunOptions()
-    preflight(exp, opts.reports_root, opts.calibration_root, opts.run_id)  # before any stage
+    run_id = opts.run_id or default_run_id(exp)  # named after [name], checked like --run-id
+    preflight(exp, opts.reports_root, opts.calibration_root, run_id)  # before any stage
     exp = apply_quick(exp) if exp.quick else exp
     builds, skipped = plan_builds(exp, opts.skip_unavailable)
-    _check_gate_names(exp, builds)
+    check_gate_names(exp, builds)
     st = Stages(opts.progress)
     with st.stage("load data and model"):
         ws = Workspace.open(exp)
     ws.exp = replace(ws.exp, builds=tuple(builds))
-    run_id = opts.run_id or _run_id(ws.data_name, ws.exp.quick)
     claim = claim_run_dir(opts.reports_root, run_id)  # locked; an earlier run's files removed
     try:
         run = _measure_all(ws, builds, skipped, claim.path, run_id, opts, st)
@@ -109,10 +108,15 @@ def _measure_all(
     reference = reference_build(exp, builds)
     measured: dict[str, BuildMeasurement] = {}
     for b in sorted(builds, key=lambda b: b.name != reference):  # reference first
-        req = _request(ws, b, calib, export.onnx_path)
+        req = build_request(ws, b, calib, export.onnx_path)
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
+    speedups = measure_speedups(ws, measured, st)
     ref_logits = measured[reference].logits
     results = [_result(ws, measured[b.name], ref_logits, run_dir) for b in builds]
+    if ws.traffic is not None:
+        from workbench.experiment.traffic import score_traffic
+
+        score_traffic(ws, measured, reference, run_dir, st)
     from workbench.experiment.notes import annotate, cross_backend_agreement
     from workbench.provenance import collect_provenance
 
@@ -139,10 +143,14 @@ def _measure_all(
         ),
         skipped=skipped,
         warnings=list(ws.warnings),
+        sanity_warnings=_sanity(ws, reference, ref_logits),
+        speedups=speedups,
     )
 
 
-def _check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
+def check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
+    """ConfigError unless the gate's baseline and candidates are builds this run has (run
+    and init check it before any work)."""
     if not exp.gate.enabled:
         return
     names = {b.name for b in builds}
@@ -154,9 +162,10 @@ def _check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
             )
 
 
-def _request(
+def build_request(
     ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None, onnx_path: str
 ) -> BuildRequest:
+    """What the backend registry needs to build ``b`` in this Workspace."""
     c = ws.exp.calibration
     return BuildRequest(
         name=b.name,
@@ -207,6 +216,20 @@ def _result(
     )
 
 
+def _sanity(ws: Workspace, reference: str, ref_logits: np.ndarray) -> list[str]:
+    """Is the reference model (and its tokenization of the test texts) worth gating?"""
+    from workbench.evaluate.sanity import prediction_warnings, token_warnings
+
+    preds = ref_logits.argmax(axis=1)
+    out = prediction_warnings(preds, ws.labels, len(ws.model.labels), reference)
+    tok, texts, pairs = ws.tokenizer, ws.texts, ws.pairs
+    out += token_warnings(tok.content_lengths(texts, pairs), tok.lengths(texts, pairs),
+                          tok.max_length)  # fmt: skip
+    for w in out:
+        log.warning(w)
+    return out
+
+
 def _gate_shape(exp: Experiment) -> tuple[int, int]:
     p = exp.gate.policy
     return (p.latency_batch, p.latency_seq) if p and exp.gate.enabled else exp.evaluate.shapes[0]
@@ -216,8 +239,3 @@ def _gpu_name(measured: dict[str, BuildMeasurement]) -> str:
     """The GPU a CUDA build ran on ("" when every build ran on the CPU)."""
     names = [m.device_name for m in measured.values() if m.device_name != "cpu"]
     return names[0].removeprefix("cuda:") if names else ""
-
-
-def _run_id(dataset: str, quick: bool) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return safe_name(f"{stamp}-{dataset}{'-quick' if quick else ''}")  # data names vary

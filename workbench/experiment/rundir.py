@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, note_output_dir
 from workbench.fileio import cache_root, check_writable_dir
 from workbench.results.spec import Experiment
 
@@ -45,6 +45,22 @@ def safe_name(text: str) -> str:
     """``text`` made a safe path component: other characters become ``-`` (for default ids)."""
     name = re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip(".-")[:128].rstrip(".-")
     return name or "run"
+
+
+def default_run_id(exp: Experiment, now: datetime | None = None) -> str:
+    """``20260105-093000-<experiment name>[-quick]``: named after the experiment, not its files.
+
+    The name is made a safe path component, then checked like a ``--run-id``.
+    """
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    name = safe_name(exp.name)[:96]  # "../x" -> "x": no dot runs left from a path
+    return check_run_id(f"{stamp}-{name}{'-quick' if exp.quick else ''}")
+
+
+def calibration_set_name(exp: Experiment, n: int, strategy: str, seed: int) -> str:
+    """A run's calibration-set folder, e.g. ``demo-stratified-n512-s0`` (experiment's name)."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", safe_name(exp.name)).strip(".-") or "experiment"
+    return check_name(f"{base[:96]}-{strategy}-n{n}-s{seed}", "calibration set name")
 
 
 def check_run_id(run_id: str) -> str:
@@ -130,6 +146,7 @@ def claim_run_dir(reports_root: str | Path, run_id: str) -> RunDirClaim:
         raise ConfigError(f"cannot create run directory {path} ({exc.strerror})") from exc
     if not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run-id")
+    note_output_dir(path)  # an internal error's traceback goes here
     owned = any((path / name).exists() for name in (LOCK_FILE, RUN_RECORD, SWEEP_CELL_FILE))
     handle = _lock(path, run_id)
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
@@ -171,6 +188,7 @@ def _check_claimable(path: Path) -> None:
         return
     if not path.is_dir():
         raise ConfigError(f"run directory {path} is a file; choose another --run-id")
+    note_output_dir(path)  # an internal error's traceback goes here
     owned = any((path / name).exists() for name in (LOCK_FILE, RUN_RECORD, SWEEP_CELL_FILE))
     others = [p for p in path.iterdir() if p.name != LOCK_FILE]
     if others and not owned:

@@ -2,9 +2,14 @@
 
 The test split is halved (seeded): the search ranks layers and scores candidates on the
 *search* half only, then the chosen build is judged on the *gate* half it never saw (no
-selection bias). Candidates vary the calibration method, per-channel vs per-tensor
-weights and the layers kept in float (greedy from the sensitivity ranking, then pruning,
-``search_core``); latency is measured for real on this machine.
+selection bias). With unlabelled traffic (``[data] unlabeled``) no label is spent on the
+search: it ranks and scores candidates on half the traffic (agreement with FP32, the
+disagreement bound of the gate's traffic rule), and the choice is judged on the *whole*
+labelled test set plus the other half of the traffic, which it never saw. Candidates vary the
+calibration method, per-channel vs per-tensor weights and the layers kept in float (greedy from
+the sensitivity ranking, then pruning, ``search_core``); latency is measured for real here.
+Every verdict comes from the gate's one judge (``gate.judge_labelled``): PASS, FAIL or
+INCONCLUSIVE (a gate half too small to tell says how many rows would).
 
 Example::
 
@@ -14,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,16 +27,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workbench.errors import ConfigError
+from workbench.errors import ConfigError, note_output_dir
 from workbench.fileio import atomic_write_text, sha256_json
 from workbench.results.records import SCHEMA_VERSION, save_record
-from workbench.results.search import SEARCH_FILE, GateCheckOnSplit, SearchRecord, TrialRecord
+from workbench.results.search import (
+    SEARCH_FILE,
+    GateCheckOnSplit,
+    SearchRecord,
+    TrafficCheckOnSplit,
+    TrialRecord,
+)
 from workbench.results.spec import Experiment
 
 if TYPE_CHECKING:
     from workbench.backends.base import Feed
     from workbench.calibration.table import CalibrationTable
     from workbench.experiment.search_core import Candidate, Trial
+    from workbench.gate.decision import GateDecision
+    from workbench.results.policy import GatePolicy
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +66,7 @@ class SearchOptions:
 @dataclass
 class _Split:
     feeds: list[Feed]
-    labels: np.ndarray
+    labels: np.ndarray | None  # None: unlabelled traffic (scored against FP32)
     fp32: np.ndarray  # FP32 logits
 
 
@@ -72,12 +86,13 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
     st, t0 = Stages(opts.progress), time.perf_counter()
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    note_output_dir(out)  # an internal error's traceback goes here
     with st.stage("load data and model"):
         ws = Workspace.open(exp)
         onnx = ws.export.onnx_path
     calib = prepare_calibration(ws, out, opts.calibration_root, st, compare=False)
     tables = _tables(Path(calib.table_file).parent, opts.methods)
-    search_split, gate_split = _splits(ws, onnx)
+    search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
         ranking = _ranking(onnx, tables[opts.methods[0]], search_split, opts.ranking)
     searcher = _Searcher(onnx, tables, out / "candidates", exp, ws)
@@ -91,22 +106,33 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
             searcher.latency,
             progress=st.callback(bar),
         )
-    check = None if result.best is None else searcher.judge(result.best.candidate, gate_split)
-    files = _write_choice(searcher, result.best, tables, out) if result.best else []
+    n_search = 0 if search_split.labels is None else len(search_split.labels)
+    n_test = n_search + len(gate_split.labels)
+    check = (
+        None if result.best is None else searcher.judge(result.best.candidate, gate_split, n_test)
+    )
+    traffic_check = None
+    if result.best is not None and heldout is not None:
+        traffic_check = searcher.certify(result.best.candidate, heldout, len(search_split.fp32))
+        check = _settled(check, traffic_check, searcher.policy)
+    files = (
+        _write_choice(searcher, result.best, tables, out, check) if check and result.best else []
+    )
     record = SearchRecord(
         schema_version=SCHEMA_VERSION,
         experiment=exp.name,
         model_onnx_sha256=ws.export.onnx_sha256,
         ranking_kind=opts.ranking,
         ranking=[_module(n) for n in ranking],
-        n_search=len(search_split.labels),
-        n_gate=len(gate_split.labels),
+        n_search=len(search_split.fp32),
+        n_gate=len(gate_split.fp32),
         latency_shape=list(searcher.shape),
         fp32_latency_ms=searcher.fp32_latency(),
         trials=[_trial(t) for t in result.trials],
         pareto=[_trial(t) for t in result.pareto],
         best=_trial(result.best) if result.best else None,
         gate_check=check,
+        traffic_check=traffic_check,
         exclude=_patterns(result.best.candidate.float_nodes) if result.best else [],
         files=files,
         seconds=time.perf_counter() - t0,
@@ -154,39 +180,100 @@ class _Searcher:
         return path
 
     def score(self, c: Candidate, split: _Split):  # -> Verdict
+        """Whether the judge lets the search pick ``c`` on the search split: no rule FAILs and
+        the metric's non-inferiority rule PASSes. Rules that only cannot tell on this half
+        (agreement or size) do not block a candidate; the gate half's verdict is the one
+        reported."""
         from workbench.experiment.search_core import Verdict
 
-        passed, acc, _ = self._judge(self.build(c), split)
-        return Verdict(passed, acc)
+        if split.labels is None:
+            return Verdict(*self.score_unlabelled(self.build(c), split))
+        policy = replace(self.policy, min_samples=min(self.policy.min_samples, len(split.labels)))
+        decision, pred = self._judge(self.build(c), split, policy)
+        metric = {x.name: x.status for x in decision.checks}.get(f"{policy.metric}_drop", "pass")
+        ok = decision.verdict != "FAIL" and metric == "pass"
+        return Verdict(ok, float(np.mean(pred == split.labels)))
 
-    def judge(self, c: Candidate, split: _Split) -> GateCheckOnSplit:
-        return self._judge(self.build(c), split)[2]
-
-    def _judge(self, model: Path, split: _Split) -> tuple[bool, float, GateCheckOnSplit]:
+    def score_unlabelled(self, model: Path, split: _Split) -> tuple[bool, float]:
+        """Unlabelled rows: pass when the disagreement bound (the gate's traffic rule) and the
+        agreement limit hold; the metric is agreement with FP32."""
         from workbench.experiment.sensitivity import model_logits
-        from workbench.gate.stats import paired_bootstrap
+        from workbench.gate.traffic import cp_upper
 
         pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
+        differ = int(np.sum(pred != split.fp32.argmax(axis=1)))
+        agreement, p = 1.0 - differ / len(pred), self.policy
+        ok = p.max_accuracy_drop is None or (
+            cp_upper(differ, len(pred), p.confidence) <= p.max_accuracy_drop
+        )
+        if p.min_prediction_agreement is not None:
+            ok = ok and agreement >= p.min_prediction_agreement
+        return ok, agreement
+
+    def certify(self, c: Candidate, split: _Split, n_search: int) -> TrafficCheckOnSplit:
+        """The gate's certification rule on held-out traffic (PASS or INCONCLUSIVE)."""
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate.traffic import certify
+
+        pred = model_logits(self.build(c), split.feeds, self.threads).argmax(axis=1)
+        k, n = int(np.sum(pred != split.fp32.argmax(axis=1))), len(pred)
+        limit = self.policy.max_accuracy_drop
+        g = certify("fp32", "the choice", k, n, 0.0 if limit is None else limit,
+                    self.policy.confidence)  # fmt: skip
+        return TrafficCheckOnSplit(n_search, n, k, float(g.observed or 0.0), g.status, g.message)
+
+    def judge(self, c: Candidate, split: _Split, n_test: int) -> GateCheckOnSplit:
+        """The chosen build on the gate split, judged by the gate's one judge."""
+        decision, pred = self._judge(self.build(c), split, self.policy)
+        reasons = list(decision.reasons)
+        halved = n_test > len(split.labels)
+        if halved and any(
+            x.name == "samples" and x.status == "inconclusive" for x in decision.checks
+        ):
+            reasons.append(
+                f"the search halves the test split: its gate half is {len(split.labels)} of "
+                f"{n_test} rows; a test split of at least {2 * self.policy.min_samples} labelled "
+                "rows gives the gate half the policy's minimum"
+            )
         ref = split.fp32.argmax(axis=1)
-        ci = paired_bootstrap(split.labels, ref, pred, "accuracy")
-        agreement = float(np.mean(pred == ref))
-        p, reasons = self.policy, []
-        if p.max_accuracy_drop is not None and -ci.low > p.max_accuracy_drop:
-            reasons.append(f"worst-case drop {-ci.low:.2%} > {p.max_accuracy_drop:.2%}")
-        if p.min_prediction_agreement is not None and agreement < p.min_prediction_agreement:
-            reasons.append(f"agreement {agreement:.2%} < {p.min_prediction_agreement:.2%}")
-        acc = float(np.mean(pred == split.labels))
-        check = GateCheckOnSplit(
+        metric = next((x for x in decision.checks if x.name == "accuracy_drop"), None)
+        ci_low = ci_high = math.nan
+        if metric is not None and "ci_low" in metric.details:
+            ci_low, ci_high = float(metric.details["ci_low"]), float(metric.details["ci_high"])
+        return GateCheckOnSplit(
             n=len(split.labels),
             fp32_accuracy=float(np.mean(ref == split.labels)),
-            accuracy=acc,
-            drop_ci_low=float(ci.low),
-            drop_ci_high=float(ci.high),
-            agreement=agreement,
-            passed=not reasons,
+            accuracy=float(np.mean(pred == split.labels)),
+            drop_ci_low=ci_low,
+            drop_ci_high=ci_high,
+            agreement=float(np.mean(pred == ref)),
+            passed=decision.passed,
             reasons=reasons,
+            verdict=decision.verdict,
         )
-        return not reasons, acc, check
+
+    def _judge(
+        self, model: Path, split: _Split, policy: GatePolicy
+    ) -> tuple[GateDecision, np.ndarray]:
+        """Predictions of ``model`` vs FP32 on ``split``, judged by ``gate.judge_labelled``."""
+        from workbench.experiment.sensitivity import model_logits
+        from workbench.gate import Labelled, judge_labelled
+        from workbench.gate.pairs import Predictions
+
+        pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
+        idx = np.arange(len(split.labels), dtype=np.int64)
+        labels = np.asarray(split.labels, dtype=np.int64)
+
+        def preds(name: str, p: np.ndarray, logits: np.ndarray) -> Predictions:
+            return Predictions(name, idx, labels, np.asarray(p, dtype=np.int64), logits)
+
+        lab = Labelled(
+            "ort-fp32",
+            f"candidate {model.stem}",
+            preds("ort-fp32", split.fp32.argmax(axis=1), split.fp32),
+            preds(model.stem, pred, np.zeros((len(idx), 0))),
+        )
+        return judge_labelled(lab, policy), pred
 
     def latency(self, c: Candidate) -> float:
         return self._time(self.build(c))
@@ -212,28 +299,65 @@ def _tables(folder: Path, methods: tuple[str, ...]) -> dict[str, CalibrationTabl
     return {m: CalibrationTable.load(folder / f"{m}.json") for m in methods}
 
 
-def _splits(ws: object, onnx: str) -> tuple[_Split, _Split]:
-    """Halve the test split (seeded): search half, gate half."""
+def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
+    """Without traffic: halve the test split (seeded) into search and gate halves. With traffic:
+    search on half the traffic (seeded), judge on the whole test split and the other half."""
     from workbench.experiment.sensitivity import model_logits
 
     texts, pairs, labels = ws.texts, ws.pairs, ws.labels  # type: ignore[attr-defined]
-    order = np.random.default_rng(ws.exp.seed).permutation(len(texts))  # type: ignore[attr-defined]
+    rng = np.random.default_rng(ws.exp.seed)  # type: ignore[attr-defined]
+    traffic = ws.traffic_texts  # type: ignore[attr-defined]
+    if traffic:
+        order = rng.permutation(len(traffic))
+        parts = (order[: len(order) // 2], order[len(order) // 2 :])
+        if min(len(p) for p in parts) < 20:
+            raise ConfigError(
+                f"[data] unlabeled has {len(traffic)} texts; the search needs at least 40 "
+                "(half to search on, half to check the choice), or leave unlabeled out"
+            )
+        tsplits = []
+        for idx in parts:
+            feeds = ws.traffic_feeds(idx)  # type: ignore[attr-defined]
+            tsplits.append(_Split(feeds, None, model_logits(onnx, feeds)))
+        every = np.arange(len(texts))
+        return tsplits[0], _labelled(ws, every, texts, pairs, labels, onnx), tsplits[1]
+    order = rng.permutation(len(texts))
     halves = (order[: len(order) // 2], order[len(order) // 2 :])
     if min(len(h) for h in halves) < 20:
         raise ConfigError(
             f"the test split has {len(texts)} samples; the search needs at least 40 to halve"
         )
-    out = []
-    for idx in halves:
-        feeds = [
-            ws.tokenizer.encode(  # type: ignore[attr-defined]
-                [texts[i] for i in idx[s : s + 32]],
-                pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
-            )
-            for s in range(0, len(idx), 32)
-        ]
-        out.append(_Split(feeds, labels[idx], model_logits(onnx, feeds)))
-    return out[0], out[1]
+    search, gate = (_labelled(ws, idx, texts, pairs, labels, onnx) for idx in halves)
+    return search, gate, None
+
+
+def _labelled(ws: object, idx, texts, pairs, labels, onnx: str) -> _Split:
+    from workbench.experiment.sensitivity import model_logits
+
+    feeds = [
+        ws.tokenizer.encode(  # type: ignore[attr-defined]
+            [texts[i] for i in idx[s : s + 32]],
+            pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
+        )
+        for s in range(0, len(idx), 32)
+    ]
+    return _Split(feeds, labels[idx], model_logits(onnx, feeds))
+
+
+def _settled(
+    check: GateCheckOnSplit | None, traffic: TrafficCheckOnSplit, policy: GatePolicy
+) -> GateCheckOnSplit | None:
+    """Held-out traffic that certifies the choice (its disagreement bound is within the accuracy
+    limit) settles a labelled check that could not tell; a labelled FAIL stays a FAIL."""
+    if check is None or check.verdict != "INCONCLUSIVE" or traffic.status != "pass":
+        return check
+    if policy.max_accuracy_drop is None:
+        return check
+    reason = (
+        f"labelled check could not tell ({'; '.join(check.reasons)}); settled by held-out "
+        f"traffic ({traffic.message})"
+    )
+    return replace(check, passed=True, verdict="PASS", reasons=[reason])
 
 
 def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> list[str]:
@@ -241,10 +365,27 @@ def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> li
 
     if kind == "proxy":
         return proxy_ranking(onnx, table, split.feeds, SensitivitySpec(proxy_samples=128))
-    return layer_sensitivity(onnx, table, split.feeds, split.labels, SensitivitySpec()).ranking
+    labels = split.fp32.argmax(axis=1) if split.labels is None else split.labels  # agreement
+    return layer_sensitivity(onnx, table, split.feeds, labels, SensitivitySpec()).ranking
 
 
-def _write_choice(s: _Searcher, best: Trial, tables: dict, out: Path) -> list[str]:
+def _verdict_comment(check: GateCheckOnSplit) -> list[str]:
+    """The head of exclude.toml: what the judge said of this build on the gate split."""
+    head = {
+        "PASS": "the search's choice (the fastest build it accepted); the gate split says PASS",
+        "FAIL": "the search's choice (the fastest build it accepted) FAILED the gate split: "
+        "do not ship it as is",
+        "INCONCLUSIVE": "the search's choice (the fastest build it accepted); the gate split "
+        "cannot tell (INCONCLUSIVE): judge it on more labelled rows before shipping",
+    }[check.verdict]
+    lines = [f"# {head}", f"# gate verdict: {check.verdict} on {check.n} rows the search never saw"]
+    lines += [f"# - {' '.join(r.split())}" for r in check.reasons]
+    return lines
+
+
+def _write_choice(
+    s: _Searcher, best: Trial, tables: dict, out: Path, check: GateCheckOnSplit
+) -> list[str]:
     """The chosen build's Q/DQ model (as TensorRT takes it), table, TensorRT cache, exclude."""
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.trt_cache import write_trt_cache
@@ -255,19 +396,12 @@ def _write_choice(s: _Searcher, best: Trial, tables: dict, out: Path) -> list[st
     write_qdq_model(s.onnx, table, out / "best.qdq.onnx", c.per_channel, patterns)
     table.save(out / "best.table.json")
     write_trt_cache(table, out / "best.calib")
-    lines = [
-        "# Paste into your experiment file: the fastest build that passed the gate",
-        "[calibration]",
-        f'method = "{c.method}"',
-        f"per_channel = {'true' if c.per_channel else 'false'}",
-        "exclude = [" + ", ".join(f'"{_toml(p)}"' for p in patterns) + "]",
-    ]
-    atomic_write_text(out / "exclude.toml", "\n".join(lines) + "\n")
+    import tomli_w
+
+    body = {"calibration": {"method": c.method, "per_channel": c.per_channel, "exclude": patterns}}
+    text = "\n".join(_verdict_comment(check)) + "\n" + tomli_w.dumps(body)
+    atomic_write_text(out / "exclude.toml", text)
     return ["best.qdq.onnx", "best.table.json", "best.calib", "exclude.toml"]
-
-
-def _toml(pattern: str) -> str:
-    return pattern.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:

@@ -41,7 +41,10 @@ _TABLES = {
     "gate": GateSpec,
 }
 _TOP = {"name", "seed", "quick", "build", *_TABLES}
-_PATHS = {"model": ("path", "tokenizer"), "data": ("file", "test", "calibration")}
+_PATHS = {
+    "model": ("path", "tokenizer"),
+    "data": ("file", "test", "calibration", "unlabeled", "disagreement_labels"),
+}
 _SHORT = {"pytorch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
 
 
@@ -127,6 +130,15 @@ def check_experiment(exp: Experiment) -> None:
         raise ConfigError(f"{src}: [data] calibration is set without test; set test = <file>")
     if not m.default and d.shipped:
         raise ConfigError(f"{src}: your model needs your data: set [data] file or test")
+    if d.unlabeled and d.text_pair_column:
+        raise ConfigError(
+            f"{src}: [data] unlabeled traffic is text only; it does not serve sentence-pair tasks "
+            "(text_pair_column) yet: remove unlabeled"
+        )
+    if d.disagreement_labels and not d.unlabeled:
+        raise ConfigError(
+            f"{src}: [data] disagreement_labels needs the traffic it labels: set [data] unlabeled"
+        )
     if not 8 <= d.max_length <= 8192:
         raise ConfigError(f"{src}: [data] max_length = {d.max_length}; use 8..8192")
     c = exp.calibration

@@ -246,6 +246,7 @@ def summarize_cell(cell: SweepCell, run: RunResult, run_dir: Path, out_dir: Path
     base = run.build(baseline)
     base_pred = _preds(load_predictions, run_dir, base.accuracy)
     builds = [_cell_build(b, base_pred, load_predictions, run_dir) for b in run.builds]
+    verdict = _gate_verdict(run_dir, run)
     return CellResult(
         schema_version=SCHEMA_VERSION,
         key=cell.key,
@@ -262,9 +263,10 @@ def summarize_cell(cell: SweepCell, run: RunResult, run_dir: Path, out_dir: Path
         baseline=baseline,
         reference=run.reference_build,
         builds=builds,
-        gate_passed=_gate_passed(run_dir, run),
+        gate_passed=None if verdict is None else verdict == "PASS",
         placement=None,
         finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        gate_verdict=verdict or "",
     )
 
 
@@ -307,7 +309,8 @@ def _cell_build(b: BuildResult, base: Any, load: Any, run_dir: Path) -> CellBuil
     )
 
 
-def _gate_passed(run_dir: Path, run: RunResult) -> bool | None:
+def _gate_verdict(run_dir: Path, run: RunResult) -> str | None:
+    """The worst verdict of the cell's gate decisions (the judge's own), None when none ran."""
     g = run.experiment.gate
     files = [run_dir / "gate.json"] + [
         run_dir / f"gate-{c}" / "gate.json" for c in g.candidates[1:]
@@ -317,7 +320,10 @@ def _gate_passed(run_dir: Path, run: RunResult) -> bool | None:
         return None
     from workbench.gate import load_decision
 
-    return all(load_decision(f).passed for f in files)
+    verdicts = {load_decision(f).verdict for f in files}
+    return (
+        "FAIL" if "FAIL" in verdicts else "INCONCLUSIVE" if "INCONCLUSIVE" in verdicts else "PASS"
+    )
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import BackendUnavailableError, ConfigError, ResultsError
+from workbench.errors import BackendUnavailableError, ConfigError, ResultsError, note_output_dir
 from workbench.experiment.sweep import SweepCell, SweepSpec
 from workbench.fileio import sha256_json
 from workbench.results.records import RUN_FILE, SCHEMA_VERSION
@@ -80,6 +80,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> tuple[SweepResult, Path
         check_mlflow()
     out = Path(options.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    note_output_dir(out)  # an internal error's traceback goes here
     t0 = time.perf_counter()
     finished = {c.key: r for c in spec.cells if (r := finished_cell(out, c)) is not None}
     todo = [c for c in spec.cells if c.key not in finished]

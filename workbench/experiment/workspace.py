@@ -25,12 +25,14 @@ from workbench.data.datasets import (
     test_set_sha256,
 )
 from workbench.data.tokenize import TOKEN_INPUTS, TextTokenizer
+from workbench.data.traffic import Traffic
 from workbench.errors import ConfigError, DataError
 from workbench.results.spec import CalibrationSpec, Experiment
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
+    from workbench.backends.base import Feed
     from workbench.backends.onnxruntime.export import ExportInfo
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ class Workspace:
     model: ModelSource
     label_perm: list[int]  # data label i -> model output index
     warnings: list[str] = field(default_factory=list)
+    traffic: Traffic | None = None  # [data] unlabeled: text only, never split or labelled
+    disagreement_labels: dict[str, str] = field(default_factory=dict)  # text -> label name
 
     @classmethod
     def open(cls, exp: Experiment) -> Workspace:
@@ -91,6 +95,7 @@ class Workspace:
             label_perm=perm,
         )
         ws._check_sizes()
+        ws._load_traffic()
         return ws
 
     # ----------------------------------------------------------------- test data
@@ -111,6 +116,33 @@ class Workspace:
     @cached_property
     def test_sha256(self) -> str:
         return test_set_sha256(self.test)
+
+    # ----------------------------------------------------------------- traffic
+    @property
+    def traffic_texts(self) -> list[str]:
+        """The unlabelled traffic texts ([] without ``[data] unlabeled``)."""
+        return self.traffic.texts if self.traffic else []
+
+    def traffic_feeds(self, idx: np.ndarray, batch_size: int = 32) -> list[Feed]:
+        """Model inputs of the traffic rows ``idx``, batched, through the Workspace's tokenizer."""
+        texts = self.traffic_texts
+        rows = [int(i) for i in idx]
+        return [
+            self.tokenizer.encode([texts[i] for i in rows[s : s + batch_size]])
+            for s in range(0, len(rows), batch_size)
+        ]
+
+    def _load_traffic(self) -> None:
+        d = self.exp.data
+        if not d.unlabeled:
+            return
+        from workbench.data.traffic import load_traffic, read_disagreement_labels
+
+        self.traffic = load_traffic(d.unlabeled, d.text_column)
+        if d.disagreement_labels:  # the file's shape and label names now; its texts after scoring
+            self.disagreement_labels = read_disagreement_labels(
+                d.disagreement_labels, self.model.labels
+            )
 
     # ----------------------------------------------------------------- model
     @property
@@ -174,14 +206,20 @@ class Workspace:
         exp, src = self.exp, self.exp.source or "experiment"
         if len(self.test) < 1:
             raise DataError(f"{src}: the test data is empty")
-        n, pool = exp.calibration.n, len(self.pool)
+        from workbench.data.calibset import usable_pool_size
+
+        n, pool = exp.calibration.n, usable_pool_size(self.pool)  # after dedupe, as sampled
         if n > pool:
-            if n != CalibrationSpec.n:
+            if n != CalibrationSpec.n and not exp.quick:  # --quick lowered n itself
                 raise ConfigError(
                     f"{src}: [calibration] n = {n} is larger than the calibration pool "
-                    f"({pool} samples); lower n or give a larger [data] calibration file"
+                    f"({pool} distinct samples of {len(self.pool)}); lower n or give a larger "
+                    "[data] calibration file"
                 )
-            self._warn(f"calibration pool has only {pool} samples; calibrating on all of them")
+            self._warn(
+                f"calibration pool has only {pool} distinct samples (of {len(self.pool)}); "
+                "calibrating on all of them"
+            )
             self.exp = replace(exp, calibration=replace(exp.calibration, n=pool))
         lengths = self.tokenizer.lengths(self.texts, pairs=self.pairs)
         share = float(np.mean(lengths > self.tokenizer.max_length))

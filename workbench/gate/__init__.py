@@ -9,7 +9,16 @@ Example::
     write_gate_outputs(decision, "reports/r1")
 """
 
-from workbench.gate.decision import GateCheck, GateDecision, evaluate_gate, load_decision
+from workbench.gate.accuracy import Labelled
+from workbench.gate.decision import (
+    GateCheck,
+    GateDecision,
+    Parties,
+    evaluate_gate,
+    judge,
+    judge_labelled,
+    load_decision,
+)
 from workbench.gate.outputs import write_gate_outputs
 from workbench.gate.policy import GatePolicy, load_policy, parse_policy
 
@@ -17,7 +26,11 @@ __all__ = [
     "GateCheck",
     "GateDecision",
     "GatePolicy",
+    "Labelled",
+    "Parties",
     "evaluate_gate",
+    "judge",
+    "judge_labelled",
     "load_decision",
     "load_policy",
     "parse_policy",

@@ -1,8 +1,11 @@
 """``evaluate_gate``: a pure decision over two builds' result records and a policy.
 
-It fails closed: a missing metric, a different test set, too few samples, NaN in
-a record, or a comparison it cannot make is a failing check with a reason, never
-a pass. A build gated against itself is refused (ConfigError) unless ``allow_same``.
+It fails closed: a missing metric, a different test set, NaN in a record, or a
+comparison it cannot make is a failing check with a reason, never a pass; evidence
+that cannot tell (too few rows, an interval straddling a limit) is INCONCLUSIVE with
+what would settle it. ``judge`` is the one pure function (records in memory);
+``evaluate_gate`` loads records from disk and calls it. A build gated against itself
+is refused (ConfigError) unless ``allow_same``.
 A decision records the candidate's test-set hash, so a gate.json left next to a
 different run's record is reported as stale instead of shown as its verdict. Every check reads like
 "ort-int8-static accuracy −1.40 pts vs ort-fp32, 95% CI [−2.10, −0.70], limit 1.00 → FAIL".
@@ -15,34 +18,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.errors import ConfigError, ResultsError
-from workbench.gate import rules
+from workbench.gate import accuracy, rules, traffic
+from workbench.gate.noise import noise
+from workbench.gate.pairs import load_predictions
 from workbench.gate.policy import GatePolicy
-from workbench.gate.rules import ERROR, FAIL, PASS, GateCheck, Side, hardware
+from workbench.gate.rules import ERROR, FAIL, INCONCLUSIVE, PASS, GateCheck, Side, hardware
 from workbench.results.records import load_run
 from workbench.results.serde import from_dict
 
-GATE_SCHEMA_VERSION = 2  # 2: test_set_sha256
+GATE_SCHEMA_VERSION = 3  # 2: test_set_sha256; 3: verdict (three-way), warnings
 GATE_FILE = "gate.json"
+VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 __all__ = [
     "ERROR",
     "FAIL",
     "GATE_FILE",
     "GATE_SCHEMA_VERSION",
+    "INCONCLUSIVE",
     "PASS",
     "GateCheck",
     "GateDecision",
+    "decide",
     "evaluate_gate",
     "hardware",
+    "judge",
+    "judge_labelled",
     "load_decision",
+    "overall",
 ]
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    """The gate's verdict: passed only if every check passed."""
+    """The gate's verdict: FAIL if any check fails (or could not be evaluated), else
+    INCONCLUSIVE if any check cannot tell, else PASS; ``passed`` is ``verdict == "PASS"``.
+    ``warnings`` are notes that do not change the verdict (timing noise, machine contention)."""
 
     schema_version: int
     passed: bool
+    verdict: str  # "PASS" | "FAIL" | "INCONCLUSIVE"
     baseline: str  # "<run_id>/<build>"
     candidate: str
     baseline_run_dir: str
@@ -51,7 +65,130 @@ class GateDecision:
     allow_cross_device: bool
     policy: GatePolicy
     checks: list[GateCheck]
-    reasons: list[str]
+    reasons: list[str]  # the messages of every check that did not pass
+    warnings: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        """0 PASS, 1 FAIL, 4 INCONCLUSIVE (the CLI's codes)."""
+        return {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 4}[self.verdict]
+
+    @property
+    def summary(self) -> str:
+        """One line: the verdict, the candidate and the first reason (the terminal's last line)."""
+        head = f"gate {self.verdict}: {self.candidate} vs {self.baseline}"
+        return head if not self.reasons else f"{head} — {self.reasons[0]}"
+
+
+def overall(checks: list[GateCheck]) -> str:
+    """FAIL if any check fails or errs, else INCONCLUSIVE if any cannot tell, else PASS."""
+    statuses = {c.status for c in checks}
+    if statuses & {FAIL, ERROR}:
+        return "FAIL"
+    if INCONCLUSIVE in statuses:
+        return "INCONCLUSIVE"
+    return "PASS"
+
+
+@dataclass(frozen=True)
+class Parties:
+    """Who is compared, where their records live and which test set the verdict belongs to."""
+
+    baseline: str
+    candidate: str
+    baseline_run_dir: str = ""
+    candidate_run_dir: str = ""
+    test_set_sha256: str = ""
+
+
+def decide(
+    checks: list[GateCheck],
+    policy: GatePolicy,
+    parties: Parties,
+    *,
+    allow_cross_device: bool = False,
+    warnings: list[str] | None = None,
+) -> GateDecision:
+    """The decision record for a list of checks (the only place a verdict is formed)."""
+    verdict = overall(checks)
+    return GateDecision(
+        schema_version=GATE_SCHEMA_VERSION,
+        passed=verdict == "PASS",
+        verdict=verdict,
+        baseline=parties.baseline,
+        candidate=parties.candidate,
+        baseline_run_dir=parties.baseline_run_dir,
+        candidate_run_dir=parties.candidate_run_dir,
+        test_set_sha256=parties.test_set_sha256,
+        allow_cross_device=allow_cross_device,
+        policy=policy,
+        checks=checks,
+        reasons=[c.message for c in checks if c.status != PASS],
+        warnings=list(warnings or []),
+    )
+
+
+def judge(
+    base: Side,
+    cand: Side,
+    policy: GatePolicy,
+    *,
+    speed_base: Side | None = None,
+    allow_cross_device: bool = False,
+) -> GateDecision:
+    """The judge: a pure function of two builds' records (predictions in memory) and a policy.
+
+    ``speed_base`` is the build the speed-up is measured against (default ``base``). Example::
+
+        d = judge(base_side, cand_side, policy)
+        d.verdict, d.reasons
+    """
+    speed_base = speed_base or base
+    checks = [rules.check_test_set(base, cand), rules.check_finite([base, cand, speed_base])]
+    labelled = accuracy.labelled_from_sides(base, cand)
+    prereq = ""
+    if checks[0].status != PASS:
+        prereq = f"not evaluated ({rules.without_verdict(checks[0].message)})"
+    checks += accuracy.accuracy_checks(labelled, policy, prereq)
+    if policy.min_speedup is not None:
+        checks.append(rules.check_speedup(speed_base, cand, policy, allow_cross_device))
+    if policy.max_p99_ms is not None:
+        checks.append(rules.check_p99(cand, policy))
+    if policy.max_peak_memory_mb is not None:
+        checks.append(rules.check_memory(cand, policy))
+    checks = traffic.with_traffic(checks, base, cand, policy)
+    parties = Parties(
+        base.label, cand.label, str(base.run_dir), str(cand.run_dir), cand.run.test_set_sha256
+    )
+    warnings = sanity_warnings(base, cand)
+    warnings += latency_warnings(speed_base, cand, policy) if policy.min_speedup else []
+    return decide(checks, policy, parties, allow_cross_device=allow_cross_device, warnings=warnings)
+
+
+def sanity_warnings(base: Side, cand: Side) -> list[str]:
+    """The runs' own sanity warnings (a degenerate model or tokenization): the verdict is about
+    such a model, which passes any drop limit, so the gate says so next to its verdict."""
+    runs = [base.run] if base.run_dir == cand.run_dir else [base.run, cand.run]
+    return [f"sanity: {w}" for run in runs for w in run.sanity_warnings]
+
+
+def judge_labelled(
+    labelled: accuracy.Labelled, policy: GatePolicy, parties: Parties | None = None
+) -> GateDecision:
+    """The judge on predictions alone (the search's candidates): the labelled-prediction rules
+    of ``policy``; the latency and memory rules need records and are judged by ``judge``."""
+    parties = parties or Parties(labelled.baseline, labelled.candidate)
+    return decide(accuracy.accuracy_checks(labelled, policy), policy, parties)
+
+
+def latency_warnings(base: Side, cand: Side, policy: GatePolicy) -> list[str]:
+    """Noise notes on the two latency records the speed rule reads (they do not change it)."""
+    out = []
+    for side in (base, cand):
+        lat = rules._latency_at(side, policy)
+        if not isinstance(lat, str):
+            out += [f"{side.build.name} latency: {w}" for w in noise(lat).warnings]
+    return out
 
 
 def evaluate_gate(
@@ -64,14 +201,14 @@ def evaluate_gate(
     allow_cross_device: bool = False,
     allow_same: bool = False,
 ) -> GateDecision:
-    """Decide whether ``candidate_build`` may replace ``baseline_build`` under ``policy``.
+    """Load two builds' records (and predictions) from run directories and ``judge`` them.
 
     Runs are result directories (``reports/<run-id>/``); they may be different runs.
     A missing run directory or build name raises ResultsError (bad input, exit 2), the same
     build on both sides ConfigError unless ``allow_same``; everything else is a check. Example::
 
         d = evaluate_gate("reports/r1", "ort-fp32", "reports/r1", "ort-int8-dynamic", policy)
-        print(d.passed, *d.reasons, sep="\\n")
+        print(d.verdict, *d.reasons, sep="\\n")
     """
     base = _side(baseline_run, baseline_build)
     cand = _side(candidate_run, candidate_build)
@@ -83,40 +220,7 @@ def evaluate_gate(
     speed_base = base
     if policy.speedup_baseline is not None:
         speed_base = Side(base.run, base.run.build(policy.speedup_baseline), base.run_dir)
-
-    checks = [rules.check_test_set(base, cand), rules.check_finite([base, cand, speed_base])]
-    samples_check, paired = rules.check_samples(base, cand, policy)
-    checks.append(samples_check)
-    prereq = "" if paired else f"not evaluated ({rules.without_verdict(samples_check.message)})"
-    if not prereq and not checks[0].passed:
-        prereq = f"not evaluated ({rules.without_verdict(checks[0].message)})"
-    if policy.max_accuracy_drop is not None:
-        checks.append(rules.check_metric(base, cand, paired, policy, prereq))
-    if policy.fail_on_significant_drop:
-        checks.append(rules.check_significance(paired, policy, prereq))
-    if policy.min_prediction_agreement is not None:
-        checks.append(rules.check_agreement(base, cand, paired, policy, prereq))
-    if policy.max_recall_drop is not None:
-        checks.append(rules.check_recall(base, cand, paired, policy, prereq))
-    if policy.min_speedup is not None:
-        checks.append(rules.check_speedup(speed_base, cand, policy, allow_cross_device))
-    if policy.max_p99_ms is not None:
-        checks.append(rules.check_p99(cand, policy))
-    if policy.max_peak_memory_mb is not None:
-        checks.append(rules.check_memory(cand, policy))
-    return GateDecision(
-        schema_version=GATE_SCHEMA_VERSION,
-        passed=all(c.passed for c in checks),
-        baseline=base.label,
-        candidate=cand.label,
-        baseline_run_dir=str(base.run_dir),
-        candidate_run_dir=str(cand.run_dir),
-        test_set_sha256=cand.run.test_set_sha256,
-        allow_cross_device=allow_cross_device,
-        policy=policy,
-        checks=checks,
-        reasons=[c.message for c in checks if not c.passed],
-    )
+    return judge(base, cand, policy, speed_base=speed_base, allow_cross_device=allow_cross_device)
 
 
 def load_decision(path: str | Path) -> GateDecision:
@@ -132,6 +236,8 @@ def load_decision(path: str | Path) -> GateDecision:
         raise ResultsError(f"{p} does not exist; run `workbench gate` first") from exc
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{p} is not valid JSON ({exc}); re-run `workbench gate`") from exc
+    if isinstance(data, dict) and data.get("schema_version") == 2:
+        data = _upgrade_v2(data)
     if not isinstance(data, dict) or data.get("schema_version") != GATE_SCHEMA_VERSION:
         raise ResultsError(
             f"{p} is not a gate decision of schema {GATE_SCHEMA_VERSION}; re-run `workbench gate`"
@@ -142,6 +248,12 @@ def load_decision(path: str | Path) -> GateDecision:
 
 
 # ---- helpers -------------------------------------------------------------------------------
+
+
+def _upgrade_v2(data: dict) -> dict:
+    """A schema-2 gate.json knew only pass/fail: its verdict is that, with no warnings."""
+    verdict = "PASS" if data.get("passed") is True else "FAIL"
+    return {**data, "schema_version": GATE_SCHEMA_VERSION, "verdict": verdict, "warnings": []}
 
 
 def _check_not_stale(decision: GateDecision, path: Path) -> None:
@@ -168,4 +280,11 @@ def _same_build(a: Side, b: Side) -> bool:
 def _side(run_dir: str | Path, build: str) -> Side:
     p = Path(run_dir)
     run = load_run(p)
-    return Side(run, run.build(build), p if p.suffix != ".json" else p.parent)
+    folder = p if p.suffix != ".json" else p.parent
+    record = run.build(build)
+    if record.accuracy is None:
+        return Side(run, record, folder)
+    try:
+        return Side(run, record, folder, load_predictions(folder, record))
+    except ResultsError as exc:
+        return Side(run, record, folder, None, str(exc))

@@ -7,6 +7,7 @@ resample, and McNemar looks only at the samples on which exactly one build is ri
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,3 +157,64 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     centre = (phat + z * z / (2 * n)) / denom
     half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
     return (float(centre - half), float(centre + half))
+
+
+# ---- what would settle an inconclusive verdict ---------------------------------------------
+
+POWER = 0.8  # the chance the interval clears the limit at the reported sample count
+
+
+def _z(confidence: float, power: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + confidence / 2.0) + norm.ppf(power))
+
+
+def paired_samples_needed(
+    b: int, c: int, n: int, limit: float, confidence: float = 0.95, power: float = POWER
+) -> int | None:
+    """Labelled rows a paired non-inferiority test needs at the observed rates, or None.
+
+    ``b`` rows only the baseline gets right, ``c`` only the candidate: the per-row difference
+    d ∈ {−1, 0, 1} has mean (c − b)/n and variance (b + c)/n − mean², so the CI half-width is
+    z·sqrt(var/n'). At n' = (z_conf + z_power)²·var / (mean + limit)² the interval clears −limit
+    (on either side) with probability ``power`` if the observed rates are the true ones.
+    None when the observed change sits exactly at the limit: more rows cannot settle it.
+
+    Example: ``paired_samples_needed(3, 0, 239, 0.01)`` -> 14987 (about; 80% power).
+    """
+    mean = (c - b) / n
+    var = (b + c) / n - mean * mean
+    return samples_needed(mean, var, -limit, confidence, power)
+
+
+def samples_needed(
+    mean: float, var: float, bound: float, confidence: float = 0.95, power: float = POWER
+) -> int | None:
+    """Rows n at which a normal CI of a per-row mean ``mean`` (per-row variance ``var``)
+    excludes ``bound`` with probability ``power``; None when ``mean`` equals ``bound``."""
+    gap = abs(mean - bound)
+    if gap < 1e-12:
+        return None
+    z = _z(confidence, power)
+    return max(1, math.ceil(z * z * max(var, 0.0) / (gap * gap)))
+
+
+def proportion_samples_needed(
+    k: int, n: int, minimum: float, confidence: float = 0.95, power: float = POWER
+) -> int | None:
+    """Rows needed for a proportion observed at k/n to show it is above/below ``minimum``.
+
+    Normal approximation at the observed rate; with no failures at all (k = n) the Wilson bound
+    n/(n + z²) decides. None when the observed rate equals the minimum.
+    """
+    p = k / n
+    if abs(p - minimum) < 1e-12:
+        return None
+    if p in (0.0, 1.0):
+        z = _z(confidence, 0.5)
+        if p == 1.0 and minimum < 1.0:
+            return max(1, math.ceil(z * z * minimum / (1.0 - minimum)))
+        if p == 0.0 and minimum > 0.0:
+            return max(1, math.ceil(z * z * (1.0 - minimum) / minimum))
+    return samples_needed(p, p * (1.0 - p), minimum, confidence, power)

@@ -8,24 +8,22 @@ the first and second half of the runs (the machine's load changed while timing).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from workbench.gate.decision import GateDecision
-from workbench.results.records import BuildResult, LatencyResult
+from workbench.gate.noise import MAX_DRIFT, MAX_SPREAD, MAX_TAIL, MIN_RUNS, Noise, noise
+
+__all__ = ["MAX_DRIFT", "MAX_SPREAD", "MAX_TAIL", "MIN_RUNS", "Noise", "noise"]
+from workbench.results.records import BuildResult, LatencyResult, PairedSpeedup
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0
 CHUNK = 256  # resamples per vectorised step (bounds memory for long sample lists)
-MAX_TAIL = 2.0  # p99 / p50
-MAX_SPREAD = 0.25  # interquartile range / median
-MAX_DRIFT = 0.10  # |median(first half) - median(second half)| / median
 MAX_CI_WIDTH = 0.25  # (high - low) / speed-up
-MIN_RUNS = 20
 
 Shape = tuple[int, int]
 
@@ -90,44 +88,6 @@ def speedup_ci(
     low, high = np.percentile(ratio, [tail, 100 - tail])
     point = base.p50_ms / cand.p50_ms
     return SpeedupCI(point, float(low), float(high), confidence, resamples, seed)
-
-
-@dataclass(frozen=True)
-class Noise:
-    """How trustworthy one latency record is; ``warnings`` is empty when it looks clean."""
-
-    tail: float  # p99 / p50
-    spread: float  # IQR / median
-    drift: float  # relative difference of the two halves' medians
-    warnings: list[str]
-
-
-def noise(lat: LatencyResult) -> Noise:
-    """Tail, spread and drift of one record's samples, with a warning for each over its limit."""
-    x = np.asarray(lat.samples_ms, dtype=np.float64)
-    tail = lat.p99_ms / lat.p50_ms if lat.p50_ms > 0 else math.nan
-    spread = drift = math.nan
-    if x.size >= 4 and np.all(np.isfinite(x)):
-        med = float(np.median(x))
-        q1, q3 = np.percentile(x, [25, 75])
-        spread = float((q3 - q1) / med) if med > 0 else math.nan
-        half = x.size // 2
-        drift = float(abs(np.median(x[:half]) - np.median(x[half:])) / med) if med > 0 else math.nan
-    out = []
-    if lat.iterations < MIN_RUNS:
-        out.append(f"only {lat.iterations} timed runs (at least {MIN_RUNS} for stable percentiles)")
-    if tail > MAX_TAIL:
-        out.append(f"p99 is {tail:.1f}× p50 (limit {MAX_TAIL:g}×): heavy tail, likely interference")
-    if spread > MAX_SPREAD:
-        out.append(f"interquartile range is {spread:.0%} of the median (limit {MAX_SPREAD:.0%})")
-    if drift > MAX_DRIFT:
-        out.append(
-            f"median of the second half of the runs differs by {drift:.0%} from the first "
-            f"(limit {MAX_DRIFT:.0%}): the machine's load changed while timing"
-        )
-    if not x.size:
-        out.append("no per-run samples saved: noise cannot be judged")
-    return Noise(tail, spread, drift, out)
 
 
 def gate_shape(decision: GateDecision | None) -> Shape | None:
@@ -212,10 +172,35 @@ def latency_rows(builds: Sequence[BuildResult], gate: Shape | None) -> list[dict
     return rows
 
 
-def gate_latency(builds: Sequence[BuildResult], run_id: str, decision: GateDecision) -> dict | None:
+def paired_at(
+    speedups: Sequence[PairedSpeedup], base: str, cand: str, shape: Shape
+) -> PairedSpeedup | None:
+    """The run's paired, interleaved timing of ``base`` vs ``cand`` at ``shape``, if any."""
+    for sp in speedups:
+        if (sp.baseline, sp.candidate, sp.batch, sp.seq) == (base, cand, *shape):
+            return sp
+    return None
+
+
+def paired_note(sp: PairedSpeedup) -> str:
+    """One line on how a paired speed-up was timed and what the machine was doing."""
+    return (
+        f"paired, interleaved blocks: {sp.blocks_used} used, {sp.blocks_dropped} starved "
+        f"dropped; {sp.load_avg:.1f} other runnable tasks on {sp.cores} cores, CPU steal "
+        f"{sp.steal_pct:.0f}%, CPU/wall {sp.cpu_per_wall:.2f}"
+    )
+
+
+def gate_latency(
+    builds: Sequence[BuildResult],
+    run_id: str,
+    decision: GateDecision,
+    speedups: Sequence[PairedSpeedup] = (),
+) -> dict | None:
     """What the gate's speed-up rests on: its shape, the ratio's CI, and why not to trust it.
 
-    Only for a gate whose baseline and candidate are builds of this run (else None).
+    Only for a gate whose baseline and candidate are builds of this run (else None). A paired,
+    interleaved timing of the pair (``speedups``) replaces the ratio of separate medians.
     """
     shape = gate_shape(decision)
     b_run, _, b_name = decision.baseline.partition("/")
@@ -232,6 +217,13 @@ def gate_latency(builds: Sequence[BuildResult], run_id: str, decision: GateDecis
     warnings = [
         f"{name}: {w}" for name, x in ((base.name, lb), (cand.name, lc)) for w in noise(x).warnings
     ]
+    sp = paired_at(speedups, base.name, cand.name, shape)
+    if sp is not None:
+        ci = SpeedupCI(sp.ratio, sp.ci_low, sp.ci_high, sp.confidence, RESAMPLES, SEED)
+        if sp.contended:
+            warnings.append(
+                f"the machine was busy while timing ({sp.reason}): re-run on a quiet one"
+            )
     limit = decision.policy.min_speedup
     if ci is not None and limit is not None and ci.low < limit <= ci.high:
         warnings.append(
@@ -252,4 +244,5 @@ def gate_latency(builds: Sequence[BuildResult], run_id: str, decision: GateDecis
         "ci": ci,
         "limit": limit,
         "warnings": warnings,
+        "paired": paired_note(sp) if sp is not None else "",
     }

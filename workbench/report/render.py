@@ -119,7 +119,9 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
     samples = context.changed_samples(loaded)
     flipped = [s["name"] for s in samples if s["n_flipped"]]
     rows = latency.latency_rows(run.builds, gate)
-    gate_latency = latency.gate_latency(run.builds, run.run_id, decision) if decision else None
+    gate_latency = (
+        latency.gate_latency(run.builds, run.run_id, decision, run.speedups) if decision else None
+    )
     return {
         "run": run,
         "version": __version__,
@@ -139,6 +141,7 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
         "notes": context.build_notes(run, shape),
         "calibration": sections.calibration_section(loaded.run_dir),
         "calibset": sections.calibset_section(loaded.run_dir),
+        "traffic": sections.traffic_section(loaded.run_dir),
         "comparison": comparison,
         "charts": _charts(loaded, shape, gate),
         "problems": loaded.problems,

@@ -221,3 +221,28 @@ def calibset_section(run_dir: Path) -> dict[str, Any] | None:
         "chart": chart,
         "profile": data.get("profile_suggestion") or {},
     }
+
+
+MAX_DISAGREEMENTS = 200  # rows listed in the report (all are in disagreements.csv)
+
+
+def traffic_section(run_dir: Path) -> dict[str, Any] | None:
+    """The unlabelled-traffic record (``traffic.json``): per-build disagreement and its bound,
+    labelled counts, and the disagreeing texts for a person to read (autoescaped)."""
+    from workbench.errors import ResultsError
+    from workbench.results.traffic import load_traffic_record
+
+    try:
+        rec = load_traffic_record(run_dir)
+    except ResultsError as exc:
+        return {"problem": str(exc)}
+    if rec is None:
+        return None
+    return {
+        "problem": "",
+        "record": rec,
+        "builds": [b for b in rec.builds if b.name != rec.baseline],
+        "columns": list(rec.disagreements[0].predictions) if rec.disagreements else [],
+        "rows": rec.disagreements[:MAX_DISAGREEMENTS],
+        "more": max(len(rec.disagreements) - MAX_DISAGREEMENTS, 0),
+    }

@@ -23,7 +23,9 @@ class TrialRecord:
 
 @dataclass(frozen=True)
 class GateCheckOnSplit:
-    """The chosen build judged on the gate split, which the search never saw."""
+    """The chosen build judged on the gate split, which the search never saw, by the gate's
+    own judge: its verdict, and the messages of the checks that did not pass (an inconclusive
+    one says how many rows would settle it)."""
 
     n: int
     fp32_accuracy: float
@@ -31,8 +33,21 @@ class GateCheckOnSplit:
     drop_ci_low: float  # paired bootstrap 95% CI of accuracy - FP32 accuracy
     drop_ci_high: float
     agreement: float
-    passed: bool
+    passed: bool  # verdict == "PASS"
     reasons: list[str]
+    verdict: str  # "PASS" | "FAIL" | "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class TrafficCheckOnSplit:
+    """The chosen build certified on held-out unlabelled traffic the search never saw."""
+
+    n_search: int  # traffic rows the search ranked and scored candidates on
+    n_heldout: int  # traffic rows kept for this check
+    disagreements: int  # held-out rows where the choice disagrees with FP32
+    cp_upper: float  # one-sided Clopper–Pearson bound on the disagreement rate
+    status: str  # "pass" | "inconclusive" (unlabelled evidence never fails a build)
+    message: str
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class SearchRecord:
     pareto: list[TrialRecord]
     best: TrialRecord | None
     gate_check: GateCheckOnSplit | None
+    traffic_check: TrafficCheckOnSplit | None  # with [data] unlabeled traffic, else None
     exclude: list[str]  # the [calibration] exclude entry for the best build
     files: list[str]  # artifacts written next to search.json
     seconds: float

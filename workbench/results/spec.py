@@ -58,6 +58,8 @@ class DataSpec:
     text_pair_column: str = ""  # second text of sentence-pair tasks
     label_column: str = "label"
     max_length: int = 128
+    unlabeled: str = ""  # unlabelled production text (same text column): evidence without labels
+    disagreement_labels: str = ""  # disagreements.csv of a run, with its label column filled in
 
     @property
     def shipped(self) -> bool:

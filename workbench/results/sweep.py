@@ -77,6 +77,9 @@ class CellResult:
     gate_passed: bool | None  # None: no gate ran
     placement: CellPlacement | None
     finished_utc: str
+    # the gate's verdict: "PASS" | "FAIL" | "INCONCLUSIVE" (worst over the cell's candidates),
+    # "" when no gate ran; defaulted so cell records written before it still load
+    gate_verdict: str = ""
 
 
 @dataclass(frozen=True)
