@@ -92,7 +92,7 @@ def _transformers_preds(model_dir: Path, texts: list[str]) -> list[str]:
 def test_fp32_builds_equal_transformers_per_sample(family_run: FamilyRun) -> None:
     from workbench.results.records import load_run
 
-    assert family_run.code in (0, 1)  # 1: the gate failed (120 rows < its 200 minimum)
+    assert family_run.code in (0, 1, 4)  # 1 failed, 4 inconclusive (120 rows < 200 minimum)
     run = load_run(family_run.run_dir)
     assert {b.name for b in run.builds} >= {"torch-fp32", "ort-fp32", "ort-int8-static"}
     want = _transformers_preds(family_run.model, list(family_run.test["sentence"]))
@@ -147,7 +147,7 @@ def test_search_completes_and_names_the_models_modules(
     args = ["search", str(family_run.experiment), "--quick", "--out", str(out), "--no-progress",
             "--calibration-sets", str(tmp_path / "sets"), "--methods", "max",
             "--max-float", "1"]  # fmt: skip
-    assert main(args) in (0, 1)
+    assert main(args) in (0, 1, 4)
     rec = load_record(SearchRecord, out / SEARCH_FILE)
     assert rec.trials and len(rec.ranking) >= 10
     hf = load_hf_classifier(inspect_hf_folder(family_run.model)).model
