@@ -227,7 +227,7 @@ def test_linear_amax_from_table_covers_every_linear(tiny_model, tiny_onnx, tiny_
     assert set(amax) == set(linear_paths(model)) - {"encoder.pooler.dense"}
     inputs = linear_inputs(tiny_onnx)
     for path, value in amax.items():
-        assert value == table.amax[inputs[path]] and value > 0
+        assert value == max(table.amax[t] for t in inputs[path]) and value > 0
     # the amax really is that Linear's input: compare with a torch hook on the same data
     feeds = {
         k: torch.from_numpy(np.concatenate([f[k] for f in tiny_feeds]))
@@ -254,3 +254,40 @@ def test_linear_amax_from_table_rejects_foreign_table(tiny_onnx, tiny_feeds, tmp
         linear_amax_from_table(replace(table, model_sha256="0" * 64), tiny_onnx)
     with pytest.raises(CalibrationError, match="none of"):
         linear_amax_from_table(replace(table, amax={"x": 1.0}), tiny_onnx)
+
+
+def test_shared_linear_gets_the_widest_range_of_its_calls(tmp_path):
+    """ALBERT runs one layer N times: the exporter scopes its calls query, query_1, ... and one
+    scale must serve every call, so the Linear gets the largest amax of them."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.backends.pytorch.lowp_map import (
+        linear_amax_from_table,
+        linear_inputs,
+        module_path_of_node,
+    )
+    from workbench.calibration.table import calibrate
+
+    w = numpy_helper.from_array(np.eye(8, dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="/inner/enc/layers.0/query/MatMul"),
+        helper.make_node("Mul", ["h", "three"], ["h3"], name="/inner/enc/Mul"),
+        helper.make_node("MatMul", ["h3", "w"], ["y"], name="/inner/enc/layers.0/query_1/MatMul"),
+    ]
+    three = numpy_helper.from_array(np.array(3.0, dtype=np.float32), "three")
+    graph = helper.make_graph(
+        nodes,
+        "shared",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])],
+        [w, three],
+    )
+    path = tmp_path / "shared.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert module_path_of_node(nodes[2].name) == "enc.layers.0.query"
+    assert linear_inputs(path) == {"enc.layers.0.query": ["x", "h3"]}
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    table = calibrate(path, [{"x": x}], "max")
+    amax = linear_amax_from_table(table, path)
+    assert amax["enc.layers.0.query"] == pytest.approx(3 * np.abs(x).max(), rel=1e-5)

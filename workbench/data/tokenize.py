@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,19 +13,32 @@ from workbench.errors import DataError, ModelError
 
 Feed = dict[str, np.ndarray]
 Inputs = list[str] | list[tuple[str, str]]
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # what encode() can make
+_PAD_TOKENS = ("[PAD]", "<pad>")  # BERT / WordPiece, RoBERTa / SentencePiece conventions
 
 
 class TextTokenizer:
     """Turns texts into the int64 feeds BERT-family ONNX models take.
+
+    ``input_names`` are the model's token inputs (the Workspace decides them from the model):
+    ``encode`` returns exactly those, so every feed made from it fits the model.
 
     Example::
 
         tok = TextTokenizer.from_model_dir(model_dir, max_length=128)
         feed = tok.encode(["a fine film"])  # input_ids, attention_mask, token_type_ids
         pair = tok.encode(["a man sleeps"], pairs=["a person rests"])  # sentence-pair task
+        distil = tok.with_inputs(("input_ids", "attention_mask"))  # a model without token types
     """
 
-    def __init__(self, tokenizer_file: str | Path, max_length: int = 128) -> None:
+    def __init__(
+        self,
+        tokenizer_file: str | Path,
+        max_length: int = 128,
+        *,
+        input_names: Sequence[str] = TOKEN_INPUTS,
+        pad_token: str | None = None,
+    ) -> None:
         from tokenizers import Tokenizer
 
         path = Path(tokenizer_file)
@@ -41,9 +55,11 @@ class TextTokenizer:
             raise ModelError(f"max_length {max_length} is too small; use at least 8")
         self.path = path
         self.max_length = max_length
+        self.input_names = _check_names(input_names)
         self.vocab_sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        self.pad_id = self._tok.token_to_id("[PAD]") or 0
-        self.unk_id = self._tok.token_to_id("[UNK]")
+        self.pad_token = pad_token
+        self.pad_id = _special_id(self._tok, pad_token, _PAD_TOKENS, "pad") or 0
+        self.unk_id = _special_id(self._tok, None, ("[UNK]", "<unk>"), "unk")
         self._tok.no_padding()
         self._tok.no_truncation()
         # What transformers sets for truncation=True, max_length: longest_first, right side.
@@ -51,9 +67,27 @@ class TextTokenizer:
         self._trunc.enable_truncation(max_length, strategy="longest_first", direction="right")
 
     @classmethod
-    def from_model_dir(cls, model_dir: str | Path, max_length: int = 128) -> TextTokenizer:
-        """Load ``tokenizer.json`` from a Hugging Face model folder."""
-        return cls(Path(model_dir) / "tokenizer.json", max_length=max_length)
+    def from_model_dir(
+        cls,
+        model_dir: str | Path,
+        max_length: int = 128,
+        input_names: Sequence[str] = TOKEN_INPUTS,
+    ) -> TextTokenizer:
+        """Load ``tokenizer.json`` from a Hugging Face model folder (its pad token from
+        ``tokenizer_config.json`` / ``special_tokens_map.json`` when they name one)."""
+        folder = Path(model_dir)
+        return cls(
+            folder / "tokenizer.json",
+            max_length=max_length,
+            input_names=input_names,
+            pad_token=_configured_token(folder, "pad_token"),
+        )
+
+    def with_inputs(self, input_names: Sequence[str]) -> TextTokenizer:
+        """The same tokenizer making feeds of exactly ``input_names``."""
+        return TextTokenizer(
+            self.path, self.max_length, input_names=input_names, pad_token=self.pad_token
+        )
 
     @property
     def name(self) -> str:
@@ -104,7 +138,50 @@ class TextTokenizer:
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
             type_ids[i, : len(row)] = e.type_ids[:width]
-        return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": type_ids}
+        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": type_ids}
+        return {k: feed[k] for k in self.input_names}
+
+
+def _check_names(names: Sequence[str]) -> tuple[str, ...]:
+    out = tuple(names)
+    if (
+        "input_ids" not in out
+        or any(n not in TOKEN_INPUTS for n in out)
+        or len(set(out)) < len(out)
+    ):
+        raise ModelError(
+            f"the tokenizer makes input_ids plus any of {list(TOKEN_INPUTS[1:])}, each once; "
+            f"the model asks for {list(out)}"
+        )
+    return out
+
+
+def _special_id(tok: object, named: str | None, fallbacks: Sequence[str], what: str) -> int | None:
+    """Id of the configured special token, else of the first conventional name present."""
+    for token in (named, *fallbacks):
+        tid = tok.token_to_id(token) if token else None  # type: ignore[attr-defined]
+        if tid is not None:
+            return int(tid)
+    if named:
+        raise ModelError(f"the {what} token {named!r} is not in tokenizer.json; save it again")
+    return None
+
+
+def _configured_token(folder: Path, key: str) -> str | None:
+    """A special token named in the folder's tokenizer_config.json or special_tokens_map.json."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        f = folder / name
+        if not f.is_file():
+            continue
+        try:
+            value = json.loads(f.read_text(encoding="utf-8")).get(key)
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _inputs(texts: Sequence[str], pairs: Sequence[str] | None) -> Inputs:

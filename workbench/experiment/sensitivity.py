@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.backends.pytorch.lowp_map import EXPORT_WRAPPER
+from workbench.backends.pytorch.hf import HF_WRAPPER
+from workbench.backends.pytorch.lowp_map import scope_parts
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 from workbench.calibration.methods import fake_quant, sqnr_db
 from workbench.calibration.qdq import write_qdq_model
@@ -44,6 +45,7 @@ Progress = Callable[[int, int], None]
 SENSITIVITY_VERSION = 1
 RESULT_FILE = "sensitivity.json"
 _LAYER_RE = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
+_LIST_ITEM_RE = re.compile(r"\.\d+\.")  # a module inside an nn.ModuleList
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,14 @@ def module_path(onnx_node: str) -> str:
     """Hugging Face module path from a TorchScript node name (drops the wrapper attribute).
 
     ``/encoder/encoder/layer.3/output/dense/MatMul`` -> ``encoder.layer.3.output.dense``;
-    activation-only MatMuls keep their op suffix (``encoder.layer.0.attention.self.MatMul_1``).
+    activation-only MatMuls keep their op suffix (``encoder.layer.0.attention.self.MatMul_1``);
+    a user's HF classifier gives its ``*ForSequenceClassification`` module names
+    (``/inner/model/roberta/encoder/layer.1/...`` -> ``roberta.encoder.layer.1...``).
     """
-    parts = [p for p in onnx_node.strip("/").split("/") if p]
-    if parts and parts[0] == EXPORT_WRAPPER:  # the exporter's positional-input wrapper
-        parts = parts[1:]
-    if len(parts) > 2 and parts[1] in ("encoder", "embeddings", "pooler"):
+    parts, _ = scope_parts(onnx_node)  # drops the exporter's wrapper and call suffixes
+    if len(parts) > 2 and parts[0] == HF_WRAPPER:  # a user's HF classifier inside our wrapper
+        parts = parts[1:]  # -> its own module names: distilbert.transformer.layer.0.ffn.lin1
+    elif len(parts) > 2 and parts[1] in ("encoder", "embeddings", "pooler"):
         parts = parts[1:]  # the workbench wrapper holds the Hugging Face model as `encoder`
     if parts and parts[-1] in QUANTIZED_OPS and len(parts) > 1:
         parts = parts[:-1]
@@ -151,12 +155,20 @@ def node_groups(fp32_onnx: str | Path, seq_len: int = 128) -> list[NodeGroup]:
             continue
         path = module_path(node.name)
         m = _LAYER_RE.search(path)
-        layer = int(m.group(1)) if m else -1
+        layer = int(m.group(1)) if m else _shared_layer_call(node.name, path)
         sub = path[m.end() :] if m else path.rsplit(".", 1)[0] if "." in path else path
         out.append(NodeGroup(node.name, path, layer, sub, node.op_type, macs.get(node.name, 0)))
     if not out:
         raise DataError(f"{fp32_onnx} has no MatMul/Gemm node; nothing to quantize")
     return out
+
+
+def _shared_layer_call(onnx_node: str, path: str) -> int:
+    """Layer index of a node in a stack of one shared layer (ALBERT: ``albert_layers.0`` run
+    N times): the exporter's call number of its scope; -1 outside an indexed module list."""
+    if not _LIST_ITEM_RE.search(path):
+        return -1
+    return scope_parts(onnx_node)[1]
 
 
 def _macs(fp32_onnx: str | Path, model, seq_len: int) -> dict[str, int]:

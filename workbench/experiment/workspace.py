@@ -24,7 +24,7 @@ from workbench.data.datasets import (
     subset,
     test_set_sha256,
 )
-from workbench.data.tokenize import TextTokenizer
+from workbench.data.tokenize import TOKEN_INPUTS, TextTokenizer
 from workbench.data.traffic import Traffic
 from workbench.errors import ConfigError, DataError
 from workbench.results.spec import CalibrationSpec, Experiment
@@ -50,6 +50,7 @@ class ModelSource:
     labels: list[str]  # output names in logit order
     tokenizer_file: str
     content_key: str
+    input_names: tuple[str, ...]  # the token inputs every feed, export and build uses
 
 
 @dataclass
@@ -144,6 +145,12 @@ class Workspace:
             )
 
     # ----------------------------------------------------------------- model
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's token inputs (what ``tokenizer.encode`` makes): decided once, in
+        ``_inspect_model``, from the model (forward + tokenizer, or the ONNX graph)."""
+        return self.model.input_names
+
     @cached_property
     def torch_model_dir(self) -> str:
         """What a PyTorch build loads ("" for an .onnx model); trains the default classifier."""
@@ -180,20 +187,19 @@ class Workspace:
                 min_cosine=1.0,
                 torch_version="",
             )
-        from workbench.backends.onnxruntime.export import (
-            INPUT_NAMES,
-            cached_export,
-            export_classifier,
-        )
+        from workbench.backends.onnxruntime.export import cached_export, export_classifier
         from workbench.backends.pytorch.backend import load_module, model_dir_sha256
 
         path = Path(self.torch_model_dir)
         key = model_dir_sha256(path)
-        # every workbench classifier takes all three token inputs; no torch model on a cache hit
-        hit = cached_export(key, INPUT_NAMES)
+        # a user's HF head (pooler, classifier Linears on 2-D inputs): MatMul + Add runs in INT8
+        hf = self.model.kind == "hf"
+        hit = cached_export(key, self.input_names, int8_ready=hf)  # no torch on a hit
         if hit is not None:
             return hit
-        return export_classifier(load_module(path), self.tokenizer, key, INPUT_NAMES)
+        return export_classifier(
+            load_module(path), self.tokenizer, key, self.input_names, int8_ready=hf
+        )
 
     # ----------------------------------------------------------------- checks
     def _check_sizes(self) -> None:
@@ -281,23 +287,30 @@ def _inspect_model(exp: Experiment, data: LabelledData) -> tuple[ModelSource, Te
         from workbench.backends.pytorch.prepare import default_base_model
 
         tok = TextTokenizer.from_model_dir(default_base_model(), max_length)
-        return ModelSource("default", "", list(data.label_names), str(tok.path), ""), tok
+        names = TOKEN_INPUTS  # the workbench's own BERT classifier takes all three
+        src = ModelSource("default", "", list(data.label_names), str(tok.path), "", names)
+        return src, tok
     if m.kind == "hf":
         from workbench.backends.pytorch.hf import inspect_hf_folder
 
         info = inspect_hf_folder(m.path)
-        tok = TextTokenizer.from_model_dir(info.path, max_length)
+        tok = TextTokenizer.from_model_dir(info.path, max_length, info.input_names)
         if max_length > info.max_positions:
             raise ConfigError(
                 f"[data] max_length = {max_length} exceeds the model's "
                 f"{info.max_positions} positions; lower it"
             )
-        src = ModelSource("hf", info.path, list(info.labels), str(tok.path), info.content_key)
+        src = ModelSource(
+            "hf", info.path, list(info.labels), str(tok.path), info.content_key, info.input_names
+        )
         return src, tok
     from workbench.backends.onnxruntime.inspect import check_onnx_model, inspect_onnx
 
     info_onnx = inspect_onnx(m.path)
     tok = TextTokenizer.from_model_dir(m.tokenizer, max_length)
     check_onnx_model(info_onnx, tok, m.labels)
-    src = ModelSource("onnx", m.path, list(m.labels), str(tok.path), info_onnx.sha256)
+    tok = tok.with_inputs(info_onnx.input_names)  # the graph's inputs decide
+    src = ModelSource(
+        "onnx", m.path, list(m.labels), str(tok.path), info_onnx.sha256, info_onnx.input_names
+    )
     return src, tok

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 OP_TYPES = ["MatMul", "Gemm"]
 ORT_CALIBRATION_CAP = 128
-QUANT_VERSION = 1
+QUANT_VERSION = 2  # 2: dynamic INT8 quantizes activation x activation MatMuls
 
 QUANTIZED_MATMUL_OPS = {
     "MatMulInteger",
@@ -115,6 +115,9 @@ def quantize_dynamic_int8(fp32_onnx: str | Path, per_channel: bool = True) -> Qu
                 per_channel=per_channel,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=OP_TYPES,
+                # attention's activation x activation MatMuls too (ORT's dynamic default skips
+                # them): 78% -> 100% of MatMuls INT8 on every BERT family measured
+                extra_options={"MatMulConstBOnly": False},
             ),
         )
     return QuantizedModel(out, "int8-dynamic", detail)

@@ -91,7 +91,10 @@ def _torch() -> Any:
 
 
 def export_dir(
-    content_key: str, input_names: Sequence[str], out_dir: str | Path | None = None
+    content_key: str,
+    input_names: Sequence[str],
+    out_dir: str | Path | None = None,
+    int8_ready: bool = False,
 ) -> Path:
     """Where the export of ``content_key`` lives: ``out_dir`` or cache_root()/onnx/<key>."""
     if out_dir is not None:
@@ -104,18 +107,23 @@ def export_dir(
     }
     if list(input_names) != INPUT_NAMES:  # keeps the keys of existing default exports
         spec["inputs"] = list(input_names)
+    if int8_ready:
+        spec["int8_ready"] = True
     return cache_root() / "onnx" / sha256_json(spec)[:16]
 
 
 def cached_export(
-    content_key: str, input_names: Sequence[str], out_dir: str | Path | None = None
+    content_key: str,
+    input_names: Sequence[str],
+    out_dir: str | Path | None = None,
+    int8_ready: bool = False,
 ) -> ExportInfo | None:
     """The finished, intact export of ``content_key`` if there is one (no torch model needed).
 
     ``export.json`` is the entry's manifest (it holds the model's sha256); an entry that does
     not verify is logged and rebuilt, never trusted.
     """
-    out = export_dir(content_key, input_names, out_dir)
+    out = export_dir(content_key, input_names, out_dir, int8_ready)
     onnx_path, info_path = out / "model.onnx", out / "export.json"
     if not info_path.is_file():
         return None
@@ -139,21 +147,25 @@ def export_classifier(
     min_cosine: float = 0.9999,
     *,
     out_dir: str | Path | None = None,
+    int8_ready: bool = False,
 ) -> ExportInfo:
     """Export any ``forward(**inputs) -> logits`` torch classifier to ONNX (cached by content_key).
 
     Only ``input_names`` become graph inputs; ORT is checked against torch and a drift
-    beyond ``atol`` / ``min_cosine`` raises ModelError. Example::
+    beyond ``atol`` / ``min_cosine`` raises ModelError. ``int8_ready`` rewrites the graph so
+    ORT's CPU QDQ fusion reaches every Linear: 2-D Linears (pooler, head) as MatMul with the
+    bias as Sub, MatMuls of weights alone (DeBERTa's relative-position projections) folded
+    into constants. Example::
 
         info = inspect_hf_folder(folder)
         export_classifier(load_hf_classifier(info), tok, info.content_key, info.input_names)
     """
     names = _check_input_names(input_names)
-    cached = cached_export(content_key, names, out_dir)
+    cached = cached_export(content_key, names, out_dir, int8_ready)
     if cached is not None:
         return cached
     torch = _torch()
-    out = export_dir(content_key, names, out_dir)
+    out = export_dir(content_key, names, out_dir, int8_ready)
     onnx_path, info_path = out / "model.onnx", out / "export.json"
     sample = tok.encode(["an export sample sentence", "short", "a longer sentence to pad"])
     args = tuple(torch.from_numpy(sample[n]) for n in names)
@@ -175,11 +187,12 @@ def export_classifier(
                 do_constant_folding=True,
                 dynamo=False,
             )
-        _check_and_infer_shapes(tmp)
+        _check_and_infer_shapes(tmp, int8_ready)
 
     out.mkdir(parents=True, exist_ok=True)
     info_path.unlink(missing_ok=True)  # a stale manifest must not vouch for the new file
     atomic_write_with(onnx_path, write)
+    _check_graph_inputs(onnx_path, names)
     max_err, cos = verify_against_torch(module, onnx_path, tok, names)
     if max_err > atol or cos < min_cosine:
         raise ModelError(
@@ -211,6 +224,20 @@ def _check_input_names(input_names: Sequence[str]) -> list[str]:
     return names
 
 
+def _check_graph_inputs(onnx_path: Path, names: list[str]) -> None:
+    """The exporter drops inputs the model never reads: the graph must take all ``names``."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    got = [i.name for i in graph.input]
+    if got != names:
+        onnx_path.unlink(missing_ok=True)
+        raise ModelError(
+            f"the exported graph takes {got}, not {names}: the model ignores "
+            f"{sorted(set(names) - set(got))}; drop them from its inputs (report it with the model)"
+        )
+
+
 def _positional(module: Any, names: list[str]) -> Any:
     """Adapter the tracer calls positionally: ``f(*tensors) == module(**dict(zip(names, ...)))``."""
     import torch
@@ -226,12 +253,20 @@ def _positional(module: Any, names: list[str]) -> Any:
     return Positional().eval()
 
 
-def _check_and_infer_shapes(path: str) -> None:
+def _check_and_infer_shapes(path: str, int8_ready: bool = False) -> None:
     import onnx
 
+    from workbench.backends.onnxruntime import int8_ready as ready
+
     model = onnx.load(path)
+    ready.bypass_weight_identities(model)
+    if int8_ready:
+        ready.gemm_to_matmul(model)
+        ready.fold_constant_matmuls(model)
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model)
+    if int8_ready:
+        ready.bias_as_sub(inferred)
     onnx.save(inferred, path)
 
 

@@ -20,7 +20,10 @@ from workbench.fileio import sha256_file, sha256_json
 if TYPE_CHECKING:
     import torch
 
+TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+HF_WRAPPER = "model"  # attribute holding the HF classifier in load_hf_classifier's wrapper
 NO_POSITION_LIMIT = 1_000_000  # models without absolute position embeddings
+_PAD_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet"}  # from pad_token_id + 1
 _DEFAULT_LABEL = re.compile(r"^LABEL_(\d+)$")
 _SAVE_HINT = "save it with model.save_pretrained(folder)"
 
@@ -31,7 +34,7 @@ class HFModelInfo:
 
     path: str  # absolute folder
     labels: list[str]  # config.id2label in output order ("LABEL_0"-style kept as given)
-    input_names: tuple[str, ...]  # among input_ids / attention_mask / token_type_ids
+    input_names: tuple[str, ...]  # what the tokenizer makes and forward() uses (hf_input_names)
     model_type: str  # config.model_type, e.g. "bert"
     architecture: str  # config.architectures[0] or ""
     vocab_size: int  # config.vocab_size (0 when the config has none)
@@ -78,9 +81,7 @@ def inspect_hf_folder(path: str | Path) -> HFModelInfo:
             f"{vocab_size}, so some token ids would index past its embeddings; save the "
             "tokenizer the model was trained with (or resize_token_embeddings and fine-tune)"
         )
-    names = ["input_ids", "attention_mask"]
-    if int(config.get("type_vocab_size") or 0) > 0:
-        names.append("token_type_ids")
+    names = hf_input_names(folder, config)
     key = sha256_json(
         {
             "config": sha256_file(folder / "config.json"),
@@ -95,9 +96,76 @@ def inspect_hf_folder(path: str | Path) -> HFModelInfo:
         model_type=str(config.get("model_type", "")),
         architecture=architecture,
         vocab_size=vocab_size,
-        max_positions=int(config.get("max_position_embeddings") or NO_POSITION_LIMIT),
+        max_positions=_usable_positions(config),
         content_key=key,
     )
+
+
+def hf_input_names(folder: Path, config: dict[str, Any]) -> tuple[str, ...]:
+    """The token inputs of the folder's classifier: what its tokenizer makes
+    (``model_input_names``) and its ``forward`` takes (``inspect.signature``), in
+    ``TOKEN_INPUTS`` order; ``token_type_ids`` only where the model has a type embedding
+    (DeBERTa-v3 takes the argument but has ``type_vocab_size = 0``).
+
+    Example::
+
+        hf_input_names(folder, config)  # DistilBERT: ('input_ids', 'attention_mask')
+    """
+    made = _tokenizer_input_names(folder)
+    taken = _forward_parameters(config)
+    names = [n for n in TOKEN_INPUTS if n in made and (taken is None or n in taken)]
+    if "token_type_ids" in names and int(config.get("type_vocab_size", 1) or 0) == 0:
+        names.remove("token_type_ids")
+    if "input_ids" not in names:
+        raise ModelError(
+            f"{folder}: the tokenizer makes {sorted(made)} and the model takes "
+            f"{sorted(taken or [])}; a text classifier needs input_ids from both"
+        )
+    return tuple(names)
+
+
+def _tokenizer_input_names(folder: Path) -> set[str]:
+    """``model_input_names`` of the folder's tokenizer (transformers' own loader decides)."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:  # core install: BERT's three, the loader narrows them down later
+        return set(TOKEN_INPUTS)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(
+            f"transformers cannot load the tokenizer in {folder} ({exc}); save it with "
+            "AutoTokenizer.from_pretrained(...).save_pretrained(folder)"
+        ) from exc
+    return set(tok.model_input_names)
+
+
+def _forward_parameters(config: dict[str, Any]) -> set[str] | None:
+    """Parameter names of the sequence classifier's ``forward`` (None: class unknown)."""
+    import inspect
+
+    try:
+        import transformers
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES as NAMES,
+        )
+    except ImportError:
+        return None
+    arch = [str(a) for a in config.get("architectures") or []]
+    name = NAMES.get(str(config.get("model_type", ""))) or next(iter(arch), "")
+    cls = getattr(transformers, name, None) if name else None
+    if cls is None:
+        return None
+    return set(inspect.signature(cls.forward).parameters)
+
+
+def _usable_positions(config: dict[str, Any]) -> int:
+    """Token positions the model can embed: RoBERTa-style models number positions from
+    pad_token_id + 1, so 514 position embeddings hold 512 tokens."""
+    n = int(config.get("max_position_embeddings") or NO_POSITION_LIMIT)
+    if config.get("model_type") in _PAD_OFFSET_POSITIONS and n < NO_POSITION_LIMIT:
+        n -= int(config.get("pad_token_id") or 0) + 1
+    return n
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -194,7 +262,7 @@ def load_hf_classifier(info: HFModelInfo) -> torch.nn.Module:
             f"{info.path} lacks weights for {missing[:4]}{' ...' if len(missing) > 4 else ''}; "
             "transformers would fill them with random values — save the fine-tuned model again"
         )
-    return _wrapper_class()(model.float().eval().to("cpu"))
+    return _wrapper_class()(model.float().eval().to("cpu"), info.input_names)
 
 
 @functools.cache
@@ -205,24 +273,24 @@ def _wrapper_class() -> type:
     import torch
 
     class HFClassifier(torch.nn.Module):
-        """forward(input_ids, attention_mask, token_type_ids=None) -> logits [batch, labels]."""
+        """forward(input_ids, attention_mask=None, token_type_ids=None) -> logits [batch, labels];
+        ``input_names`` are the inputs the model uses (runners and the export feed those)."""
 
-        def __init__(self, model: torch.nn.Module) -> None:
+        def __init__(self, model: torch.nn.Module, input_names: tuple[str, ...]) -> None:
             super().__init__()
-            self.model = model
+            self.model = model  # named HF_WRAPPER: ONNX node scopes start with it
             params = inspect.signature(model.forward).parameters
-            self.takes_token_types = "token_type_ids" in params
+            self.input_names = tuple(n for n in input_names if n in params)
 
         def forward(
             self,
             input_ids: torch.Tensor,
-            attention_mask: torch.Tensor,
+            attention_mask: torch.Tensor | None = None,
             token_type_ids: torch.Tensor | None = None,
         ) -> torch.Tensor:
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None and self.takes_token_types:
-                kwargs["token_type_ids"] = token_type_ids
-            out = self.model(**kwargs)
+            given = {"attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            kwargs = {k: v for k, v in given.items() if v is not None and k in self.input_names}
+            out = self.model(input_ids=input_ids, **kwargs)
             return out[0] if isinstance(out, tuple) else out.logits
 
     return HFClassifier

@@ -45,7 +45,11 @@ class _Graph:
 
 
 def model_input_names(model: nn.Module) -> tuple[str, ...]:
-    """The token inputs (of ``INPUTS``) that ``model.forward`` accepts, in ``INPUTS`` order."""
+    """The token inputs (of ``INPUTS``) that ``model.forward`` accepts, in ``INPUTS`` order;
+    a model that says which it uses (``input_names``, e.g. the HF wrapper) decides itself."""
+    declared = getattr(model, "input_names", None)
+    if isinstance(declared, tuple) and "input_ids" in declared:
+        return tuple(n for n in INPUTS if n in declared)
     params = inspect.signature(model.forward).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and not any(
         n in params for n in INPUTS
@@ -354,16 +358,25 @@ class TorchRunner(Runner):
 
 def layer_stack(model: nn.Module) -> list[nn.Module] | None:
     """The model's stack of identical transformer layers (the longest ``nn.ModuleList`` whose
-    children share one class), or None."""
+    children share one class: BERT ``encoder.layer``, DistilBERT ``transformer.layer``,
+    ModernBERT ``layers`` ...), or None.
+
+    ALBERT has no such stack: one shared layer group runs N times. Its outermost one-item
+    ``nn.ModuleList`` is returned then, so compiling that group compiles every layer.
+    """
     from torch import nn
 
     best: list[nn.Module] | None = None
-    for mod in model.modules():
-        if isinstance(mod, nn.ModuleList) and len(mod) >= 2:
-            kids = list(mod)
-            if len({type(k) for k in kids}) == 1 and (best is None or len(kids) > len(best)):
-                best = kids
-    return best
+    shared: list[nn.Module] | None = None
+    for mod in model.modules():  # outermost first
+        if not isinstance(mod, nn.ModuleList) or len(mod) == 0:
+            continue
+        kids = list(mod)
+        if len(kids) == 1:
+            shared = shared or kids
+        elif len({type(k) for k in kids}) == 1 and (best is None or len(kids) > len(best)):
+            best = kids
+    return best if best is not None else shared
 
 
 def _compiled(torch: Any, model: nn.Module, forward: Any, mode: str) -> tuple[Any, str]:
