@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from html import unescape
@@ -14,7 +15,7 @@ from workbench.cli import main
 from workbench.data.representativeness import TextProfile, assess
 from workbench.gate import evaluate_gate, parse_policy, write_gate_outputs
 from workbench.report import render_report
-from workbench.results.records import save_record
+from workbench.results.records import load_run, save_record
 
 
 def _text(html: str) -> str:
@@ -156,6 +157,7 @@ def _calibration_comparison():
             f"t-{m}.json",
             f"c-{m}.cache",
             f"q-{m}.onnx",
+            "ab" * 32,
             400,
             a,
             g,
@@ -194,7 +196,13 @@ def _calibration_comparison():
 def test_calibration_and_calibset_sections(tmp_path, gated_run):
     run = tmp_path / "run"
     shutil.copytree(gated_run, run)
-    save_record(_calibration_comparison(), run / "calibration_comparison.json")
+    cmp = _calibration_comparison()
+    static = load_run(run).build("ort-int8-static")
+    rows = [
+        dataclasses.replace(m, qdq_model_sha256=static.model_sha256) if m.method == "max" else m
+        for m in cmp.methods
+    ]
+    save_record(dataclasses.replace(cmp, methods=rows), run / "calibration_comparison.json")
     rng = np.random.default_rng(0)
     rep = assess(
         TextProfile(rng.integers(5, 20, 128), rng.integers(0, 2, 128)),
@@ -210,6 +218,8 @@ def test_calibration_and_calibset_sections(tmp_path, gated_run):
     assert cal.count('src="data:image/svg+xml;base64,') == 3
     methods = _text(re.search(r'<table id="calibration-methods".*?</table>', cal, re.S).group(0))
     assert "entropy 77.90% −0.60" in methods and "mse best 78.10%" in methods
+    assert "max = ort-int8-static" in methods  # the method whose Q/DQ file the build ran
+    assert "cos min" not in methods  # degenerate: −1 for every method on real runs
     assert "27.5" in cal and "∞" in cal  # SQNR null in JSON: no quantization noise
     assert "MatMul_output_0&lt;b&gt;" in cal and "/pooler/dense/MatMul_input" in cal
     assert "best_method" in cal and "statistics_peak_rss_mb" in cal

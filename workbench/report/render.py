@@ -137,7 +137,9 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
         "samples": samples,
         "open_samples": flipped[0] if flipped else (samples[0]["name"] if samples else ""),
         "notes": context.build_notes(run, shape),
-        "calibration": sections.calibration_section(loaded.run_dir),
+        "calibration": sections.calibration_section(
+            loaded.run_dir, {b.model_sha256: b.name for b in run.builds if b.model_sha256}
+        ),
         "calibset": sections.calibset_section(loaded.run_dir),
         "traffic": sections.traffic_section(loaded.run_dir),
         "comparison": comparison,
