@@ -236,7 +236,7 @@ def test_compare_runs(tmp_path, gated_run):
     cmp_ = _section(html, "compare")
     assert "release-1.0" in cmp_ and "different hardware" in cmp_
     assert cmp_.count("<tr>") >= 5  # header + 4 common builds
-    assert "[+0.00, +0.00]" in cmp_  # same seed: identical predictions, paired CI of zero
+    assert "[0.00, 0.00]" in cmp_  # same seed: identical predictions, paired CI of zero
 
 
 def test_cli_report(tmp_path, gated_run, capsys):
