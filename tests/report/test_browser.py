@@ -166,6 +166,39 @@ def test_gate_shape_is_shown(demo_page):
     assert demo_page.find_element(By.ID, "latency-noise").find_elements(By.TAG_NAME, "li")
 
 
+# Right edges of the summary's gate columns (× ORT FP32 cells and header), the viewport width,
+# and the summary table wrapper's scroll and client widths.
+_GATE_COLUMNS = """
+const table = document.getElementById('summary-table');
+const head = table.querySelector('th[data-gate-column]');
+const col = [...head.parentNode.children].indexOf(head);
+const cells = [head, ...[...table.querySelectorAll('tbody tr')].map(r => r.children[col])];
+const wrap = table.closest('.table-wrap');
+return {right: Math.max(...cells.map(c => c.getBoundingClientRect().right)),
+        viewport: document.documentElement.clientWidth,
+        page: document.documentElement.scrollWidth,
+        scroll: wrap.scrollWidth, client: wrap.clientWidth, title: head.textContent};
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_gate_columns_visible_without_scrolling(demo_page, width, tmp_path):
+    """The summary's × ORT FP32 column (the one the gate judges) is on screen at 1280 px and
+    1920 px: no horizontal scroll of the table or the page. Screenshots land in tmp_path."""
+    demo_page.set_window_size(width, 1000)
+    demo_page.execute_script("window.scrollTo(0, 0)")
+    got = demo_page.execute_script(_GATE_COLUMNS)
+    assert got["title"] == "× ORT FP32"
+    assert got["right"] <= got["viewport"], f"gate column ends at {got['right']} px"
+    assert got["scroll"] <= got["client"], "the summary table scrolls horizontally"
+    assert got["page"] <= got["viewport"], "the page scrolls horizontally"
+    height = demo_page.execute_script("return document.body.scrollHeight")
+    demo_page.set_window_size(width, min(int(height) + 80, 12000))
+    shot = tmp_path / f"report-{width}.png"
+    assert demo_page.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+    demo_page.set_window_size(1280, 1000)
+
+
 def _glyph(driver, cell, text: str):
     """Pixels of ``text`` where it sits inside ``cell`` (a table cell of the report)."""
     from PIL import Image
