@@ -66,14 +66,16 @@ class Stages:
         count = _Count()
         t0 = time.perf_counter()
         stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(name, t0, stop), daemon=True)
         if self.enabled:
             self._line(f"{name} ...")
-            beat = threading.Thread(target=self._beat, args=(name, t0, stop), daemon=True)
             beat.start()
         try:
             yield count
         finally:
             stop.set()
+            if beat.is_alive():
+                beat.join()  # its last line comes before the "done" line
         if self.enabled:
             done = f" ({count.n}/{count.total})" if count.total else ""
             self._line(f"{name}{done} done in {time.perf_counter() - t0:.1f} s")
