@@ -205,6 +205,7 @@ def write_run(
         skipped=[],
         warnings=[],
         sanity_warnings=[],
+        speedups=[],
     )
     save_run(run, run_dir)
     return run

@@ -78,6 +78,10 @@ def _check_run(run_dir: Path, builds: set[str], expected: list[str], test: pd.Da
     assert "ort-int8-static" in html and "<html" in html
     gate = json.loads((run_dir / "gate.json").read_text())
     assert gate["candidate"].endswith("ort-int8-static")
+    paired = [(s.baseline, s.candidate, s.batch, s.seq) for s in run.speedups]
+    assert paired == [("ort-fp32", "ort-int8-static", 8, 128)]  # the speed rule's pair and shape
+    speed = next(c for c in gate["checks"] if c["name"] == "speedup")
+    assert speed["details"]["paired"] and speed["status"] in ("pass", "fail", "inconclusive")
     assert (run_dir / "gate.md").is_file() and (run_dir / "gate-junit.xml").is_file()
 
 

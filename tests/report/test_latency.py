@@ -130,3 +130,22 @@ def test_latency_rows_cover_every_shape_grouped_by_shape(tmp_path):
     dyn8 = rows[-1]["speedup_ort"]
     assert dyn8["x"] == pytest.approx(31.0 / 19.5) and dyn8["low"] < dyn8["x"] < dyn8["high"]
     assert rows[5]["speedup_ort"]["low"] is None  # ort-fp32 against itself: no interval
+
+
+def test_gate_latency_prefers_the_paired_interleaved_timing(tmp_path):
+    from workbench.results.records import PairedSpeedup
+
+    run = make_demo_run(tmp_path / "r")
+    policy = parse_policy({"min_speedup": 1.5, "latency_batch": 8, "max_accuracy_drop": 0.05})
+    d = evaluate_gate(tmp_path / "r", "ort-fp32", tmp_path / "r", "ort-int8-dynamic", policy)
+    sp = PairedSpeedup(
+        "ort-fp32", "ort-int8-dynamic", 8, 128, 1.2, 1.1, 1.3, 0.95, 38, 2, 2.6, 0.0, 1.4, 2,
+        True, "load 2.6 on 2 cores, 2 of 40 blocks starved", [],
+    )  # fmt: skip
+    info = latency.gate_latency(run.builds, run.run_id, d, [sp])
+    assert (info["ci"].speedup, info["ci"].low, info["ci"].high) == (1.2, 1.1, 1.3)
+    assert "38 used, 2 starved dropped" in info["paired"]
+    assert any("machine was busy" in w for w in info["warnings"])
+    other_shape = dataclasses.replace(sp, batch=1)
+    info = latency.gate_latency(run.builds, run.run_id, d, [other_shape])
+    assert info["paired"] == "" and info["ci"].speedup == pytest.approx(31.0 / 19.5, rel=1e-6)

@@ -55,7 +55,7 @@ def _run() -> RunResult:
     return RunResult(
         SCHEMA_VERSION, "r1", "rt", "hash", ["neg", "pos"], "ort-fp32", [build], None, prov, exp,
         model, [SkippedBuild("trt-fp16", "tensorrt", "cuda", "fp16", "TensorRT not installed")],
-        ["a warning"], ["degenerate model: ort-fp32 predicts class 0 for 100% of 2 test rows"],
+        ["a warning"], ["degenerate model: ort-fp32 predicts class 0 for 100% of 2 test rows"], [],
     )  # fmt: skip
 
 
@@ -101,3 +101,17 @@ def test_other_schema_version_and_corrupt_json_are_refused(tmp_path):
 def test_unknown_build_lists_the_known_ones():
     with pytest.raises(ResultsError, match="has: ort-fp32"):
         _run().build("nope")
+
+
+def test_schema_2_run_is_read_with_no_paired_timings(tmp_path):
+    run = _run()
+    save_run(run, tmp_path)
+    data = json.loads((tmp_path / "run.json").read_text())
+    del data["speedups"]
+    data["schema_version"] = 2
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    assert load_run(tmp_path) == run  # an older run: no speedups, read as []
+    data["schema_version"] = 1
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match="schema_version 1, this workbench reads 2, 3"):
+        load_run(tmp_path)

@@ -22,7 +22,7 @@ from workbench.backends.registry import BuildRequest
 from workbench.errors import ConfigError
 from workbench.experiment.builds import plan_builds, reference_build
 from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
-from workbench.experiment.measure import BuildMeasurement, measure_build
+from workbench.experiment.measure import BuildMeasurement, measure_build, measure_speedups
 from workbench.experiment.progress import Stages
 from workbench.experiment.rundir import claim_run_dir, default_run_id, preflight
 from workbench.experiment.workspace import Workspace, apply_quick
@@ -113,8 +113,9 @@ def _measure_all(
     reference = reference_build(exp, builds)
     measured: dict[str, BuildMeasurement] = {}
     for b in sorted(builds, key=lambda b: b.name != reference):  # reference first
-        req = _request(ws, b, calib, export.onnx_path)
+        req = build_request(ws, b, calib, export.onnx_path)
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
+    speedups = measure_speedups(ws, measured, st)
     ref_logits = measured[reference].logits
     results = [_result(ws, measured[b.name], ref_logits, run_dir) for b in builds]
     if ws.traffic is not None:
@@ -148,6 +149,7 @@ def _measure_all(
         skipped=skipped,
         warnings=list(ws.warnings),
         sanity_warnings=_sanity(ws, reference, ref_logits),
+        speedups=speedups,
     )
 
 
@@ -165,9 +167,10 @@ def check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
             )
 
 
-def _request(
+def build_request(
     ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None, onnx_path: str
 ) -> BuildRequest:
+    """What the backend registry needs to build ``b`` in this Workspace."""
     c = ws.exp.calibration
     return BuildRequest(
         name=b.name,

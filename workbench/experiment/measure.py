@@ -7,7 +7,7 @@ run restarted after a kill reuses every build that finished.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,13 +21,14 @@ from workbench.fileio import (
     reuse_entry,
     sha256_json,
 )
-from workbench.results.records import Int8Coverage, LatencyResult
+from workbench.results.records import Int8Coverage, LatencyResult, PairedSpeedup
 from workbench.results.serde import from_dict, to_dict
 
 if TYPE_CHECKING:
     from workbench.experiment.calibrate import CalibrationOutcome
     from workbench.experiment.progress import Stages
     from workbench.experiment.workspace import Workspace
+    from workbench.results.spec import Experiment
 
 EVAL_VERSION = 2  # 2: sealed cache entries
 
@@ -87,6 +88,44 @@ def measure_build(
         record = {"latency": to_dict(latency), "peak_rss_mb": rss, "peak_device_mem_mb": dev_mb}
         build_entry(latency_file, lambda tmp: atomic_write_json(tmp, record))
     return BuildMeasurement(req, artifact, logits, latency, rss, dev_mb, coverage, device_name)
+
+
+def gated_pairs(exp: Experiment) -> list[tuple[str, str, tuple[int, int]]]:
+    """(speed baseline, candidate, shape) of every pair the gate's speed rule will judge."""
+    g, p = exp.gate, exp.gate.policy
+    if not g.enabled or p is None or p.min_speedup is None:
+        return []
+    base = p.speedup_baseline or g.baseline
+    shape = (p.latency_batch, p.latency_seq)
+    return [(base, c, shape) for c in g.candidates if c != base]
+
+
+def measure_speedups(
+    ws: Workspace, measured: dict[str, BuildMeasurement], st: Stages
+) -> list[PairedSpeedup]:
+    """Time each gated CPU pair paired and interleaved (GPU pairs: CUDA events, per build)."""
+    from workbench.evaluate.paired import PairedConfig, PairedTarget, measure_paired
+
+    e = ws.exp.evaluate
+    cfg = PairedConfig(warmup=max(e.warmup, 1), seed=ws.exp.seed)
+    if ws.exp.quick:  # a smoke run: fewer, shorter blocks (a wider CI, said as INCONCLUSIVE)
+        cfg = replace(cfg, rounds=8, block_ms=50.0)
+    out = []
+    for base, cand, shape in gated_pairs(ws.exp):
+        mb, mc = measured.get(base), measured.get(cand)
+        if mb is None or mc is None or not mb.device_name == mc.device_name == "cpu":
+            continue
+        with st.stage(f"paired latency {cand} vs {base}"):
+            out.append(
+                measure_paired(
+                    PairedTarget(mb.request, mb.artifact),
+                    PairedTarget(mc.request, mc.artifact),
+                    shape,
+                    e.threads,
+                    cfg,
+                )
+            )
+    return out
 
 
 def _save_npy(tmp: Path, arr: np.ndarray) -> None:

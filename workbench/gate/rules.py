@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.gate.noise import noise
 from workbench.gate.pairs import Predictions
 from workbench.gate.policy import GatePolicy
 from workbench.results.fmt import signed
-from workbench.results.records import BuildResult, LatencyResult, RunResult
+from workbench.results.records import BuildResult, LatencyResult, PairedSpeedup, RunResult
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
 STATUSES = (PASS, FAIL, INCONCLUSIVE, ERROR)
@@ -179,6 +180,9 @@ def check_speedup(
             baseline_hardware=hb,
             candidate_hardware=hc,
         )
+    paired = _paired_at(base, cand, policy)
+    if paired is not None:
+        return _paired_speedup(base, cand, paired, policy)
     if not (lc.p50_ms > 0 and lb.p50_ms > 0):
         return _error("speedup", f"non-positive p50 latency ({lb.p50_ms}, {lc.p50_ms})")
     speedup = lb.p50_ms / lc.p50_ms
@@ -191,16 +195,83 @@ def check_speedup(
         f"{lc.p50_ms:.2f} ms, batch {lc.batch_size} × seq {lc.seq_len}){where}, "
         f"limit ×{limit:.2f}"
     )
-    return _check(
+    details = {
+        "baseline_p50_ms": lb.p50_ms,
+        "candidate_p50_ms": lc.p50_ms,
+        "side_by_side": same_run,
+        "cross_device": hb != hc,
+    }
+    noisy = [w for lat in (lb, lc) for w in noise(lat).warnings]
+    status, settle = (PASS if speedup >= limit else FAIL), ""
+    if noisy and base.build.device == "cpu":  # unpaired CPU timings that the machine disturbed
+        status = INCONCLUSIVE
+        settle = (
+            f"the timings are noisy ({noisy[0]}): re-time both builds in one run on a quiet "
+            "machine, where they are timed paired and interleaved"
+        )
+    return verdict_check("speedup", status, msg, speedup, limit, settle, **details)
+
+
+def _paired_at(base: Side, cand: Side, policy: GatePolicy) -> PairedSpeedup | None:
+    """The run's paired, interleaved timing of exactly this pair at the gate's shape, if any."""
+    if base.run.run_id != cand.run.run_id or base.run_dir != cand.run_dir:
+        return None
+    want = (base.build.name, cand.build.name, policy.latency_batch, policy.latency_seq)
+    for sp in cand.run.speedups:
+        if (sp.baseline, sp.candidate, sp.batch, sp.seq) == want:
+            return sp
+    return None
+
+
+def speed_verdict(sp: PairedSpeedup, limit: float) -> tuple[str, str]:
+    """(status, what would settle it) of a paired speed-up against ``limit``: PASS when the
+    whole CI clears it, FAIL when the whole CI is below it on a quiet machine, else
+    INCONCLUSIVE."""
+    if sp.ci_low >= limit:
+        return PASS, ""
+    if sp.ci_high < limit and not sp.contended:
+        return FAIL, ""
+    if sp.contended:
+        return INCONCLUSIVE, f"the machine was busy ({sp.reason}): re-run on a quiet one"
+    ci = f"[×{sp.ci_low:.2f}, ×{sp.ci_high:.2f}]"
+    return INCONCLUSIVE, f"the CI {ci} straddles the limit ×{limit:.2f}: re-run with more blocks"
+
+
+def _paired_speedup(base: Side, cand: Side, sp: PairedSpeedup, policy: GatePolicy) -> GateCheck:
+    """PASS when the whole CI clears the limit, FAIL when it is wholly below on a quiet
+    machine, INCONCLUSIVE otherwise, with what would settle it."""
+    limit = policy.min_speedup
+    assert limit is not None
+    ci = f"[×{sp.ci_low:.2f}, ×{sp.ci_high:.2f}]"
+    msg = (
+        f"{cand.build.name} speed-up ×{sp.ratio:.2f} vs {base.build.name}, "
+        f"{sp.confidence * 100:g}% CI {ci} (paired, interleaved: {sp.blocks_used} blocks used, "
+        f"{sp.blocks_dropped} starved dropped, batch {sp.batch} × seq {sp.seq}), "
+        f"limit ×{limit:.2f}"
+    )
+    status, settle = speed_verdict(sp, limit)
+    return verdict_check(
         "speedup",
-        speedup >= limit,
+        status,
         msg,
-        speedup,
+        sp.ratio,
         limit,
-        baseline_p50_ms=lb.p50_ms,
-        candidate_p50_ms=lc.p50_ms,
-        side_by_side=same_run,
-        cross_device=hb != hc,
+        settle,
+        **{
+            "paired": True,
+            "ci_low": sp.ci_low,
+            "ci_high": sp.ci_high,
+            "confidence": sp.confidence,
+            "blocks_used": sp.blocks_used,
+            "blocks_dropped": sp.blocks_dropped,
+            "load_avg": sp.load_avg,
+            "steal_pct": sp.steal_pct,
+            "cpu_per_wall": sp.cpu_per_wall,
+            "cores": sp.cores,
+            "contended": sp.contended,
+            "side_by_side": True,
+            "cross_device": False,
+        },
     )
 
 

@@ -17,7 +17,7 @@ from workbench.gate.decision import GateDecision
 from workbench.gate.noise import MAX_DRIFT, MAX_SPREAD, MAX_TAIL, MIN_RUNS, Noise, noise
 
 __all__ = ["MAX_DRIFT", "MAX_SPREAD", "MAX_TAIL", "MIN_RUNS", "Noise", "noise"]
-from workbench.results.records import BuildResult, LatencyResult
+from workbench.results.records import BuildResult, LatencyResult, PairedSpeedup
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -172,10 +172,35 @@ def latency_rows(builds: Sequence[BuildResult], gate: Shape | None) -> list[dict
     return rows
 
 
-def gate_latency(builds: Sequence[BuildResult], run_id: str, decision: GateDecision) -> dict | None:
+def paired_at(
+    speedups: Sequence[PairedSpeedup], base: str, cand: str, shape: Shape
+) -> PairedSpeedup | None:
+    """The run's paired, interleaved timing of ``base`` vs ``cand`` at ``shape``, if any."""
+    for sp in speedups:
+        if (sp.baseline, sp.candidate, sp.batch, sp.seq) == (base, cand, *shape):
+            return sp
+    return None
+
+
+def paired_note(sp: PairedSpeedup) -> str:
+    """One line on how a paired speed-up was timed and what the machine was doing."""
+    return (
+        f"paired, interleaved blocks: {sp.blocks_used} used, {sp.blocks_dropped} starved "
+        f"dropped; {sp.load_avg:.1f} other runnable tasks on {sp.cores} cores, CPU steal "
+        f"{sp.steal_pct:.0f}%, CPU/wall {sp.cpu_per_wall:.2f}"
+    )
+
+
+def gate_latency(
+    builds: Sequence[BuildResult],
+    run_id: str,
+    decision: GateDecision,
+    speedups: Sequence[PairedSpeedup] = (),
+) -> dict | None:
     """What the gate's speed-up rests on: its shape, the ratio's CI, and why not to trust it.
 
-    Only for a gate whose baseline and candidate are builds of this run (else None).
+    Only for a gate whose baseline and candidate are builds of this run (else None). A paired,
+    interleaved timing of the pair (``speedups``) replaces the ratio of separate medians.
     """
     shape = gate_shape(decision)
     b_run, _, b_name = decision.baseline.partition("/")
@@ -192,6 +217,13 @@ def gate_latency(builds: Sequence[BuildResult], run_id: str, decision: GateDecis
     warnings = [
         f"{name}: {w}" for name, x in ((base.name, lb), (cand.name, lc)) for w in noise(x).warnings
     ]
+    sp = paired_at(speedups, base.name, cand.name, shape)
+    if sp is not None:
+        ci = SpeedupCI(sp.ratio, sp.ci_low, sp.ci_high, sp.confidence, RESAMPLES, SEED)
+        if sp.contended:
+            warnings.append(
+                f"the machine was busy while timing ({sp.reason}): re-run on a quiet one"
+            )
     limit = decision.policy.min_speedup
     if ci is not None and limit is not None and ci.low < limit <= ci.high:
         warnings.append(
@@ -212,4 +244,5 @@ def gate_latency(builds: Sequence[BuildResult], run_id: str, decision: GateDecis
         "ci": ci,
         "limit": limit,
         "warnings": warnings,
+        "paired": paired_note(sp) if sp is not None else "",
     }

@@ -120,7 +120,9 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
     samples = context.changed_samples(loaded)
     flipped = [s["name"] for s in samples if s["n_flipped"]]
     rows = latency.latency_rows(run.builds, gate)
-    gate_latency = latency.gate_latency(run.builds, run.run_id, decision) if decision else None
+    gate_latency = (
+        latency.gate_latency(run.builds, run.run_id, decision, run.speedups) if decision else None
+    )
     return {
         "run": run,
         "version": __version__,

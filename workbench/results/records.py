@@ -18,7 +18,8 @@ from workbench.results.fidelity import Fidelity
 from workbench.results.serde import from_dict, to_dict
 from workbench.results.spec import Experiment
 
-SCHEMA_VERSION = 3  # 3: RunResult.sanity_warnings
+SCHEMA_VERSION = 3  # 3: RunResult.sanity_warnings and RunResult.speedups (paired latency)
+READABLE_VERSIONS = (2, 3)  # 2 -> 3 only added those two lists (read as [])
 RUN_FILE = "run.json"
 
 R = TypeVar("R")
@@ -72,6 +73,46 @@ class LatencyResult:
     includes_host_device_copies: bool
     timer: str  # "perf_counter_ns" or "cuda_event"
     samples_ms: list[float]
+
+
+@dataclass(frozen=True)
+class PairedBlock:
+    """One timed block of a paired measurement: one build, a few back-to-back runs."""
+
+    round: int
+    build: str  # "baseline" | "candidate"
+    iterations: int
+    wall_ms: float  # perf_counter_ns around the block, in the build's own process
+    cpu_ms: float  # that process's CPU time (all its threads) over the block
+    others_running: int  # other runnable tasks on the machine just before the block
+    starved: bool  # CPU/wall well below the build's usual thread use: descheduled
+
+
+@dataclass(frozen=True)
+class PairedSpeedup:
+    """Speed-up of a candidate over a baseline, timed paired and interleaved in one window.
+
+    ``ratio`` is the geometric mean of per-round ratios (baseline time / candidate time per
+    run) with a bootstrap CI; ``contended`` says the machine was too busy to trust a FAIL.
+    """
+
+    baseline: str
+    candidate: str
+    batch: int
+    seq: int
+    ratio: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    blocks_used: int
+    blocks_dropped: int  # starved blocks (their round's partner block is left out too)
+    load_avg: float  # mean number of other runnable tasks during the measurement
+    steal_pct: float  # CPU steal over the measurement (virtual machines), in %
+    cpu_per_wall: float  # median process CPU time / wall time of the used blocks
+    cores: int
+    contended: bool
+    reason: str  # why it counts as contended ("" when it does not)
+    blocks: list[PairedBlock]
 
 
 @dataclass(frozen=True)
@@ -154,6 +195,7 @@ class RunResult:
     warnings: list[str]  # data/model warnings raised while the run was prepared
     # --- sanity (evaluate/sanity.py): degenerate model or tokenization; [] when it looks sound
     sanity_warnings: list[str]
+    speedups: list[PairedSpeedup]  # gated (baseline, candidate) pairs timed interleaved
 
     def build(self, name: str) -> BuildResult:
         """The build called ``name``; a ResultsError lists the ones there are."""
@@ -182,11 +224,13 @@ def load_record(cls: type[R], path: str | Path) -> R:
         ) from exc
     version = data.get("schema_version") if isinstance(data, dict) else None
     has_version = "schema_version" in getattr(cls, "__dataclass_fields__", {})
-    if has_version and version != SCHEMA_VERSION:
+    if has_version and version not in READABLE_VERSIONS:
         raise ResultsError(
-            f"{p} has schema_version {version}, this workbench reads {SCHEMA_VERSION}; "
-            "re-run with this version"
+            f"{p} has schema_version {version}, this workbench reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; re-run with this version"
         )
+    if cls is RunResult and version == 2:  # older runs: no paired timings
+        data = {**data, "schema_version": SCHEMA_VERSION, "speedups": [], "sanity_warnings": []}
     return from_dict(cls, data)
 
 
