@@ -47,8 +47,8 @@ def _numbers(v: Any) -> list[float] | None:
 
 
 # Known MethodComparison columns (workbench/calibration/records.py): key, title, format.
-# Not shown: logit_cosine_min (one sample with near-zero logits drags it to −1 for every method:
-# it tells methods apart no better than chance) and logit_max_abs_err (scale-dependent).
+# Not shown: logit_cosine_min (two-class logits lie near a line through 0, so any one flipped
+# prediction has cosine ≈ −1: it read −1.0000 for every method) and logit_max_abs_err.
 METHOD_COLUMNS = (
     ("method", "method", "text"),
     ("accuracy", "accuracy", "pct"),
