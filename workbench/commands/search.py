@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", nargs="?", help="experiment TOML (default: --shipped demo)")
     p.add_argument("--shipped", default="demo", help="shipped experiment when no file is given")
     p.add_argument("--out", default="search", help="output folder")
-    p.add_argument("--calibration-sets", default="calibration_sets")
+    p.add_argument(
+        "--calibration-sets",
+        default="calibration_sets",
+        help="where calibration sets are saved and reused (default: calibration_sets)",
+    )
     p.add_argument("--methods", default="max,entropy", help="calibration methods to try")
     p.add_argument(
         "--ranking",
@@ -33,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-float", type=int, default=8, help="most layers kept in float")
     p.add_argument("--quick", action="store_true", help="small subsets")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
 
