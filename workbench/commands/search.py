@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.commands.calibrate import parse_methods
     from workbench.experiment.search import SearchOptions, run_search
     from workbench.experiment.spec import load_experiment, shipped_experiment
+    from workbench.results.fmt import signed
 
     exp = load_experiment(args.experiment or shipped_experiment(args.shipped))
     if args.quick:
@@ -74,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
           f"weights, {len(b.float_modules)} layer(s) in float {b.float_modules}: "
           f"{b.latency_ms:.2f} ms ({speed:.2f}x ORT FP32)")  # fmt: skip
     print(f"on the gate split ({g.n} samples the search never saw): accuracy {g.accuracy:.2%} "
-          f"vs FP32 {g.fp32_accuracy:.2%}, 95% CI of the change [{g.drop_ci_low:+.2%}, "
-          f"{g.drop_ci_high:+.2%}], agreement {g.agreement:.2%}")  # fmt: skip
+          f"vs FP32 {g.fp32_accuracy:.2%}, 95% CI of the change [{signed(g.drop_ci_low * 100)}%, "
+          f"{signed(g.drop_ci_high * 100)}%], agreement {g.agreement:.2%}")  # fmt: skip
     for reason in g.reasons:
         print(f"  {reason}")
     print(f"wrote {out / 'search.json'} and {', '.join(record.files)}")
