@@ -17,13 +17,9 @@ import math
 MISSING = "—"
 
 
-def _missing(x: float | None) -> bool:
-    return x is None or not math.isfinite(x)
-
-
 def fixed(x: float | None, digits: int = 2) -> str:
     """``x`` with ``digits`` decimals; a value that rounds to zero has no sign."""
-    if _missing(x):
+    if x is None or not math.isfinite(x):
         return MISSING
     text = f"{x:.{digits}f}"
     return text.lstrip("-") if float(text) == 0 else text
@@ -31,7 +27,7 @@ def fixed(x: float | None, digits: int = 2) -> str:
 
 def signed(x: float | None, digits: int = 2) -> str:
     """A difference with its sign (+1.40 / −1.40); one that rounds to zero is plain 0.00."""
-    if _missing(x):
+    if x is None or not math.isfinite(x):
         return MISSING
     if float(f"{x:.{digits}f}") == 0:
         return f"{0:.{digits}f}"
@@ -41,6 +37,6 @@ def signed(x: float | None, digits: int = 2) -> str:
 def ratio(x: float | None, digits: int = 2) -> str:
     """A speed-up such as 1.24; one that is positive but too small for ``digits`` decimals
     keeps two significant digits (0.0043, not 0.00)."""
-    if _missing(x) or x <= 0:
+    if x is None or not math.isfinite(x) or x <= 0:
         return MISSING
     return f"{x:.2g}" if x < 10 ** (-digits) else f"{x:.{digits}f}"
