@@ -44,3 +44,20 @@ def test_single_class_dataset_is_refused(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "single class ('1')" in err
+
+
+def test_run_demo_and_search_options_all_have_help():
+    """`workbench run/demo/search --help` explains every option (--no-progress and
+    --calibration-sets included; run and demo also --keep-models)."""
+    import argparse
+
+    from workbench.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name in ("run", "demo", "search"):
+        opts = [a for a in sub.choices[name]._actions if a.option_strings]
+        assert {"--no-progress", "--calibration-sets"} <= {
+            s for a in opts for s in a.option_strings
+        }
+        assert [a.option_strings for a in opts if not a.help] == []
+        assert (name == "search") or any("--keep-models" in a.option_strings for a in opts)

@@ -41,6 +41,7 @@ COMMANDS = (
     "report",
     "gate",
     "doctor",
+    "cache",
 )
 
 

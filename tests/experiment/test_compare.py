@@ -65,3 +65,28 @@ def test_compare_bad_input(tiny_onnx, unpadded_feeds, test_set, tmp_path):
         compare_methods(tiny_onnx, unpadded_feeds, [], [], tmp_path, ["max"])
     with pytest.raises(DataError, match="labels"):
         compare_methods(tiny_onnx, unpadded_feeds[:1], feeds, labels[:5], tmp_path, ["max"])
+
+
+def test_compared_model_is_the_static_builds_file_in_the_cache(
+    tiny_onnx, unpadded_feeds, test_set, tmp_path
+):
+    """One number per quantity: the `max` row evaluates the very Q/DQ file the ORT static
+    build runs (same sha256), kept once in the cache, not in the run folder."""
+    from workbench.backends.onnxruntime.backend import qdq_model
+    from workbench.experiment.compare import best_method
+    from workbench.fileio import sha256_file
+
+    feeds, labels = test_set
+    run = tmp_path / "run"
+    rec = compare_methods(
+        tiny_onnx, unpadded_feeds[:4], feeds, labels, run, ["max", "entropy"],
+        per_channel=True, sqnr_samples=8, cache_dir=tmp_path / "cache", statistics_seconds=9.0,
+    )  # fmt: skip
+    table = CalibrationTable.load(run / rec.method("max").table_file)
+    built = qdq_model(tiny_onnx, table, True, (), tmp_path / "cache")
+    row = rec.method("max")
+    assert row.qdq_model_file == str(built) and row.qdq_model_sha256 == sha256_file(built)
+    assert not list(run.rglob("*.onnx"))
+    assert rec.statistics_seconds != 9.0  # statistics collected here: its own time, not a given one
+    assert rec.best_method == best_method(rec.methods)
+    assert rec.method(rec.best_method).agreement == max(m.agreement for m in rec.methods)

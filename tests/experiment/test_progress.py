@@ -24,8 +24,25 @@ def test_plain_stream_gets_one_line_per_stage_and_no_carriage_returns():
     text = out.getvalue()
     assert "\r" not in text
     lines = text.splitlines()
-    assert lines[0].startswith("calibration statistics (80/80) done in ")
-    assert lines[1].startswith("render report done in ") and len(lines) == 2
+    assert lines[0] == "calibration statistics ..."  # a start line: a long stage is not silence
+    assert lines[1].startswith("calibration statistics (80/80) done in ")
+    assert lines[2] == "render report ..."
+    assert lines[3].startswith("render report done in ") and len(lines) == 4
+
+
+def test_plain_stream_says_a_long_stage_is_still_running():
+    import time
+
+    out = io.StringIO()
+    st = Stages(True, stream=out, heartbeat_s=0.01)
+    with st.stage("prepare model"):
+        for _ in range(3000):  # the stage works until the heartbeat has spoken (30 s at most)
+            if "still running" in out.getvalue():
+                break
+            time.sleep(0.01)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "prepare model ..." and lines[-1].startswith("prepare model done in ")
+    assert any(ln.startswith("prepare model: still running, ") for ln in lines[1:-1])
 
 
 def test_terminal_bar_ends_at_its_total():

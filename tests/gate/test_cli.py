@@ -36,7 +36,7 @@ def test_pass_exits_0_and_writes_outputs(make_paired, tmp_path, capsys):
     )
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("cand accuracy +0.00 pts vs base, 95% CI [") for line in lines)
+    assert any(line.startswith("cand accuracy 0.00 pts vs base, 95% CI [") for line in lines)
     assert lines[-1].startswith("gate PASS")
     assert {p.name for p in out.iterdir()} == {"gate.json", "gate.md", "gate-junit.xml"}
 

@@ -135,6 +135,7 @@ const box = el => {
 const out = {area: box(holder.querySelector('#plot-area')), y: [], x: []};
 holder.querySelectorAll('g[id^="ci-y-"]').forEach(g => out.y.push(box(g)));
 holder.querySelectorAll('g[id^="ci-x-"]').forEach(g => out.x.push(box(g)));
+out.labels = [...holder.querySelectorAll('g[id^="label-"]')].map(box);
 holder.remove();
 return out;
 """
@@ -151,6 +152,18 @@ def test_error_bars_drawn_inside_the_plot(demo_page):
     assert all(x1 - x0 > 0 for x0, _, x1, _ in boxes["x"])
 
 
+def test_scatter_labels_do_not_collide(demo_page):
+    """Every build's name label sits inside the plot and overlaps no other label."""
+    boxes = demo_page.execute_script(_SCATTER_BOXES)
+    left, top, right, bottom = boxes["area"]
+    labels = boxes["labels"]
+    assert len(labels) == 4
+    for i, (x0, y0, x1, y1) in enumerate(labels):
+        assert left - 1 <= x0 and x1 <= right + 1 and top - 1 <= y0 and y1 <= bottom + 1
+        for a0, b0, a1, b1 in labels[i + 1 :]:
+            assert x1 <= a0 or a1 <= x0 or y1 <= b0 or b1 <= y0, "two labels overlap"
+
+
 def test_gate_shape_is_shown(demo_page):
     from selenium.webdriver.common.by import By
 
@@ -164,6 +177,39 @@ def test_gate_shape_is_shown(demo_page):
     caption = demo_page.find_element(By.CSS_SELECTOR, "#summary p.muted").text
     assert "batch 8 × seq 128, the shape the gate judged" in caption
     assert demo_page.find_element(By.ID, "latency-noise").find_elements(By.TAG_NAME, "li")
+
+
+# Right edges of the summary's gate columns (× ORT FP32 cells and header), the viewport width,
+# and the summary table wrapper's scroll and client widths.
+_GATE_COLUMNS = """
+const table = document.getElementById('summary-table');
+const head = table.querySelector('th[data-gate-column]');
+const col = [...head.parentNode.children].indexOf(head);
+const cells = [head, ...[...table.querySelectorAll('tbody tr')].map(r => r.children[col])];
+const wrap = table.closest('.table-wrap');
+return {right: Math.max(...cells.map(c => c.getBoundingClientRect().right)),
+        viewport: document.documentElement.clientWidth,
+        page: document.documentElement.scrollWidth,
+        scroll: wrap.scrollWidth, client: wrap.clientWidth, title: head.textContent};
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_gate_columns_visible_without_scrolling(demo_page, width, tmp_path):
+    """The summary's × ORT FP32 column (the one the gate judges) is on screen at 1280 px and
+    1920 px: no horizontal scroll of the table or the page. Screenshots land in tmp_path."""
+    demo_page.set_window_size(width, 1000)
+    demo_page.execute_script("window.scrollTo(0, 0)")
+    got = demo_page.execute_script(_GATE_COLUMNS)
+    assert got["title"] == "× ORT FP32"
+    assert got["right"] <= got["viewport"], f"gate column ends at {got['right']} px"
+    assert got["scroll"] <= got["client"], "the summary table scrolls horizontally"
+    assert got["page"] <= got["viewport"], "the page scrolls horizontally"
+    height = demo_page.execute_script("return document.body.scrollHeight")
+    demo_page.set_window_size(width, min(int(height) + 80, 12000))
+    shot = tmp_path / f"report-{width}.png"
+    assert demo_page.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+    demo_page.set_window_size(1280, 1000)
 
 
 def _glyph(driver, cell, text: str):
@@ -216,3 +262,27 @@ def test_cjk_and_emoji_render_as_glyphs_not_boxes(demo_page):
     emoji = _glyph(demo_page, cell, "🍿")
     colourful = int(np.sum(emoji.max(axis=2) - emoji.min(axis=2) > 60))
     assert colourful > 10, "emoji drawn without a colour emoji font"
+
+
+def test_clustered_builds_get_separate_labels(browser, tmp_path):
+    """The demo's shape of trouble: three ORT builds within 3% latency and 0.2 points of each
+    other beside a 924 ms PyTorch build; their labels must not overlap."""
+    from workbench.report import charts
+
+    acc = [0.7679, 0.7695, 0.7679, 0.7687]
+    uri = charts.accuracy_latency_scatter(
+        ["torch-fp32", "ort-fp32", "ort-int8-static", "ort-int8-dynamic"],
+        [924.0, 25.0, 24.6, 25.3],
+        acc,
+        "batch 8 × seq 128",
+        [(a - 0.016, a + 0.016) for a in acc],
+        [(900.0, 950.0), (24.5, 25.5), (24.0, 25.1), (24.8, 25.9)],
+    )
+    page = tmp_path / "scatter.html"
+    page.write_text(f'<!DOCTYPE html><img id="scatter" src="{uri}">', encoding="utf-8")
+    browser.get(page.as_uri())
+    labels = browser.execute_script(_SCATTER_BOXES)["labels"]
+    assert len(labels) == 4
+    for i, (x0, y0, x1, y1) in enumerate(labels):
+        for a0, b0, a1, b1 in labels[i + 1 :]:
+            assert x1 <= a0 or a1 <= x0 or y1 <= b0 or b1 <= y0, "two labels overlap"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from html import unescape
@@ -14,7 +15,7 @@ from workbench.cli import main
 from workbench.data.representativeness import TextProfile, assess
 from workbench.gate import evaluate_gate, parse_policy, write_gate_outputs
 from workbench.report import render_report
-from workbench.results.records import save_record
+from workbench.results.records import load_run, save_record
 
 
 def _text(html: str) -> str:
@@ -47,8 +48,13 @@ def test_summary_table(report_html):
     # speed-ups at batch 1 x seq 128: 9.4/3.8 vs PyTorch FP32, 6.1/3.8 vs ORT FP32
     assert "2.47×" in cells and "1.61×" in cells
     assert "int8-dynamic" in cells and "onnxruntime" in cells and "cpu" in cells
-    assert "100%" in cells  # INT8 coverage
-    assert re.search(r"\[−?\d+\.\d\d, [+−]\d+\.\d\d\]", cells)  # paired CI of the delta
+    assert re.search(r"\[−?\d+\.\d\d, [+−]?\d+\.\d\d\]", cells)  # paired CI of the delta
+    head = _text(re.search(r"<thead>.*?</thead>", table, re.S).group(0))
+    assert head.strip().endswith(
+        "× PyTorch FP32 × ORT FP32"
+    )  # the gate's columns, not behind others
+    more = re.search(r'id="summary-more".*?data-build="ort-int8-dynamic">(.*?)</tr>', table, re.S)
+    assert more and "100%" in _text(more.group(1))  # INT8 coverage, among the secondary columns
     assert "Wilson" in table
 
 
@@ -156,6 +162,7 @@ def _calibration_comparison():
             f"t-{m}.json",
             f"c-{m}.cache",
             f"q-{m}.onnx",
+            "ab" * 32,
             400,
             a,
             g,
@@ -194,7 +201,13 @@ def _calibration_comparison():
 def test_calibration_and_calibset_sections(tmp_path, gated_run):
     run = tmp_path / "run"
     shutil.copytree(gated_run, run)
-    save_record(_calibration_comparison(), run / "calibration_comparison.json")
+    cmp = _calibration_comparison()
+    static = load_run(run).build("ort-int8-static")
+    rows = [
+        dataclasses.replace(m, qdq_model_sha256=static.model_sha256) if m.method == "max" else m
+        for m in cmp.methods
+    ]
+    save_record(dataclasses.replace(cmp, methods=rows), run / "calibration_comparison.json")
     rng = np.random.default_rng(0)
     rep = assess(
         TextProfile(rng.integers(5, 20, 128), rng.integers(0, 2, 128)),
@@ -210,6 +223,8 @@ def test_calibration_and_calibset_sections(tmp_path, gated_run):
     assert cal.count('src="data:image/svg+xml;base64,') == 3
     methods = _text(re.search(r'<table id="calibration-methods".*?</table>', cal, re.S).group(0))
     assert "entropy 77.90% −0.60" in methods and "mse best 78.10%" in methods
+    assert "max = ort-int8-static" in methods  # the method whose Q/DQ file the build ran
+    assert "cos min" not in methods  # degenerate: −1 for every method on real runs
     assert "27.5" in cal and "∞" in cal  # SQNR null in JSON: no quantization noise
     assert "MatMul_output_0&lt;b&gt;" in cal and "/pooler/dense/MatMul_input" in cal
     assert "best_method" in cal and "statistics_peak_rss_mb" in cal
@@ -226,7 +241,7 @@ def test_compare_runs(tmp_path, gated_run):
     cmp_ = _section(html, "compare")
     assert "release-1.0" in cmp_ and "different hardware" in cmp_
     assert cmp_.count("<tr>") >= 5  # header + 4 common builds
-    assert "[+0.00, +0.00]" in cmp_  # same seed: identical predictions, paired CI of zero
+    assert "[0.00, 0.00]" in cmp_  # same seed: identical predictions, paired CI of zero
 
 
 def test_cli_report(tmp_path, gated_run, capsys):

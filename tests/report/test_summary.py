@@ -56,3 +56,23 @@ def test_wide_shows_every_column(tmp_path):
     for col in summary_frame(run).columns:
         assert col in text.splitlines()[0]
     assert len(text.splitlines()[0]) > WIDTH
+
+
+def test_unmeasured_speed_up_is_a_dash_and_zero_has_no_sign(tmp_path):
+    """A build timed only at batch 8 shows — under ×ort b1 (not 0.00); an accuracy change that
+    rounds to zero prints 0.00 (not −0.00)."""
+    import dataclasses
+
+    run = make_demo_run(tmp_path / "r")
+    ref = run.build(run.reference_build).accuracy
+    builds = []
+    for b in run.builds:
+        if b.name == "ort-int8-dynamic":
+            acc = dataclasses.replace(b.accuracy, accuracy=ref.accuracy - 1e-7)
+            lat = [x for x in b.latency if x.batch_size != 1]
+            b = dataclasses.replace(b, accuracy=acc, latency=lat)
+        builds.append(b)
+    rows = _rows(format_summary(dataclasses.replace(run, builds=builds)))
+    cells = rows["ort-int8-dynamic"]
+    assert cells[3] == "0.00" and cells[5] == "—" and cells[7] == "—"
+    assert "0.00" not in rows["ort-int8-static"][7:9]

@@ -30,7 +30,9 @@ class MethodComparison:
     method: str  # "entropy", "percentile-99.99", "max", "mse", ...
     table_file: str  # CalibrationTable JSON, relative to the run directory
     trt_cache_file: str  # TensorRT calibration cache, relative to the run directory
-    qdq_model_file: str  # Q/DQ ONNX model, relative to the run directory
+    qdq_model_file: str  # Q/DQ ONNX model: absolute path in the cache (relative to the run
+    # directory when the run kept its models, --keep-models)
+    qdq_model_sha256: str
     n_test: int
     accuracy: float  # of the Q/DQ model on the test split (0..1)
     agreement: float  # share of test predictions equal to the FP32 model's (0..1)
@@ -85,13 +87,13 @@ class CalibrationComparison:
     labels: list[str]
     fp32_accuracy: float
     methods: list[MethodComparison]  # in the order requested
-    best_method: str  # highest accuracy; ties -> higher agreement, then higher mean SQNR
+    best_method: str  # highest agreement with FP32 (the gate's rule), then accuracy, SQNR
     all_tensors: list[TensorComparison]  # every calibrated tensor, graph order
     sensitive_tensors: list[TensorHistogram]  # the 12 most sensitive, most sensitive first
     sqnr_samples: int  # test samples whose activations the SQNR was measured on
     per_channel: bool
     exclude: list[str]
-    statistics_seconds: float  # the one statistics pass over the calibration set
+    statistics_seconds: float  # wall time of the one statistics pass over the calibration set
     statistics_peak_rss_mb: float  # process peak RSS after that pass
     provenance: Provenance
 

@@ -10,10 +10,15 @@ from workbench.results.spec import Experiment
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
-    """--quick, --reports, --run-id, --skip-unavailable, --no-gate, --policy, --no-progress."""
+    """--quick, --reports, --calibration-sets, --run-id, --skip-unavailable, --no-gate, --policy,
+    --no-progress, --keep-models, --wide."""
     p.add_argument("--quick", action="store_true", help="small subsets (CI, a first look)")
     p.add_argument("--reports", default="reports", help="where run directories go")
-    p.add_argument("--calibration-sets", default="calibration_sets")
+    p.add_argument(
+        "--calibration-sets",
+        default="calibration_sets",
+        help="where calibration sets are saved and reused (default: calibration_sets)",
+    )
     p.add_argument("--run-id", help="name of the run directory (default: timestamp)")
     p.add_argument(
         "--skip-unavailable",
@@ -22,7 +27,18 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--policy", help="gate policy TOML (overrides the experiment's)")
     p.add_argument("--no-gate", action="store_true", help="skip the gate")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress output (default: bars on a terminal, else a line per stage start, "
+        "every minute while it runs, and at its end with the elapsed time)",
+    )
+    p.add_argument(
+        "--keep-models",
+        action="store_true",
+        help="copy the models into the run folder (default: the run refers to them in the "
+        "cache by path and sha256, and stays under 10 MB)",
+    )
     p.add_argument("--wide", action="store_true", help="every summary column (wider than 100)")
 
 
@@ -55,6 +71,7 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
         run_id=args.run_id or "",
         skip_unavailable=args.skip_unavailable,
         progress=not args.no_progress,
+        keep_models=args.keep_models,
     )
     run, run_dir = run_experiment(exp, opts)
     print(format_summary(run, wide=args.wide))

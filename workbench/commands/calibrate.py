@@ -42,8 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-compare", action="store_true", help="only tables, caches, Q/DQ models")
     p.add_argument("--quick", action="store_true", help="small subsets")
-    p.add_argument("--reports", default="reports")
-    p.add_argument("--calibration-sets", default="calibration_sets")
+    p.add_argument("--reports", default="reports", help="where run directories go")
+    p.add_argument(
+        "--calibration-sets",
+        default="calibration_sets",
+        help="where calibration sets are saved and reused (default: calibration_sets)",
+    )
     p.add_argument("--run-id", help="output directory name (default: timestamp-calibrate)")
     p.add_argument("--trt-version", default="10.16.1", help="TensorRT version in cache headers")
     p.set_defaults(func=run)

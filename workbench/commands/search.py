@@ -23,7 +23,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("experiment", nargs="?", help="experiment TOML (default: --shipped demo)")
     p.add_argument("--shipped", default="demo", help="shipped experiment when no file is given")
     p.add_argument("--out", default="search", help="output folder")
-    p.add_argument("--calibration-sets", default="calibration_sets")
+    p.add_argument(
+        "--calibration-sets",
+        default="calibration_sets",
+        help="where calibration sets are saved and reused (default: calibration_sets)",
+    )
     p.add_argument("--methods", default="max,entropy", help="calibration methods to try")
     p.add_argument(
         "--ranking",
@@ -33,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-float", type=int, default=8, help="most layers kept in float")
     p.add_argument("--quick", action="store_true", help="small subsets")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=run)
 
 
@@ -43,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.commands.calibrate import parse_methods
     from workbench.experiment.search import SearchOptions, run_search
     from workbench.experiment.spec import load_experiment, shipped_experiment
+    from workbench.results.fmt import signed
 
     exp = load_experiment(args.experiment or shipped_experiment(args.shipped))
     if args.quick:
@@ -70,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
           f"weights, {len(b.float_modules)} layer(s) in float {b.float_modules}: "
           f"{b.latency_ms:.2f} ms ({speed:.2f}x ORT FP32)")  # fmt: skip
     print(f"on the gate split ({g.n} samples the search never saw): accuracy {g.accuracy:.2%} "
-          f"vs FP32 {g.fp32_accuracy:.2%}, 95% CI of the change [{g.drop_ci_low:+.2%}, "
-          f"{g.drop_ci_high:+.2%}], agreement {g.agreement:.2%}")  # fmt: skip
+          f"vs FP32 {g.fp32_accuracy:.2%}, 95% CI of the change [{signed(g.drop_ci_low * 100)}%, "
+          f"{signed(g.drop_ci_high * 100)}%], agreement {g.agreement:.2%}")  # fmt: skip
     for reason in g.reasons:
         print(f"  {reason}")
     print(f"wrote {out / 'search.json'} and {', '.join(record.files)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +85,12 @@ def prepare_calibration(
     )[:16]
     tables_dir = cache_root() / "tables" / key
     fp8_file = tables_dir / f"fp8-{c.fp8_method}.json"
-    stats = None
+    stats, stats_s = None, None
     if not reuse_entry(tables_dir, "calibration tables"):
+        t0 = time.perf_counter()
         with st.stage("calibration statistics") as bar:
             stats = _collect(onnx, calib, ws, st.callback(bar))
+        stats_s = time.perf_counter() - t0
         from workbench.calibration.fp8 import fp8_tables_from_stats
         from workbench.calibration.table import tables_from_stats
 
@@ -103,7 +106,7 @@ def prepare_calibration(
     shutil.copyfile(table_file, run_dir / TABLE_FILE)
     if c.compare and compare:
         with st.stage("compare calibration methods"):
-            _compare(ws, calib, run_dir, key, stats)
+            _compare(ws, calib, run_dir, key, (stats, stats_s))
     summary = CalibrationSummary(
         calibration_set=str(calib.dir),
         manifest_sha256=calib.manifest_sha256,
@@ -171,8 +174,9 @@ def _collect(onnx: str, calib: CalibrationSet, ws: Workspace, progress: Callable
     return collect_statistics(onnx, counted())
 
 
-def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stats) -> None:
-    """Every method side by side (calibration_comparison.json + calibration/ for the report)."""
+def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, collected) -> None:
+    """Every method side by side (calibration_comparison.json + calibration/ for the report);
+    ``collected`` is (statistics, their wall time in s) or (None, None) to collect them here."""
     from workbench.calibration.records import COMPARISON_FILE
     from workbench.experiment.compare import OUT_DIR, compare_methods
 
@@ -185,6 +189,7 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
             "exclude": list(c.exclude),
             "methods": list(c.compare),
             "schema": SCHEMA_VERSION,  # a cached record of an older schema is not reused
+            "v": 2,  # 2: Q/DQ models in the build cache, best by agreement, real statistics time
         }
     )[:16]
     cached = cache_root() / "comparisons" / ckey
@@ -198,10 +203,13 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
         ws.tokenizer.encode(texts[i : i + 32], pairs=None if pairs is None else pairs[i : i + 32])
         for i in range(0, len(texts), 32)
     ]
+    stats, stats_s = collected
     if stats is None:
         from workbench.calibration.stats import collect_statistics
 
+        t0 = time.perf_counter()
         stats = collect_statistics(ws.export.onnx_path, calib.batches(ws.tokenizer, BATCH))
+        stats_s = time.perf_counter() - t0
     compare_methods(
         ws.export.onnx_path,
         [],
@@ -215,6 +223,8 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, stat
         per_channel=c.per_channel,
         exclude=c.exclude,
         statistics=stats,
+        statistics_seconds=stats_s,
+        cache_dir=cache_root() / "builds",
     )
     tmp = partial_dir(cached)
     shutil.copytree(run_dir / OUT_DIR, tmp / OUT_DIR)

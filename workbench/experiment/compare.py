@@ -25,7 +25,6 @@ import numpy as np
 
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 from workbench.calibration.methods import fake_quant, sqnr_db
-from workbench.calibration.qdq import write_qdq_model
 from workbench.calibration.records import (
     COMPARISON_FILE,
     CalibrationComparison,
@@ -73,10 +72,17 @@ def compare_methods(
     sqnr_samples: int = 128,
     trt_version: str = "10.16.1",
     statistics: dict[str, TensorStats] | None = None,
+    statistics_seconds: float | None = None,
+    cache_dir: str | Path | None = None,
 ) -> CalibrationComparison:
     """Calibrate with every method, evaluate each Q/DQ model, write the comparison record.
 
-    Pass ``statistics`` already collected on the calibration set to skip a second pass."""
+    Pass ``statistics`` already collected on the calibration set to skip a second pass, with
+    the wall time that pass took (``statistics_seconds``), so the record shows the real cost.
+    Each method's Q/DQ model is the very file the static INT8 build of that table runs: it lives
+    once in the content-addressed cache (``cache_dir``, default ``$WORKBENCH_CACHE/builds``) and
+    the record refers to it by absolute path and sha256."""
+    from workbench.fileio import cache_root
     from workbench.provenance import collect_provenance
 
     check_methods(methods)
@@ -91,6 +97,9 @@ def compare_methods(
         stats = statistics
         tables = tables_from_stats(stats, methods, sha256_file(fp32_onnx), calibration_set_sha256)
     stats_s = (time.perf_counter_ns() - t0) / 1e9
+    if statistics is not None and statistics_seconds is not None:
+        stats_s = statistics_seconds
+    models = Path(cache_dir) if cache_dir is not None else cache_root() / "builds"
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     fp32_logits = _logits(fp32_onnx, test_feeds)
     if fp32_logits.shape[0] != y.size:
@@ -101,9 +110,9 @@ def compare_methods(
     results = []
     for method in methods:
         files = _write_artifacts(
-            fp32_onnx, tables[method], run_dir, per_channel, exclude, trt_version
+            fp32_onnx, tables[method], run_dir, (per_channel, tuple(exclude)), trt_version, models
         )
-        q_logits = _logits(run_dir / files[2], test_feeds)
+        q_logits = _logits(files[2], test_feeds)
         results.append(_method_row(method, files, q_logits, fp32_logits, y, tensors))
         log.info(
             "%s: accuracy %.4f, agreement %.4f", method, results[-1].accuracy, results[-1].agreement
@@ -120,9 +129,7 @@ def compare_methods(
         labels=list(labels),
         fp32_accuracy=float(np.mean(fp32_logits.argmax(axis=1) == y)),
         methods=results,
-        best_method=max(
-            results, key=lambda r: (r.accuracy, r.agreement, _finite(r.sqnr_db_mean))
-        ).method,
+        best_method=best_method(results),
         all_tensors=tensors,
         sensitive_tensors=[_histogram(stats[t.name], t) for t in ranked[:N_SENSITIVE]],
         sqnr_samples=n_sqnr,
@@ -134,6 +141,13 @@ def compare_methods(
     )
     save_record(record, run_dir / COMPARISON_FILE)
     return record
+
+
+def best_method(results: Sequence[MethodComparison]) -> str:
+    """The method the gate would rather ship: highest agreement with FP32 (the gate's
+    ``min_prediction_agreement`` rule), then highest accuracy (its accuracy-change rule),
+    then highest mean SQNR."""
+    return max(results, key=lambda r: (r.agreement, r.accuracy, _finite(r.sqnr_db_mean))).method
 
 
 def _calibrate(onnx_path, batches, methods, calset_sha):
@@ -241,13 +255,17 @@ def _histogram(s: TensorStats, row: TensorComparison) -> TensorHistogram:
 
 
 def _write_artifacts(
-    fp32_onnx, table: CalibrationTable, run_dir: Path, per_channel, exclude, trt_version
+    fp32_onnx, table: CalibrationTable, run_dir: Path, options, trt_version, models: Path
 ) -> tuple[str, str, str]:
+    """The table and TensorRT cache (small) in the run; the Q/DQ model in the cache, as the
+    ONNX Runtime static build writes it (one Q/DQ pair per consumer)."""
+    from workbench.backends.onnxruntime.backend import qdq_model
+
     base = f"{OUT_DIR}/{table.method}"
     table.save(run_dir / f"{base}.json")
     write_trt_cache(table, run_dir / f"{base}.calib", trt_version=trt_version)
-    write_qdq_model(fp32_onnx, table, run_dir / f"{base}.qdq.onnx", per_channel, exclude)
-    return f"{base}.json", f"{base}.calib", f"{base}.qdq.onnx"
+    model = qdq_model(fp32_onnx, table, options[0], options[1], models)
+    return f"{base}.json", f"{base}.calib", str(model)
 
 
 def _method_row(
@@ -260,6 +278,7 @@ def _method_row(
         table_file=files[0],
         trt_cache_file=files[1],
         qdq_model_file=files[2],
+        qdq_model_sha256=sha256_file(files[2]),
         n_test=int(y.size),
         accuracy=float(np.mean(q.argmax(axis=1) == y)),
         agreement=float(np.mean(q.argmax(axis=1) == ref.argmax(axis=1))),

@@ -51,6 +51,7 @@ class RunOptions:
     progress: bool = True
     gate: bool = True
     report: bool = True
+    keep_models: bool = False  # copy the cached models into the run folder (--keep-models)
 
 
 def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[RunResult, Path]:
@@ -68,6 +69,10 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     claim = claim_run_dir(opts.reports_root, run_id)  # locked; an earlier run's files removed
     try:
         run = _measure_all(ws, builds, skipped, claim.path, run_id, opts, st)
+        if opts.keep_models:
+            from workbench.experiment.keep import keep_models
+
+            run = keep_models(run, claim.path)
         save_run(run, claim.path)
         if opts.gate and ws.exp.gate.enabled and ws.exp.gate.policy is not None:
             with st.stage("gate"):

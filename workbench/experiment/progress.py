@@ -1,13 +1,15 @@
 """Progress per stage: tqdm bars on a terminal, one plain line per stage elsewhere.
 
 In a CI log or ``make demo > log`` a bar would write carriage-return noise; there each
-stage prints one line when it ends (with its time), on stderr.
+stage prints a line when it starts, one every ``heartbeat_s`` while it runs (a classifier
+prepared from scratch takes minutes) and one when it ends (with its time), on stderr.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ class Stages:
 
     enabled: bool
     stream: TextIO = field(default_factory=lambda: sys.stderr)
+    heartbeat_s: float = 60.0  # off a terminal: a "still running" line this often
 
     @property
     def interactive(self) -> bool:
@@ -62,11 +65,28 @@ class Stages:
     def _plain(self, name: str) -> Iterator[_Count]:
         count = _Count()
         t0 = time.perf_counter()
-        yield count
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(name, t0, stop), daemon=True)
+        if self.enabled:
+            self._line(f"{name} ...")
+            beat.start()
+        try:
+            yield count
+        finally:
+            stop.set()
+            if beat.is_alive():
+                beat.join()  # its last line comes before the "done" line
         if self.enabled:
             done = f" ({count.n}/{count.total})" if count.total else ""
-            print(f"{name}{done} done in {time.perf_counter() - t0:.1f} s", file=self.stream)
-            self.stream.flush()
+            self._line(f"{name}{done} done in {time.perf_counter() - t0:.1f} s")
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.stream)
+        self.stream.flush()
+
+    def _beat(self, name: str, t0: float, stop: threading.Event) -> None:
+        while not stop.wait(self.heartbeat_s):
+            self._line(f"{name}: still running, {time.perf_counter() - t0:.0f} s")
 
     def callback(self, bar: Any) -> Progress:
         """A ``(done, total)`` callback that drives ``bar``."""

@@ -159,6 +159,19 @@ def _connect(ray: Any, opts: SweepOptions) -> None:
         ray.init(address=opts.address, runtime_env={"env_vars": env},
                  log_to_driver=opts.verbose)  # fmt: skip
         return
+    # A new local Ray turns token authentication on (making a token when there is none) and
+    # logs a notice saying so on every start: keep Ray's secure default, drop the notice.
+    # (RAY_AUTH_MODE=token without a token file stops Ray's GCS from starting at all.)
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
+    try:
+        _start_local(ray, opts, env)
+    finally:
+        notice.setLevel(level)
+
+
+def _start_local(ray: Any, opts: SweepOptions, env: dict[str, str]) -> None:
     ray.init(
         num_cpus=opts.num_cpus or os.cpu_count() or 1,
         num_gpus=opts.num_gpus,
@@ -166,6 +179,8 @@ def _connect(ray: Any, opts: SweepOptions) -> None:
         include_dashboard=False,
         log_to_driver=opts.verbose,
         runtime_env={"env_vars": env} if env else None,
+        # Ray starts workers at nice 15 by default; timed cells must not run deprioritised
+        _system_config={"worker_niceness": 0},
     )
 
 

@@ -26,6 +26,7 @@ from workbench.gate.rules import (
     _pts,
     verdict_check,
 )
+from workbench.results.fmt import fixed
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def check_metric(lab: Labelled | None, policy: GatePolicy, prereq: str) -> GateC
     msg = (
         f"{lab.candidate} {policy.metric} {_pts(ci.diff)} pts vs {lab.baseline}, "
         f"{conf} CI [{_pts(ci.low)}, {_pts(ci.high)}], limit {limit * 100:.2f} pts drop "
-        f"(worst case {max(-ci.low, 0.0) * 100:.2f}), n={n}, McNemar p={mc.p_value:.3g}"
+        f"(worst case {fixed(max(-ci.low, 0.0) * 100)}), n={n}, McNemar p={mc.p_value:.3g}"
     )
     return verdict_check(
         name, status, msg, -ci.low, limit, settle,

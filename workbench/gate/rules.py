@@ -17,6 +17,7 @@ from typing import Any
 from workbench.gate.noise import noise
 from workbench.gate.pairs import Predictions
 from workbench.gate.policy import GatePolicy
+from workbench.results.fmt import signed
 from workbench.results.records import BuildResult, LatencyResult, PairedSpeedup, RunResult
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
@@ -100,7 +101,7 @@ def _num(x: Any) -> float | None:
 
 def _pts(x: float) -> str:
     """A metric difference in points with a real minus sign: −1.40 / +0.30."""
-    return f"{x * 100:+.2f}".replace("-", "−")
+    return signed(x * 100)
 
 
 def check_test_set(base: Side, cand: Side) -> GateCheck:

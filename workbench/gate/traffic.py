@@ -22,6 +22,7 @@ import numpy as np
 
 from workbench.gate.policy import GatePolicy
 from workbench.gate.rules import ERROR, FAIL, PASS, GateCheck, Side
+from workbench.results.fmt import signed
 from workbench.results.traffic import TrafficRecord, load_traffic_record
 
 INCONCLUSIVE = "inconclusive"
@@ -114,7 +115,7 @@ def _make(name: str, status: str, msg: str, observed: float | None, limit: float
 
 
 def _pts(x: float) -> str:
-    return f"{x * 100:+.2f}".replace("-", "−")
+    return signed(x * 100)
 
 
 def _pairs(rec: TrafficRecord, base: Side, cand: Side) -> tuple[np.ndarray, np.ndarray] | str:

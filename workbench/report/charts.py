@@ -123,6 +123,41 @@ def _label_offsets(
     return [o for _, o in sorted(out)]
 
 
+# Offsets (points) tried in turn for a label that overlaps one already placed: right, left,
+# then further above and below.
+_CANDIDATES = [(6, 5), (6, -14), (-6, 5), (-6, -14), (6, 19), (6, -28), (-6, 19), (-6, -28),
+               (6, 33), (6, -42), (-6, 33), (-6, -42)]  # fmt: skip
+
+
+def _separate_labels(fig: Any, ax: Any, labels: list[Any]) -> None:
+    """Move name labels apart where their drawn boxes overlap each other or leave the plot:
+    measure each label's real extent and take the first candidate offset that is clear
+    (a simple, deterministic adjustText)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    area = ax.get_window_extent(renderer)
+    placed: list[Any] = []
+    for text in labels:
+        first = tuple(text.xyann)
+        for dx, dy in [first, *_CANDIDATES]:
+            _offset(text, (dx, dy))
+            box = text.get_window_extent(renderer).padded(6)  # browser fonts run taller
+            inside = area.x0 <= box.x0 and box.x1 <= area.x1 and area.y0 <= box.y0
+            if inside and box.y1 <= area.y1 and not any(box.overlaps(b) for b in placed):
+                break
+        else:  # nowhere clear: keep the first choice rather than the last resort
+            _offset(text, first)
+        placed.append(text.get_window_extent(renderer))
+
+
+def _offset(text: Any, d: tuple[float, float]) -> None:
+    text.xyann = d
+    text.set_ha("left" if d[0] > 0 else "right")
+
+
 def _build_point(ax: Any, i: int, name: str, xy: tuple[float, float], err: Any, on: bool) -> None:
     """One build: marker (filled on the front, hollow when dominated) with its error bars,
     each bar's SVG group named ``ci-y-<i>`` / ``ci-x-<i>``."""
@@ -174,15 +209,20 @@ def accuracy_latency_scatter(
             ax.plot(fx, fy, color="#6b7280", lw=1.2, ls="--", zorder=2, label="Pareto front")
         y_range = _y_limits(acc, accuracy_ci)
         offsets = _label_offsets(latency_ms, list(acc), _is_wide(latency_ms), y_range)
+        labels = []
         for i, (name, x) in enumerate(zip(names, latency_ms, strict=True)):
             _build_point(ax, i, name, (x, acc[i]), err, i in front)
             dx, dy = offsets[i]
             ha = "left" if dx > 0 else "right"
-            ax.annotate(
-                name, (x, acc[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, fontsize=8
-            )
+            labels.append(
+                ax.annotate(
+                    name, (x, acc[i]), xytext=(dx, dy), textcoords="offset points", ha=ha,
+                    fontsize=8, gid=f"label-{i}",
+                )
+            )  # fmt: skip
         _log_if_wide(ax, latency_ms)
         ax.set_ylim(*y_range)
+        _separate_labels(fig, ax, labels)
         ax.patch.set_gid("plot-area")
         ax.set_xlabel(f"p50 latency (ms), {shape_label}")
         ax.set_ylabel("accuracy (%), 95% CI")

@@ -18,6 +18,7 @@ from workbench import __version__
 from workbench.fileio import atomic_write_text
 from workbench.gate import stats
 from workbench.report import charts, context, latency, sections, text
+from workbench.results import fmt
 from workbench.results.serde import to_dict
 
 log = logging.getLogger(__name__)
@@ -29,16 +30,16 @@ TEMPLATE = "report.html.j2"
 def _fmt(x: Any, spec: str, suffix: str = "") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
-    return f"{x:{spec}}{suffix}"
+    return text.number(x, spec) + suffix
 
 
 def _pct(x: Any, digits: int = 1) -> str:
-    return "—" if x is None or not math.isfinite(x) else f"{x * 100:.{digits}f}%"
+    return "—" if x is None or not math.isfinite(x) else fmt.fixed(x * 100, digits) + "%"
 
 
 def _pts(x: Any) -> str:
     """A difference as signed points with a real minus sign."""
-    return "—" if x is None or not math.isfinite(x) else f"{x * 100:+.2f}".replace("-", "−")
+    return "—" if x is None or not math.isfinite(x) else fmt.signed(x * 100)
 
 
 def _db(x: Any) -> str:
@@ -139,7 +140,9 @@ def build_context(run_dir: str | Path, compare: str | Path | None = None) -> dic
         "samples": samples,
         "open_samples": flipped[0] if flipped else (samples[0]["name"] if samples else ""),
         "notes": context.build_notes(run, shape),
-        "calibration": sections.calibration_section(loaded.run_dir),
+        "calibration": sections.calibration_section(
+            loaded.run_dir, {b.model_sha256: b.name for b in run.builds if b.model_sha256}
+        ),
         "calibset": sections.calibset_section(loaded.run_dir),
         "traffic": sections.traffic_section(loaded.run_dir),
         "comparison": comparison,

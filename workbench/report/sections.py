@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,14 @@ def _numbers(v: Any) -> list[float] | None:
 
 
 # Known MethodComparison columns (workbench/calibration/records.py): key, title, format.
+# Not shown: logit_cosine_min (two-class logits lie near a line through 0, so any one flipped
+# prediction has cosine ≈ −1: it read −1.0000 for every method) and logit_max_abs_err.
 METHOD_COLUMNS = (
     ("method", "method", "text"),
     ("accuracy", "accuracy", "pct"),
-    ("delta", "Δ vs FP32 (pts)", "pts"),
-    ("agreement", "agreement vs FP32", "pct"),
+    ("delta", "Δ vs ORT FP32 (pts)", "pts"),
+    ("agreement", "agreement vs ORT FP32", "pct"),
     ("logit_cosine_mean", "logit cos mean", "num4"),
-    ("logit_cosine_min", "logit cos min", "num4"),
     ("sqnr_db_mean", "SQNR mean (dB)", "db"),
     ("sqnr_db_min", "SQNR min (dB)", "db"),
     ("clipped_fraction_mean", "clipped", "pct3"),
@@ -64,7 +66,7 @@ SUMMARY_KEYS = (
     "n_test",
     "sqnr_samples",
     "per_channel",
-    "statistics_seconds",
+    "statistics_seconds",  # wall time of the statistics pass (the log's stage time)
     "statistics_peak_rss_mb",
     "calibration_set_sha256",
     "model_sha256",
@@ -78,8 +80,11 @@ def _db(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def _method_rows(data: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
-    """One row per method; known columns formatted, otherwise every scalar field as text."""
+def _method_rows(
+    data: dict[str, Any], builds: Mapping[str, str]
+) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """One row per method; known columns formatted, otherwise every scalar field as text.
+    ``builds`` maps a model sha256 to the run's build that ran that very file."""
     methods = data.get("methods")
     if isinstance(methods, dict):  # {"entropy": {...}, ...}
         methods = [{"method": k, **v} for k, v in methods.items() if isinstance(v, dict)]
@@ -92,12 +97,13 @@ def _method_rows(data: dict[str, Any]) -> tuple[list[dict[str, str]], list[dict[
         if isinstance(fp32, int | float) and isinstance(acc, int | float):
             r["delta"] = acc - fp32
         r["best"] = r.get("method") == data.get("best_method")
+        r["build"] = builds.get(str(r.get("qdq_model_sha256", "")), "")
     present = {k for r in rows for k in r}
     cols = [{"key": k, "title": t, "fmt": f} for k, t, f in METHOD_COLUMNS if k in present]
     if len(cols) <= 1:  # an unknown shape: show its scalar fields as they are
         keys: list[str] = []
         for r in rows:
-            keys += [k for k, v in r.items() if _scalar(v) and k not in keys and k != "best"]
+            keys += [k for k, v in r.items() if _scalar(v) and k not in (*keys, "best", "build")]
         cols = [{"key": k, "title": k, "fmt": "text"} for k in keys]
     return cols, rows
 
@@ -131,15 +137,18 @@ def _tensor_view(t: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def calibration_section(run_dir: Path) -> dict[str, Any] | None:
+def calibration_section(
+    run_dir: Path, builds: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
     """Method table, histograms of the most sensitive tensors with each method's threshold,
-    and per-tensor SQNR, from ``calibration_comparison.json`` (docs/calibration.md)."""
+    and per-tensor SQNR, from ``calibration_comparison.json`` (docs/calibration.md).
+    ``builds`` (model sha256 -> build name) marks the method whose Q/DQ model a build ran."""
     data, problem = _read(run_dir / CALIBRATION_FILE)
     if problem:
         return {"problem": problem}
     if not isinstance(data, dict):
         return None
-    cols, rows = _method_rows(data)
+    cols, rows = _method_rows(data, builds or {})
     raw = _first(data, "sensitive_tensors", "tensors") or []
     sensitive = [_tensor_view(t) for t in raw[:MAX_HISTOGRAMS] if isinstance(t, dict)]
     every = [_tensor_view(t) for t in data.get("all_tensors") or [] if isinstance(t, dict)]

@@ -26,7 +26,9 @@ def number(x: Any, spec: str = ".3f") -> str:
         return f"{int(x):d}"
     if spec.endswith("g") and 1000 <= abs(x) < PLAIN_BELOW:
         return f"{x:.0f}"
-    return f"{x:{spec}}"
+    out = f"{x:{spec}}"
+    zero = not any(c in "123456789" for c in out)
+    return out.lstrip("-") if zero else out  # -0.000 -> 0.000
 
 
 def code_spans(text: str) -> Any:

@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from workbench.errors import ResultsError
+from workbench.results import fmt
 from workbench.results.records import BuildResult, LatencyResult, RunResult
 
 
@@ -25,7 +26,7 @@ def speedup(run: RunResult, build: BuildResult, baseline: str, batch: int) -> fl
     except ResultsError:  # the baseline build is not part of this run
         return math.nan
     a, b = latency_at(base, batch), latency_at(build, batch)
-    if a is None or b is None or b.p50_ms <= 0:
+    if a is None or b is None or not (a.p50_ms > 0 and b.p50_ms > 0):  # unmeasured, or NaN
         return math.nan
     return a.p50_ms / b.p50_ms
 
@@ -68,30 +69,37 @@ COMPACT = (
     ("build", "build", "{}"),
     ("precision", "precision", "{}"),
     ("accuracy", "acc", "{:.1%}"),
-    ("Δ acc (pts)", "Δ pts", "{:+.2f}"),
+    ("Δ acc (pts)", "Δ pts", "signed"),
     ("agreement", "agree", "{:.1%}"),
     ("p50 b{b} (ms)", "p50 b{b} ms", "{:.1f}"),
-    ("× ort-fp32 b{b}", "×ort b{b}", "{:.2f}"),
+    ("× ort-fp32 b{b}", "×ort b{b}", "ratio"),
     ("INT8 coverage", "int8", "{:.0%}"),
 )
 DROP_ORDER = ("agree", "int8", "precision")  # dropped in this order while still too wide
 
 
-def _cell(fmt: str, x: object) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+def _cell(spec: str, x: object) -> str:
+    """One cell: "signed" and "ratio" use the shared helpers (no -0.00; a ratio that was not
+    measured is —, a tiny one keeps its digits), anything else is a format string."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "—"
-    return fmt.format(x).replace("-", "−") if fmt.startswith("{:+") else fmt.format(x)
+    if spec == "signed":
+        return fmt.signed(float(x))  # type: ignore[arg-type]
+    if spec == "ratio":
+        return fmt.ratio(float(x))  # type: ignore[arg-type]
+    text = spec.format(x)
+    return text.lstrip("-") if text.startswith("-") and float(text.strip("%")) == 0 else text
 
 
 def _compact(df: pd.DataFrame) -> pd.DataFrame:
     """The few columns that decide a build, under short headers, as formatted text."""
     batches = sorted({int(c.split()[1][1:]) for c in df.columns if c.startswith("p50 b")})
     cols = {}
-    for src, head, fmt in COMPACT:
+    for src, head, spec in COMPACT:
         for b in batches if "{b}" in src else [None]:
             name, title = src.format(b=b), head.format(b=b)
             if name in df.columns:
-                cols[title] = [_cell(fmt, x) for x in df[name]]
+                cols[title] = [_cell(spec, x) for x in df[name]]
     return pd.DataFrame(cols)
 
 

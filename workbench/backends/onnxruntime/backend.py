@@ -106,18 +106,7 @@ def _workbench_static(req: BuildRequest) -> Artifact:
     if not req.table_file:
         raise CalibrationError(f"{req.name}: static INT8 needs a calibration table; none was made")
     table = CalibrationTable.load(req.table_file)
-    key = sha256_json(
-        {
-            "onnx": sha256_file(req.fp32_onnx),
-            "table": sha256_file(req.table_file),
-            "per_channel": req.per_channel,
-            "exclude": list(req.exclude),
-            "v": QDQ_VERSION,
-        }
-    )[:16]
-    out = Path(req.cache_dir) / "qdq" / key / "model.onnx"
-    if not reuse_entry(out.parent, "Q/DQ model"):
-        build_entry(out, lambda tmp: _write_qdq_for_ort(req, table, tmp))
+    out = qdq_model(req.fp32_onnx, table, req.per_channel, req.exclude, req.cache_dir)
     weights = "per-channel" if req.per_channel else "per-tensor"
     excluded = f", {len(req.exclude)} pattern(s) kept in float" if req.exclude else ""
     detail = (
@@ -127,14 +116,41 @@ def _workbench_static(req: BuildRequest) -> Artifact:
     return Artifact(str(out), sha256_file(out), detail)
 
 
-def _write_qdq_for_ort(req: BuildRequest, table: CalibrationTable, out: Path) -> None:
+def qdq_model(
+    fp32_onnx: str | Path,
+    table: CalibrationTable,
+    per_channel: bool,
+    exclude: tuple[str, ...] | list[str],
+    cache_dir: str | Path,
+) -> Path:
+    """The Q/DQ model ONNX Runtime runs for ``table``: one cache entry per content (model,
+    ranges, options), shared by the static INT8 build and the method comparison, so both
+    measure the same file and a run folder holds no copy of it."""
+    key = sha256_json(
+        {
+            "onnx": sha256_file(fp32_onnx),
+            "amax": table.amax,  # the ranges, not the table file (it carries a timestamp)
+            "per_channel": per_channel,
+            "exclude": list(exclude),
+            "v": QDQ_VERSION,
+        }
+    )[:16]
+    out = Path(cache_dir) / "qdq" / key / "model.onnx"
+    if not reuse_entry(out.parent, "Q/DQ model"):
+        build_entry(
+            out, lambda tmp: _write_qdq_for_ort(fp32_onnx, table, per_channel, exclude, tmp)
+        )
+    return out
+
+
+def _write_qdq_for_ort(fp32_onnx, table: CalibrationTable, per_channel, exclude, out: Path) -> None:
     """The workbench's Q/DQ model with one Q/DQ pair per consumer: ORT's CPU passes fuse only
     unshared pairs, so a shared pair left Q/K/V in float (30 of 49 MatMuls INT8 -> 48 of 49)."""
     from workbench.backends.onnxruntime.fusion import unshare_dequantize
     from workbench.calibration.qdq import write_qdq_model
 
     shared = out.with_name("shared-" + out.name)
-    write_qdq_model(req.fp32_onnx, table, shared, per_channel=req.per_channel, exclude=req.exclude)
+    write_qdq_model(fp32_onnx, table, shared, per_channel=per_channel, exclude=tuple(exclude))
     unshare_dequantize(shared, out)
     shared.unlink()
 
