@@ -148,3 +148,23 @@ def test_unsupported_family_refused_at_preflight_exit_2(tmp_path, capsys):
     assert code == 2 and "\n" not in err
     assert "not supported for distilbert" in err and "ort-int8-dynamic-fused" in err
     assert not any(reports.iterdir()) and not any(calib.iterdir())
+
+
+def test_dynamic_int8_keeps_the_named_nodes_float(tiny_model, tiny_onnx, table_file, tmp_path):
+    """The search's float nodes and the experiment's exclude reach ORT's dynamic quantizer."""
+    import dataclasses
+
+    from workbench.backends.registry import get_backend
+    from workbench.calibration.qdq import excluded_nodes
+
+    req = _request(tiny_model, tiny_onnx, table_file, "int8-dynamic", "fused", tmp_path)
+    node = "/inner/encoder/encoder/layer.1/output/dense/MatMul"
+    req = dataclasses.replace(req, exclude=(f"^{node}$",))
+    assert excluded_nodes(tiny_onnx, req.exclude) == [node]
+    art = get_backend("onnxruntime").build(req, None)
+    import onnx
+
+    by_name = {n.name: n.op_type for n in onnx.load(art.model_path).graph.node}
+    assert by_name.get(node) == "MatMul"  # kept float
+    assert sum(op == "MatMulInteger" or op == "DynamicQuantizeMatMul" for op in by_name.values())
+    assert "kept in float" in art.detail

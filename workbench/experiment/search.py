@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from workbench.errors import ConfigError, note_output_dir
-from workbench.fileio import atomic_write_text, sha256_json
+from workbench.fileio import atomic_write_text
 from workbench.results.records import SCHEMA_VERSION, save_record
 from workbench.results.search import (
     SEARCH_FILE,
@@ -61,6 +61,9 @@ class SearchOptions:
     ranking: str = "proxy"
     max_float: int = 8
     progress: bool = True
+    kinds: tuple[str, ...] = ("static", "dynamic")
+    graphs: tuple[str, ...] = ("plain", "fused")  # fused: where the model's family has one
+    recovery: bool = True  # try the installed accuracy-recovery options (search_builds)
 
 
 @dataclass
@@ -80,6 +83,9 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
         raise ConfigError(f"ranking {opts.ranking!r} unknown; use one of {RANKINGS}")
     if exp.gate.policy is None:
         raise ConfigError("the search needs a gate policy: set [gate] policy")
+    from workbench.experiment.search_core import check_kinds
+
+    check_kinds(opts.kinds, opts.graphs)  # before any work
     exp = apply_quick(exp) if exp.quick else exp
     cal = replace(exp.calibration, method=opts.methods[0], compare=tuple(opts.methods))
     exp = replace(exp, calibration=cal)
@@ -95,10 +101,11 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
     search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
         ranking = _ranking(onnx, tables[opts.methods[0]], search_split, opts.ranking)
-    searcher = _Searcher(onnx, tables, out / "candidates", exp, ws)
-    from workbench.experiment.search_core import SearchSpace, search
+    builder = _builder(ws, onnx, Path(calib.table_file).parent, opts, out, calib.feeds())
+    searcher = _Searcher(onnx, builder, exp, ws)
+    from workbench.experiment.search_core import search
 
-    space = SearchSpace(opts.methods, (True, False), tuple(ranking), opts.max_float)
+    space, not_searched = _space(ws, builder, opts, ranking)
     with st.stage("search") as bar:
         result = search(
             space,
@@ -136,7 +143,10 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
         exclude=_patterns(result.best.candidate.float_nodes) if result.best else [],
         files=files,
         seconds=time.perf_counter() - t0,
-    )
+        configurations=[c.label for c in space.configurations()],
+        not_searched=not_searched + [f"{c.label}: its all-INT8 start is no faster than a "
+                                     "passing build found" for c in result.bounded],
+    )  # fmt: skip
     save_record(record, out / SEARCH_FILE)
     from workbench.report.search import render_search
 
@@ -144,19 +154,47 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
     return record, out
 
 
-class _Searcher:
-    """Builds, scores and times candidates (Q/DQ models cached by content)."""
+def _builder(ws, onnx: str, tables: Path, opts: SearchOptions, out: Path, feeds) -> object:
+    from workbench.experiment.search_builds import CandidateBuilder
 
-    def __init__(
-        self,
-        onnx: str,
-        tables: dict[str, CalibrationTable],
-        folder: Path,
-        exp: Experiment,
-        ws: object,
-    ) -> None:
+    files = {m: str(tables / f"{m}.json") for m in opts.methods}
+    return CandidateBuilder(onnx, files, out / "candidates", ws.torch_model_dir, feeds)
+
+
+def _space(ws, builder, opts: SearchOptions, ranking: list[str]):  # -> (SearchSpace, [str])
+    """Every kind of build the model allows; why any asked-for graph is not searched."""
+    from workbench.backends.onnxruntime.fused_graph import fusion_refusal, model_type_of
+    from workbench.calibration.graph import load_onnx
+    from workbench.experiment.search_builds import available_recoveries
+    from workbench.experiment.search_core import SearchSpace
+
+    graphs, not_searched, nodes = list(opts.graphs), [], {}
+    if "fused" in graphs:
+        reason = (
+            "graph = 'fused' needs the model's Hugging Face folder"
+            if ws.model.kind == "onnx"
+            else fusion_refusal(model_type_of(ws.model.kind, ws.model.path))
+        )
+        if reason is None:
+            fused = load_onnx(builder.fused, load_external_data=False)
+            nodes["fused"] = frozenset(n.name for n in fused.graph.node)
+        else:
+            graphs.remove("fused")
+            not_searched.append(f"fused graph: {reason}")
+    recoveries = {k: available_recoveries(k) if opts.recovery else ((),) for k in opts.kinds}
+    space = SearchSpace(
+        opts.methods, (True, False), tuple(ranking), opts.max_float, kinds=tuple(opts.kinds),
+        graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes,
+    )  # fmt: skip
+    return space, not_searched
+
+
+class _Searcher:
+    """Scores and times candidates (built by ``search_builds``, cached by content)."""
+
+    def __init__(self, onnx: str, builder, exp: Experiment, ws: object) -> None:
         assert exp.gate.policy is not None
-        self.onnx, self.tables, self.folder = onnx, tables, folder
+        self.onnx, self.builder = onnx, builder
         self.policy = exp.gate.policy
         self.shape = (self.policy.latency_batch, self.policy.latency_seq)
         self.ws = ws
@@ -164,20 +202,8 @@ class _Searcher:
         self._fp32_ms: float | None = None
 
     def build(self, c: Candidate) -> Path:
-        """The candidate's ORT-ready Q/DQ model (one Q/DQ pair per consumer)."""
-        from workbench.backends.onnxruntime.fusion import unshare_dequantize
-        from workbench.calibration.qdq import write_qdq_model
-
-        key = sha256_json([c.method, c.per_channel, sorted(c.float_nodes)])[:16]
-        path = self.folder / f"{key}.onnx"
-        if not path.is_file():
-            shared = self.folder / f"{key}.shared.onnx"
-            write_qdq_model(
-                self.onnx, self.tables[c.method], shared, c.per_channel, _patterns(c.float_nodes)
-            )
-            unshare_dequantize(shared, path)
-            shared.unlink()
-        return path
+        """The candidate's model as ONNX Runtime runs it."""
+        return Path(self.builder.build(c))
 
     def score(self, c: Candidate, split: _Split):  # -> Verdict
         """Whether the judge lets the search pick ``c`` on the search split: no rule FAILs and
@@ -386,22 +412,39 @@ def _verdict_comment(check: GateCheckOnSplit) -> list[str]:
 def _write_choice(
     s: _Searcher, best: Trial, tables: dict, out: Path, check: GateCheckOnSplit
 ) -> list[str]:
-    """The chosen build's Q/DQ model (as TensorRT takes it), table, TensorRT cache, exclude."""
-    from workbench.calibration.qdq import write_qdq_model
-    from workbench.calibration.trt_cache import write_trt_cache
+    """The chosen build's files and the experiment snippet that builds it (exclude.toml). A
+    static build on the plain graph: its Q/DQ model (as TensorRT takes it), table and TensorRT
+    cache; any other kind: the ONNX Runtime model itself (best.onnx)."""
+    import shutil
 
-    c = best.candidate
-    table = tables[c.method]
-    patterns = _patterns(c.float_nodes)
-    write_qdq_model(s.onnx, table, out / "best.qdq.onnx", c.per_channel, patterns)
-    table.save(out / "best.table.json")
-    write_trt_cache(table, out / "best.calib")
     import tomli_w
 
-    body = {"calibration": {"method": c.method, "per_channel": c.per_channel, "exclude": patterns}}
-    text = "\n".join(_verdict_comment(check)) + "\n" + tomli_w.dumps(body)
-    atomic_write_text(out / "exclude.toml", text)
-    return ["best.qdq.onnx", "best.table.json", "best.calib", "exclude.toml"]
+    c = best.candidate
+    patterns = _patterns(c.float_nodes)
+    body: dict[str, object] = {
+        "calibration": {"method": c.method, "per_channel": c.per_channel, "exclude": patterns}
+    }
+    if c.kind == "static" and c.graph == "plain" and not c.recovery:
+        from workbench.calibration.qdq import write_qdq_model
+        from workbench.calibration.trt_cache import write_trt_cache
+
+        table = tables[c.method]
+        write_qdq_model(s.onnx, table, out / "best.qdq.onnx", c.per_channel, patterns)
+        table.save(out / "best.table.json")
+        write_trt_cache(table, out / "best.calib")
+        files = ["best.qdq.onnx", "best.table.json", "best.calib"]
+    else:
+        shutil.copyfile(s.build(c), out / "best.onnx")
+        files = ["best.onnx"]
+        if c.kind == "dynamic":
+            body = {"calibration": {"per_channel": c.per_channel, "exclude": patterns}}
+    build = {"backend": "onnxruntime", "precision": f"int8-{c.kind}", "graph": c.graph}
+    body["build"] = [build]
+    lines = [*_verdict_comment(check), f"# build: {c.label}"]
+    if c.recovery:
+        lines.append(f"# recovery options {list(c.recovery)} are search-only: ship best.onnx")
+    atomic_write_text(out / "exclude.toml", "\n".join(lines) + "\n" + tomli_w.dumps(body))
+    return [*files, "exclude.toml"]
 
 
 def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:
@@ -419,6 +462,9 @@ def _module(node: str) -> str:
 def _trial(t: Trial) -> TrialRecord:
     c = t.candidate
     return TrialRecord(
+        kind=c.kind,
+        graph=c.graph,
+        recovery=list(c.recovery),
         method=c.method,
         per_channel=c.per_channel,
         float_nodes=list(c.float_nodes),

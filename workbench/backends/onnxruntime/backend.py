@@ -68,7 +68,10 @@ class OnnxRuntimeBackend:
         from workbench.backends.onnxruntime.build import quantize_dynamic_int8
 
         if req.precision == "int8-dynamic":
-            q = quantize_dynamic_int8(req.fp32_onnx, per_channel=True)
+            from workbench.calibration.qdq import excluded_nodes
+
+            keep = tuple(excluded_nodes(req.fp32_onnx, req.exclude)) if req.exclude else ()
+            q = quantize_dynamic_int8(req.fp32_onnx, req.per_channel, keep)
             return Artifact(str(q.path), sha256_file(q.path), q.detail)
         art = _ort_static(req, calibration) if req.calibrator == "ort" else _workbench_static(req)
         if req.device == "cuda":

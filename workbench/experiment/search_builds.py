@@ -1,0 +1,193 @@
+"""Build one search candidate as ONNX Runtime runs it: static Q/DQ or dynamic INT8, on the
+plain or the fused BERT graph, after the accuracy-recovery options it names.
+
+Recovery options are data (``RECOVERY_OPTIONS``): each names the module that implements it,
+the build kinds it applies to and where it acts (on the FP32 model before quantizing, or on
+the Q/DQ model after). An option whose module is not installed is not offered, so adding one
+is one line here. Every file is cached by the content of what made it.
+
+Example::
+
+    b = CandidateBuilder(onnx, table_files, folder, torch_model, feeds)
+    path = b.build(Candidate("max", True, (), "static", "fused"))
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workbench.errors import ConfigError
+from workbench.fileio import sha256_file, sha256_json
+
+if TYPE_CHECKING:
+    from workbench.backends.base import Feed
+    from workbench.calibration.table import CalibrationTable
+    from workbench.experiment.search_core import Candidate
+
+
+@dataclass(frozen=True)
+class RecoveryOption:
+    """An accuracy-recovery transform the search may try as a candidate option."""
+
+    name: str  # as it appears in Candidate.recovery and the search record
+    module: str  # offered only where this module exists
+    kinds: tuple[str, ...]  # build kinds it applies to
+    stage: str  # "fp32": transforms the FP32 model before quantizing; "qdq": the Q/DQ model
+    alpha: float = 0.0  # SmoothQuant migration strength
+
+
+RECOVERY_OPTIONS = (
+    RecoveryOption(
+        "smoothquant-0.5", "workbench.calibration.smoothquant", ("static",), "fp32", 0.5
+    ),
+    RecoveryOption("bias-correction", "workbench.calibration.bias_correction", ("static",), "qdq"),
+)
+
+
+def available_recoveries(kind: str) -> tuple[tuple[str, ...], ...]:
+    """Recovery combinations to try for ``kind``: none, then each installed option alone."""
+    have = [
+        o.name
+        for o in RECOVERY_OPTIONS
+        if kind in o.kinds and importlib.util.find_spec(o.module) is not None
+    ]
+    return ((), *((n,) for n in have))
+
+
+def _option(name: str) -> RecoveryOption:
+    for o in RECOVERY_OPTIONS:
+        if o.name == name:
+            return o
+    raise ConfigError(
+        f"recovery option {name!r} unknown; known: {[o.name for o in RECOVERY_OPTIONS]}"
+    )
+
+
+class CandidateBuilder:
+    """Writes (or reuses) each candidate's ORT-ready model under ``folder``."""
+
+    def __init__(
+        self,
+        onnx: str,
+        table_files: dict[str, str],
+        folder: Path,
+        torch_model: str,
+        calibration: Callable[[], Iterable[Feed]],
+    ) -> None:
+        self.onnx, self.table_files, self.folder = onnx, table_files, folder
+        self.torch_model, self.calibration = torch_model, calibration
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @cached_property
+    def fused(self) -> str:
+        """The fused FP32 graph (cached by content in the workbench cache)."""
+        from workbench.backends.onnxruntime.fused_graph import num_heads
+        from workbench.backends.onnxruntime.fusion import fuse_bert
+
+        return str(fuse_bert(self.onnx, num_heads=num_heads(self.torch_model)).path)
+
+    def base(self, graph: str) -> str:
+        """The FP32 model a candidate on ``graph`` starts from."""
+        return self.fused if graph == "fused" else self.onnx
+
+    def table(self, c: Candidate, base: str) -> CalibrationTable:
+        """The method's table for ``base`` (mapped by MatMul onto the fused graph)."""
+        from workbench.backends.onnxruntime.fused_graph import mapped_table
+        from workbench.calibration.table import CalibrationTable
+
+        path = self.table_files[c.method]
+        if c.graph == "fused":
+            path = str(mapped_table(self.onnx, base, path, str(self.folder)))
+        return CalibrationTable.load(path)
+
+    def build(self, c: Candidate) -> Path:
+        """The candidate's model as ONNX Runtime runs it (one Q/DQ pair per consumer)."""
+        from workbench.backends.onnxruntime.build import quantize_dynamic_int8
+
+        base = self.base(c.graph)
+        if c.kind == "dynamic":
+            for r in c.recovery:
+                base = str(self._fp32_stage(_option(r), base, c))
+            return quantize_dynamic_int8(base, c.per_channel, tuple(c.float_nodes)).path
+        key = sha256_json([sha256_file(base), c.method, c.per_channel, sorted(c.float_nodes),
+                           list(c.recovery)])[:16]  # fmt: skip
+        path = self.folder / f"{key}.onnx"
+        if path.is_file():
+            return path
+        table = self.table(c, base)
+        for r in (o for o in map(_option, c.recovery) if o.stage == "fp32"):
+            base, table = self._smoothed(r, base, c)
+        shared = self.folder / f"{key}.shared.onnx"
+        _write_qdq(base, table, shared, c)
+        for r in (o for o in map(_option, c.recovery) if o.stage == "qdq"):
+            shared = self._qdq_stage(r, shared, base, key)
+        from workbench.backends.onnxruntime.fusion import unshare_dequantize
+
+        unshare_dequantize(shared, path)
+        return path
+
+    def _smoothed(
+        self, opt: RecoveryOption, base: str, c: Candidate
+    ) -> tuple[str, CalibrationTable]:
+        """SmoothQuant-style scale migration, then the method's table recalibrated on it."""
+        from workbench.calibration.table import calibrate
+
+        smoothed = self._fp32_stage(opt, base, c)
+        table = calibrate(smoothed, list(self.calibration()), c.method)
+        return str(smoothed), table
+
+    def _fp32_stage(self, opt: RecoveryOption, base: str, c: Candidate) -> Path:
+        mod = importlib.import_module(opt.module)
+        out = self.folder / f"{sha256_json([sha256_file(base), opt.name])[:16]}.fp32.onnx"
+        if not out.is_file():
+            absmax = channel_absmax(base, self.calibration(), self.folder)
+            mod.smooth_model(base, absmax, opt.alpha, out)
+        return out
+
+    def _qdq_stage(self, opt: RecoveryOption, qdq: Path, fp32: str, key: str) -> Path:
+        mod = importlib.import_module(opt.module)
+        out = self.folder / f"{key}.{opt.name}.onnx"
+        mod.bias_correct(qdq, fp32, list(self.calibration()), out)
+        return out
+
+
+def _write_qdq(base: str, table: CalibrationTable, out: Path, c: Candidate) -> None:
+    from workbench.calibration.qdq import write_qdq_model
+    from workbench.experiment.search_core import exclude_patterns
+
+    write_qdq_model(base, table, out, c.per_channel, exclude_patterns(c.float_nodes))
+
+
+def channel_absmax(onnx: str, feeds: Iterable[Feed], scratch: Path) -> dict[str, object]:
+    """Per-channel (last axis) absolute maximum of every MatMul/Gemm activation input over
+    ``feeds``: what SmoothQuant migrates into the preceding LayerNorm."""
+    import numpy as np
+    import onnx as onnx_lib
+
+    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.calibration.graph import load_onnx, quantizable_tensors
+
+    names = quantizable_tensors(onnx)
+    model = load_onnx(onnx)
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx_lib.ValueInfoProto(name=n) for n in names if n not in have)
+    tapped = scratch / "absmax-tap.onnx"
+    onnx_lib.save(model, str(tapped))
+    out: dict[str, np.ndarray] = {}
+    try:
+        with OrtRunner(tapped) as r:
+            for feed in feeds:
+                got = r.infer(feed)
+                for n in names:
+                    a = np.abs(np.asarray(got[n], dtype=np.float32))
+                    m = a.reshape(-1, a.shape[-1]).max(axis=0)
+                    out[n] = m if n not in out else np.maximum(out[n], m)
+    finally:
+        tapped.unlink(missing_ok=True)
+    return dict(out)
