@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +25,35 @@ log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 STALE_TEMP_SECONDS = 24 * 3600  # a temp file this old is stale whoever wrote it
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}")
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` as one safe path component, or ConfigError (exit 2) naming ``what``.
+
+    The one validator for every name that becomes a folder or file name (run ids, build
+    names, sweep names, calibration-set names): letters, digits and ``._+=-``, no leading dot,
+    no trailing dot, at most 128 characters — so no ``..``, ``/``, ``\\``, absolute path, NUL
+    or control character can lead a write outside the folder the user named.
+    """
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or value.endswith("."):
+        raise ConfigError(
+            f"{what} {value!r} is not a plain folder/file name; use letters, digits and . _ + = - "
+            "(no slashes, no leading dot, at most 128 characters)"
+        )
+    return value
+
+
+def check_path_arg(value: str | os.PathLike[str], what: str) -> Path:
+    """A folder/file path the user typed: refused (ConfigError) when empty or holding a NUL or
+    another control character, which no file system name should carry."""
+    text = os.fspath(value)
+    if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ConfigError(
+            f"{what} {text!r} is empty or holds a control character (NUL, newline...); "
+            "give a plain path"
+        )
+    return Path(text)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
