@@ -1,5 +1,11 @@
+"""``python -m workbench``: the CLI (``workbench.cli.main``); Ctrl-C while it loads is exit 130."""
+
 import sys
 
-from workbench.cli import main
+try:
+    from workbench.cli import main
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

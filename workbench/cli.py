@@ -25,8 +25,10 @@ from pathlib import Path
 
 from workbench import __version__
 from workbench.errors import WorkbenchError, noted_output_dir
+from workbench.interrupts import check_interrupt, handling_interrupts, settle_interrupts
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: an unexpected exception (a bug), never the gate's 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 CRASH_LOG = "workbench-crash-{stamp}-{pid}.log"
 
 COMMANDS = (
@@ -65,7 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``workbench`` console script; returns the exit code."""
+    """Entry point of the ``workbench`` console script; returns the exit code.
+
+    A Ctrl-C at any moment is exit 130 with one "interrupted" line, even one that a library
+    swallowed (``workbench.interrupts``); files being written then are not published.
+    """
+    with handling_interrupts(ignore_after=argv is None):
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt:  # while parsing, or while an error line was printed
+            print("interrupted", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        if settle_interrupts() and code != EXIT_INTERRUPTED:
+            print("interrupted", file=sys.stderr)  # a Ctrl-C some library swallowed
+            code = EXIT_INTERRUPTED
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     # Offline by design: nothing may reach a model hub; no per-file progress bars from datasets.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -78,8 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    return _dispatch(args, argv)
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Run the command; map every way it can end to one exit code and at most one line."""
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        check_interrupt()
+        return code
     except WorkbenchError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
@@ -89,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         log = write_crash_log(argv)
         what = _one_line(str(exc)) or "(no message)"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError
+from workbench.interrupts import check_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], obje
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         writer(tmp)
+        check_interrupt()  # a Ctrl-C swallowed during the work: the file is not published
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
