@@ -44,7 +44,7 @@ def test_report_interrupted_at_any_time_exits_130(done_run, tmp_path):
     assert code == 0 and (run / "report.html").is_file(), err
     landed = []
     for frac in FRACTIONS:
-        (run / "report.html").unlink()
+        (run / "report.html").unlink(missing_ok=True)
         proc = child(["report", str(run)], cache, start_new_session=True)
         time.sleep(frac * whole)
         if proc.poll() is not None:  # it outran this timing: nothing to interrupt
