@@ -276,11 +276,11 @@ def partial_dir(final: str | os.PathLike[str]) -> Path:
     target = Path(final)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(target.parent, target.name)
-    return Path(
-        tempfile.mkdtemp(
-            prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
-        )
+    folder = tempfile.mkdtemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
     )
+    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp's 0700 would outlive the rename: umask, as files
+    return Path(folder)
 
 
 def publish_entry(partial: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
