@@ -30,36 +30,44 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def _no_report(run: Path) -> list[str]:
-    return sorted(p.name for p in run.iterdir() if p.name.startswith((".report", "report")))
+def _temps(run: Path) -> list[str]:
+    return sorted(p.name for p in run.iterdir() if p.name.startswith(".report"))
 
 
 def test_report_interrupted_at_any_time_exits_130(done_run, tmp_path):
+    """A report.html may exist afterwards only if it was complete before the Ctrl-C was sent
+    (the render outran that timing); otherwise the exit is 130 and there is no report."""
     run, cache = tmp_path / "run", tmp_path / "cache"
     shutil.copytree(done_run, run)
-    (run / "report.html").unlink(missing_ok=True)
+    report = run / "report.html"
+    report.unlink(missing_ok=True)
     t0 = time.monotonic()
     code, _, err = _finish(child(["report", str(run)], cache, start_new_session=True))
     whole = time.monotonic() - t0
-    assert code == 0 and (run / "report.html").is_file(), err
+    assert code == 0 and report.is_file(), err
     landed = []
     for frac in FRACTIONS:
-        (run / "report.html").unlink(missing_ok=True)
+        report.unlink(missing_ok=True)
         proc = child(["report", str(run)], cache, start_new_session=True)
         time.sleep(frac * whole)
         if proc.poll() is not None:  # it outran this timing: nothing to interrupt
             _finish(proc)
             continue
+        sent = time.time()
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
         code, out, err = _finish(proc)
-        where = f"SIGINT at {frac:.0%} of {whole:.1f} s"
-        assert code == 130, f"{where}: exit {code}\n{err}"
-        assert err.strip().splitlines()[-1] == "interrupted", f"{where}\n{err}"
-        assert "Exception ignored" not in err and "Traceback" not in err, f"{where}\n{err}"
+        where = f"SIGINT at {frac:.0%} of {whole:.1f} s: exit {code}\n{err}"
+        assert "Exception ignored" not in err and "Traceback" not in err, where
+        assert _temps(run) == [], where  # nothing half-written left behind
+        if report.exists():  # allowed only when the render had finished before the Ctrl-C
+            assert report.stat().st_mtime <= sent, f"report written after the Ctrl-C; {where}"
+            assert code in (0, 130), where
+            continue
+        assert code == 130, where
+        assert err.strip().splitlines()[-1] == "interrupted", where
         assert "report:" not in out, where
-        assert _no_report(run) == [], where  # not written, not half-written, no temp file
         landed.append(frac)
-    assert len(landed) >= 2, f"the render ({whole:.1f} s) ended before most signals"
+    assert len(landed) >= 2, f"the render ({whole:.1f} s) ended before most signals: {landed}"
 
 
 SWALLOWING = """
