@@ -148,3 +148,22 @@ def test_a_second_search_into_a_locked_folder_is_refused(user_dir, tmp_path, cap
         assert f'"pid": {os.getpid()}' in line
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
         assert not (tmp_path / "sets").exists()
+
+
+def test_calibrate_checks_the_trt_version_before_calibrating(user_dir, tmp_path, capsys):
+    reports, sets = tmp_path / "reports", tmp_path / "sets"
+    args = ["calibrate", str(user_dir / "exp.toml"), "--no-compare", "--reports", str(reports)]
+    code, err = cli([*args, "--calibration-sets", str(sets), "--trt-version", "ten"], capsys)
+    assert code == 2 and "'ten'" in error_line(err)
+    assert not reports.exists() and not sets.exists()
+
+
+@pytest.mark.parametrize("n", ["0", "-5"])
+def test_prepare_refuses_a_training_size_below_one_before_training(
+    n, tmp_path, monkeypatch, capsys
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WORKBENCH_CACHE", str(cache))
+    code, err = cli(["prepare", "--max-train", n], capsys)
+    assert code == 2 and f"--max-train {n}" in error_line(err)
+    assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
