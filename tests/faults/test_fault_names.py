@@ -167,3 +167,18 @@ def test_prepare_refuses_a_training_size_below_one_before_training(
     code, err = cli(["prepare", "--max-train", n], capsys)
     assert code == 2 and f"--max-train {n}" in error_line(err)
     assert not cache.exists() or not any(p.is_file() for p in cache.rglob("*"))
+
+
+@pytest.mark.parametrize("flag", ["--root", "--report-dir"])
+def test_calibset_folders_that_are_files_are_refused_before_the_set_is_built(
+    flag, user_dir, tmp_path, capsys
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    root = tmp_path / "sets"
+    folders = {"--root": str(root), "--report-dir": str(tmp_path / "rd"), flag: str(blocker)}
+    args = ["calibset", "--data", str(user_dir / "calib.csv"), "--n", "8", "--target", "test"]
+    args += ["--model-dir", str(user_dir / "model"), *[x for kv in folders.items() for x in kv]]
+    code, err = cli(args, capsys)
+    assert code == 2 and str(blocker) in error_line(err)
+    assert not root.exists() and blocker.read_text() == "mine"

@@ -108,13 +108,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """Names and folders the set is written under, checked before anything is read or written."""
-    from workbench.fileio import check_name, check_path_arg
+    from workbench.fileio import check_name, check_path_arg, check_writable_dir
 
     if args.name is not None:
         check_name(args.name, "--name")
-    check_path_arg(args.root, "--root")
+    root = check_path_arg(args.root, "--root")
+    check_writable_dir(root, "--root", "pass --root a writable folder", create=False)
     if args.report_dir:
-        check_path_arg(args.report_dir, "--report-dir")
+        report_dir = check_path_arg(args.report_dir, "--report-dir")
+        fix = "pass --report-dir a writable folder"
+        check_writable_dir(report_dir, "--report-dir", fix, create=False)
 
 
 def _run_build(args: argparse.Namespace) -> int:
