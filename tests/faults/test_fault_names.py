@@ -141,11 +141,11 @@ def test_a_second_search_into_a_locked_folder_is_refused(user_dir, tmp_path, cap
     from workbench.experiment.rundir import LOCK_FILE, lock_dir
 
     out = tmp_path / "X"
-    with lock_dir(out, "--out"):  # a first search holds it (flock: per open file, so in-process)
+    with lock_dir(out, "--out", "search"):  # a first search (flock is per open file)
         code, err = cli(_search(user_dir, out), capsys)
         line = error_line(err)
         assert code == 2 and "in use by another workbench run" in line
-        assert f'"pid": {os.getpid()}' in line
+        assert f'"pid": {os.getpid()}' in line and '"run_id": "search"' in line
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
         assert not (tmp_path / "sets").exists()
 

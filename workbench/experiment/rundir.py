@@ -173,15 +173,16 @@ def check_not_busy(path: str | Path) -> None:
             handle.close()
 
 
-def lock_dir(path: str | Path, what: str) -> RunDirClaim:
-    """Create ``path`` and hold its lock (the run folders' lock) without emptying it.
+def lock_dir(path: str | Path, flag: str, owner: str) -> RunDirClaim:
+    """Create ``path`` (the folder given by ``flag``) and hold the run folders' lock on it,
+    recording ``owner``, without emptying it.
 
     For output folders that are not run directories (``search --out``): a second workbench
     process writing into the same folder gets a ConfigError (exit 2) instead of mixing files.
     """
-    p = check_writable_dir(path, f"{what} folder", f"pass {what} a writable folder")
+    p = check_writable_dir(path, f"{flag} folder", f"pass {flag} a writable folder")
     note_output_dir(p)  # an internal error's traceback goes here
-    return RunDirClaim(p, _lock(p, what))
+    return RunDirClaim(p, _lock(p, owner))
 
 
 def _check_claimable(path: Path) -> None:

@@ -88,7 +88,7 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
     with st.stage("load data and model"):
         ws = Workspace.open(exp)
         ws.export  # noqa: B018 (the ONNX export, cached; not written into out)
-    with lock_dir(out, "--out"):  # held to the end: a second search into out is refused
+    with lock_dir(out, "--out", "search"):  # held to the end: a second search into out is refused
         return _search(ws, opts, out, st, t0)
 
 
