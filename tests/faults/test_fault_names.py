@@ -137,17 +137,47 @@ def test_search_out_that_is_a_file_is_refused_up_front(user_dir, tmp_path, capsy
     assert out.read_text() == "mine" and not (tmp_path / "sets").exists()
 
 
+HOLD = (
+    "import sys, time\n"
+    "from workbench.experiment.rundir import lock_dir\n"
+    "claim = lock_dir(sys.argv[1], '--out', 'search')\n"
+    "print('held', flush=True)\n"
+    "time.sleep(300)\n"
+)
+
+
 def test_a_second_search_into_a_locked_folder_is_refused(user_dir, tmp_path, capsys):
-    from workbench.experiment.rundir import LOCK_FILE, lock_dir
+    """Another process (a first search) holds the folder's lock: this one exits 2, writes
+    nothing, and may use the folder once that process is gone."""
+    import subprocess
+    import sys
+
+    from tests.faults.conftest import ROOT
+    from workbench.experiment.rundir import LOCK_FILE
 
     out = tmp_path / "X"
-    with lock_dir(out, "--out", "search"):  # a first search (flock is per open file)
-        code, err = cli(_search(user_dir, out), capsys)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(out)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, err = cli(_search(user_dir, out, "--max-float", "0"), capsys)
         line = error_line(err)
         assert code == 2 and "in use by another workbench run" in line
-        assert f'"pid": {os.getpid()}' in line and '"run_id": "search"' in line
+        assert f'"pid": {holder.pid}' in line and '"run_id": "search"' in line
         assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
         assert not (tmp_path / "sets").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    from workbench.experiment.rundir import lock_dir
+
+    with lock_dir(out, "--out", "search"):  # the dead holder's lock is gone with it
+        pass
 
 
 def test_calibrate_checks_the_trt_version_before_calibrating(user_dir, tmp_path, capsys):
