@@ -107,8 +107,12 @@ def trt_cache_to_qdq(
     out_path: str | Path,
     per_channel: bool = False,
     exclude: Sequence[str] = (),
+    allow_partial: bool = False,
 ) -> Path:
     """Turn a TensorRT 10 calibration cache into a Q/DQ ONNX model TensorRT 11 can build.
+
+    A cache that covers under 90 % of the model's quantizable activations is refused
+    (CalibrationError naming the coverage) unless ``allow_partial``.
 
     The cache is read with ``workbench.calibration.trt_cache.read_trt_cache`` into a
     ``CalibrationTable``; ``workbench.calibration.qdq.write_qdq_model`` inserts the Q/DQ nodes.
@@ -118,7 +122,7 @@ def trt_cache_to_qdq(
         trt_cache_to_qdq("calib.cache", "model.onnx", "model.qdq.onnx")
     """
     from workbench.calibration.qdq import write_qdq_model
-    from workbench.calibration.trt_cache import read_trt_cache
+    from workbench.calibration.trt_cache import check_cache_coverage, read_trt_cache
 
     table = read_trt_cache(cache_path, expected_tensors=None)
     onnx_names = set(onnx_tensor_names(fp32_onnx))
@@ -134,5 +138,6 @@ def trt_cache_to_qdq(
         len(in_table & onnx_names),
         len(in_table),
     )
+    check_cache_coverage(table, fp32_onnx, str(cache_path), allow_partial)
     write_qdq_model(fp32_onnx, table, out_path, per_channel=per_channel, exclude=tuple(exclude))
     return Path(out_path)

@@ -65,6 +65,7 @@ class ExplicitQDQ:
     qdq_onnx: Path | None = None
     per_channel: bool = False
     exclude: tuple[str, ...] = ()
+    allow_partial: bool = False  # accept a TensorRT cache covering < 90 % of the activations
     name: str = field(default="explicit-qdq", init=False)
 
     def onnx_for_build(self, fp32_onnx: Path, work_dir: Path) -> Path:
@@ -79,6 +80,10 @@ class ExplicitQDQ:
             )
         from workbench.calibration.qdq import write_qdq_model
 
+        if getattr(self.table, "source", "") == "tensorrt-cache":
+            from workbench.calibration.trt_cache import check_cache_coverage
+
+            check_cache_coverage(self.table, fp32_onnx, "the calibration cache", self.allow_partial)
         key = sha256_json(
             {"t": table_sha256(self.table), "pc": self.per_channel, "x": self.exclude}
         )
