@@ -131,11 +131,13 @@ def _search(
     search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
         ranking = _ranking(onnx, tables[opts.methods[0]], search_split, opts.ranking)
-    builder = _builder(ws, onnx, Path(calib.table_file).parent, opts, out, calib.feeds())
-    searcher = _Searcher(onnx, builder, exp, ws)
+    from workbench.experiment.search_builds import CandidateBuilder, search_space
     from workbench.experiment.search_core import search
 
-    space, not_searched = _space(ws, builder, opts, ranking)
+    files = {m: str(Path(calib.table_file).parent / f"{m}.json") for m in opts.methods}
+    builder = CandidateBuilder(onnx, files, out / "candidates", ws.torch_model_dir, calib.feeds())
+    searcher = _Searcher(onnx, builder, exp, ws)
+    space, not_searched = search_space(ws, builder, opts, ranking)
     with st.stage("search") as bar:
         result = search(
             space,
@@ -182,41 +184,6 @@ def _search(
 
     render_search(out)
     return record, out
-
-
-def _builder(ws, onnx: str, tables: Path, opts: SearchOptions, out: Path, feeds) -> object:
-    from workbench.experiment.search_builds import CandidateBuilder
-
-    files = {m: str(tables / f"{m}.json") for m in opts.methods}
-    return CandidateBuilder(onnx, files, out / "candidates", ws.torch_model_dir, feeds)
-
-
-def _space(ws, builder, opts: SearchOptions, ranking: list[str]):  # -> (SearchSpace, [str])
-    """Every kind of build the model allows; why any asked-for graph is not searched."""
-    from workbench.backends.onnxruntime.fused_graph import fusion_refusal, model_type_of
-    from workbench.calibration.graph import load_onnx
-    from workbench.experiment.search_builds import available_recoveries
-    from workbench.experiment.search_core import SearchSpace
-
-    graphs, not_searched, nodes = list(opts.graphs), [], {}
-    if "fused" in graphs:
-        reason = (
-            "graph = 'fused' needs the model's Hugging Face folder"
-            if ws.model.kind == "onnx"
-            else fusion_refusal(model_type_of(ws.model.kind, ws.model.path))
-        )
-        if reason is None:
-            fused = load_onnx(builder.fused, load_external_data=False)
-            nodes["fused"] = frozenset(n.name for n in fused.graph.node)
-        else:
-            graphs.remove("fused")
-            not_searched.append(f"fused graph: {reason}")
-    recoveries = {k: available_recoveries(k) if opts.recovery else ((),) for k in opts.kinds}
-    space = SearchSpace(
-        opts.methods, (True, False), tuple(ranking), opts.max_float, kinds=tuple(opts.kinds),
-        graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes,
-    )  # fmt: skip
-    return space, not_searched
 
 
 class _Searcher:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ConfigError
 from workbench.fileio import sha256_file, sha256_json
@@ -28,7 +28,7 @@ from workbench.fileio import sha256_file, sha256_json
 if TYPE_CHECKING:
     from workbench.backends.base import Feed
     from workbench.calibration.table import CalibrationTable
-    from workbench.experiment.search_core import Candidate
+    from workbench.experiment.search_core import Candidate, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,35 @@ class CandidateBuilder:
         out = self.folder / f"{key}.{opt.name}.onnx"
         mod.bias_correct(qdq, fp32, list(self.calibration()), out)
         return out
+
+
+def search_space(
+    ws: Any, builder: CandidateBuilder, opts: Any, ranking: list[str]
+) -> tuple[SearchSpace, list[str]]:
+    """Every kind of build the model allows; why any asked-for graph is not searched."""
+    from workbench.backends.onnxruntime.fused_graph import fusion_refusal, model_type_of
+    from workbench.calibration.graph import load_onnx
+    from workbench.experiment.search_core import SearchSpace
+
+    graphs, not_searched, nodes = list(opts.graphs), [], {}
+    if "fused" in graphs:
+        reason = (
+            "graph = 'fused' needs the model's Hugging Face folder"
+            if ws.model.kind == "onnx"
+            else fusion_refusal(model_type_of(ws.model.kind, ws.model.path))
+        )
+        if reason is None:
+            fused = load_onnx(builder.fused, load_external_data=False)
+            nodes["fused"] = frozenset(n.name for n in fused.graph.node)
+        else:
+            graphs.remove("fused")
+            not_searched.append(f"fused graph: {reason}")
+    recoveries = {k: available_recoveries(k) if opts.recovery else ((),) for k in opts.kinds}
+    space = SearchSpace(
+        opts.methods, (True, False), tuple(ranking), opts.max_float, kinds=tuple(opts.kinds),
+        graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes,
+    )  # fmt: skip
+    return space, not_searched
 
 
 def _write_qdq(base: str, table: CalibrationTable, out: Path, c: Candidate) -> None:
