@@ -136,6 +136,7 @@ def _search(
 
     files = {m: str(Path(calib.table_file).parent / f"{m}.json") for m in opts.methods}
     builder = CandidateBuilder(onnx, files, out / "candidates", ws.torch_model_dir, calib.feeds())
+    builder.ranking = tuple(ranking)
     searcher = _Searcher(onnx, builder, exp, ws)
     space, not_searched = search_space(ws, builder, opts, ranking)
     with st.stage("search") as bar:

@@ -82,6 +82,7 @@ class CandidateBuilder:
     ) -> None:
         self.onnx, self.table_files, self.folder = onnx, table_files, folder
         self.torch_model, self.calibration = torch_model, calibration
+        self.ranking: tuple[str, ...] = ()  # most harmful first (per-token's worst layers)
         folder.mkdir(parents=True, exist_ok=True)
 
     @cached_property
@@ -115,8 +116,9 @@ class CandidateBuilder:
             for r in c.recovery:
                 base = str(self._fp32_stage(_option(r), base, c))
             return quantize_dynamic_int8(base, c.per_channel, tuple(c.float_nodes)).path
-        key = sha256_json([sha256_file(base), c.method, c.per_channel, sorted(c.float_nodes),
-                           list(c.recovery)])[:16]  # fmt: skip
+        made_by = [sha256_file(base), c.method, c.per_channel, sorted(c.float_nodes)]
+        made_by += [list(c.recovery), list(self.ranking) if c.recovery else []]
+        key = sha256_json(made_by)[:16]
         path = self.folder / f"{key}.onnx"
         if path.is_file():
             return path
@@ -126,7 +128,7 @@ class CandidateBuilder:
         shared = self.folder / f"{key}.shared.onnx"
         _write_qdq(base, table, shared, c)
         for r in (o for o in map(_option, c.recovery) if o.stage == "qdq"):
-            shared = self._qdq_stage(r, shared, base, key)
+            shared = self._qdq_stage(r, shared, base, key, c)
         from workbench.backends.onnxruntime.fusion import unshare_dequantize
 
         unshare_dequantize(shared, path)
@@ -143,18 +145,31 @@ class CandidateBuilder:
         return str(smoothed), table
 
     def _fp32_stage(self, opt: RecoveryOption, base: str, c: Candidate) -> Path:
+        """SmoothQuant: per-channel maxima of the LayerNorm outputs, then the migration."""
+        from workbench.calibration.stats import channel_absmax
+
         mod = importlib.import_module(opt.module)
         out = self.folder / f"{sha256_json([sha256_file(base), opt.name])[:16]}.fp32.onnx"
         if not out.is_file():
-            absmax = channel_absmax(base, self.calibration(), self.folder)
-            mod.smooth_model(base, absmax, opt.alpha, out)
+            sites = mod.smoothing_sites(base)
+            absmax = channel_absmax(base, sites, self.calibration())
+            mod.smooth_model(Path(base), absmax, opt.alpha, out)
         return out
 
-    def _qdq_stage(self, opt: RecoveryOption, qdq: Path, fp32: str, key: str) -> Path:
+    def _qdq_stage(self, opt: RecoveryOption, qdq: Path, fp32: str, key: str, c: Candidate) -> Path:
+        """Bias correction, or per-token dynamic activations for the worst layers."""
         mod = importlib.import_module(opt.module)
         out = self.folder / f"{key}.{opt.name}.onnx"
-        mod.bias_correct(qdq, fp32, list(self.calibration()), out)
-        return out
+        if opt.worst:
+            from workbench.calibration.graph import load_onnx
+
+            g = load_onnx(fp32, load_external_data=False).graph
+            inits = {i.name for i in g.initializer}
+            weighted = {n.name for n in g.node if len(n.input) > 1 and n.input[1] in inits}
+            ok = [n for n in self.ranking if n in weighted and n not in c.float_nodes]
+            worst = ok[: opt.worst]
+            return Path(mod.dynamic_matmuls(qdq, worst, out, granularity="per-token"))
+        return Path(mod.bias_correct(qdq, Path(fp32), list(self.calibration()), out))
 
 
 def search_space(
@@ -191,32 +206,3 @@ def _write_qdq(base: str, table: CalibrationTable, out: Path, c: Candidate) -> N
     from workbench.experiment.search_core import exclude_patterns
 
     write_qdq_model(base, table, out, c.per_channel, exclude_patterns(c.float_nodes))
-
-
-def channel_absmax(onnx: str, feeds: Iterable[Feed], scratch: Path) -> dict[str, object]:
-    """Per-channel (last axis) absolute maximum of every MatMul/Gemm activation input over
-    ``feeds``: what SmoothQuant migrates into the preceding LayerNorm."""
-    import numpy as np
-    import onnx as onnx_lib
-
-    from workbench.backends.onnxruntime.runner import OrtRunner
-    from workbench.calibration.graph import load_onnx, quantizable_tensors
-
-    names = quantizable_tensors(onnx)
-    model = load_onnx(onnx)
-    have = {o.name for o in model.graph.output}
-    model.graph.output.extend(onnx_lib.ValueInfoProto(name=n) for n in names if n not in have)
-    tapped = scratch / "absmax-tap.onnx"
-    onnx_lib.save(model, str(tapped))
-    out: dict[str, np.ndarray] = {}
-    try:
-        with OrtRunner(tapped) as r:
-            for feed in feeds:
-                got = r.infer(feed)
-                for n in names:
-                    a = np.abs(np.asarray(got[n], dtype=np.float32))
-                    m = a.reshape(-1, a.shape[-1]).max(axis=0)
-                    out[n] = m if n not in out else np.maximum(out[n], m)
-    finally:
-        tapped.unlink(missing_ok=True)
-    return dict(out)

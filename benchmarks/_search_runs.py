@@ -1,0 +1,133 @@
+"""The benchmarks' way to run ``workbench search`` and the gate's judge on a row.
+
+``search_default`` runs the search (every kind of build) on the shipped demo experiment, whose
+test split the benchmark halves the same way (``search_halves``), so the searched build is
+judged on rows the search never saw. ``search_second_model`` trains a tiny BERT classifier
+(``tests/tiny_families.py``) on Rotten Tomatoes rows and searches it on disjoint rows.
+``judge_row`` is the gate's one judge (``judge_labelled``) on one build's predictions.
+
+Example::
+
+    info, model = search_default(Path("/tmp/search"), max_float=4)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SECOND_TRAIN_STEPS = 300  # the tiny model needs real margins for INT8 to agree with FP32
+SECOND_ROWS = (480, 1280, 1680)  # training rows end, test rows end, calibration rows end
+
+
+def search_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(search, gate) row indices exactly as ``workbench search`` halves a test split."""
+    order = np.random.default_rng(seed).permutation(n)
+    return order[: n // 2], order[n // 2 :]
+
+
+def judge_row(labels: np.ndarray, ref_logits: np.ndarray, logits: np.ndarray, policy) -> Any:
+    """The gate's verdict (``GateDecision``) on ``logits`` vs the FP32 reference."""
+    from workbench.gate import Labelled, judge_labelled
+    from workbench.gate.pairs import Predictions
+
+    idx = np.arange(len(labels), dtype=np.int64)
+    y = np.asarray(labels, dtype=np.int64)
+
+    def preds(name: str, lg: np.ndarray) -> Predictions:
+        return Predictions(name, idx, y, lg.argmax(1).astype(np.int64), lg)
+
+    return judge_labelled(
+        Labelled("ort-fp32", "candidate", preds("ort-fp32", ref_logits), preds("cand", logits)),
+        policy,
+    )
+
+
+def demo_policy():
+    from workbench.experiment.spec import load_experiment, shipped_experiment
+
+    return load_experiment(shipped_experiment("demo")).gate.policy
+
+
+def _run(exp, out: Path, max_float: int, calib_root: Path) -> tuple[dict, Path | None]:
+    from workbench.experiment.search import SearchOptions, run_search
+    from workbench.experiment.search_builds import CandidateBuilder  # noqa: F401
+    from workbench.experiment.search_core import Candidate
+    from workbench.results.serde import to_dict
+
+    opts = SearchOptions(
+        out_dir=str(out), calibration_root=str(calib_root), max_float=max_float, progress=False
+    )
+    rec, out = run_search(exp, opts)
+    info = {
+        "configurations": rec.configurations,
+        "not_searched": rec.not_searched,
+        "n_scored": len(rec.trials),
+        "n_search": rec.n_search,
+        "n_gate": rec.n_gate,
+        "seconds": rec.seconds,
+        "fp32_latency_ms": rec.fp32_latency_ms,
+        "best": to_dict(rec.best) if rec.best else None,
+        "gate_check": to_dict(rec.gate_check) if rec.gate_check else None,
+        "pareto": [to_dict(t) for t in rec.pareto],
+    }
+    if rec.best is None:
+        return info, None
+    b = rec.best
+    cand = Candidate(
+        b.method, b.per_channel, tuple(b.float_nodes), b.kind, b.graph, tuple(b.recovery)
+    )
+    info["label"] = cand.label
+    model = out / ("best.onnx" if "best.onnx" in rec.files else "best.ort.onnx")
+    if not model.is_file():  # a plain static build: the ORT model (private Q/DQ pairs)
+        from workbench.backends.onnxruntime.fusion import unshare_dequantize
+
+        unshare_dequantize(out / "best.qdq.onnx", model)
+    return info, model
+
+
+def search_default(out: Path, max_float: int) -> tuple[dict, Path | None]:
+    """``workbench search`` on the shipped demo experiment (the default classifier)."""
+    from workbench.experiment.spec import load_experiment, shipped_experiment
+
+    exp = load_experiment(shipped_experiment("demo"))
+    return _run(exp, out, max_float, out.parent / "calibration_sets")
+
+
+def search_second_model(root: Path, max_float: int) -> dict:
+    """Train a tiny BERT classifier here, then search it on rows it never trained on."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT))
+    from tests.tiny_families import LABELS, make_family_classifier
+    from workbench.data.datasets import load_rotten_tomatoes
+    from workbench.experiment.spec import parse_experiment
+
+    model = root / "tiny-bert"
+    if not (model / "config.json").is_file():
+        make_family_classifier(model, "bert", seed=0, steps=SECOND_TRAIN_STEPS)
+    ds = load_rotten_tomatoes().dataset.shuffle(seed=5)  # the rows tiny_families trains on
+    a, b, c = SECOND_ROWS
+    for name, rows in (("test", range(a, b)), ("calib", range(b, c))):
+        part = ds.select(rows)
+        pd.DataFrame({"text": part["text"], "label": [LABELS[i] for i in part["label"]]}).to_csv(
+            root / f"{name}.csv", index=False
+        )
+    exp = parse_experiment(
+        {
+            "name": "second-model",
+            "model": {"path": str(model)},
+            "data": {"test": str(root / "test.csv"), "calibration": str(root / "calib.csv")},
+            "calibration": {"n": 256},
+            "gate": {"baseline": "ort-fp32", "candidates": ["ort-int8-static"]},
+        },
+        base_dir=root,
+        source="second-model",
+    )
+    info, _ = _run(exp, root / "search", max_float, root / "calibration_sets")
+    info["model"] = f"tiny BERT (tests/tiny_families.py, {SECOND_TRAIN_STEPS} AdamW steps)"
+    return info
