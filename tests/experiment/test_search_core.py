@@ -194,3 +194,17 @@ def test_every_kind_of_build_is_a_candidate_and_slow_starts_are_bounded() -> Non
         )
     with pytest.raises(ConfigError, match="did you mean 'fused'"):
         search(replace(space, graphs=("fusde",)), score, latency)
+
+
+def test_recovery_options_offered_only_where_their_module_exists() -> None:
+    import importlib.util
+
+    from workbench.experiment.search_builds import RECOVERY_OPTIONS, available_recoveries
+
+    static = available_recoveries("static")
+    assert static[0] == ()  # "no recovery" is always a candidate
+    installed = {
+        o.name for o in RECOVERY_OPTIONS if importlib.util.find_spec(o.module) is not None
+    }
+    assert {r for (r,) in static[1:]} == installed
+    assert available_recoveries("dynamic") == ((),)  # every option listed is static-only
