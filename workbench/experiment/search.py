@@ -134,8 +134,10 @@ def _search(
     from workbench.experiment.search_builds import CandidateBuilder, search_space
     from workbench.experiment.search_core import search
 
-    files = {m: str(Path(calib.table_file).parent / f"{m}.json") for m in opts.methods}
-    builder = CandidateBuilder(onnx, files, out / "candidates", ws.torch_model_dir, calib.feeds())
+    table_files = {m: str(Path(calib.table_file).parent / f"{m}.json") for m in opts.methods}
+    builder = CandidateBuilder(
+        onnx, table_files, out / "candidates", ws.torch_model_dir, calib.feeds()
+    )
     builder.ranking = tuple(ranking)
     searcher = _Searcher(onnx, builder, exp, ws)
     space, not_searched = search_space(ws, builder, opts, ranking)

@@ -40,6 +40,7 @@ class RecoveryOption:
     kinds: tuple[str, ...]  # build kinds it applies to
     stage: str  # "fp32": transforms the FP32 model before quantizing; "qdq": the Q/DQ model
     alpha: float = 0.0  # SmoothQuant migration strength
+    worst: int = 0  # per-token: how many of the most harmful layers (the search's ranking)
 
 
 RECOVERY_OPTIONS = (
@@ -47,6 +48,9 @@ RECOVERY_OPTIONS = (
         "smoothquant-0.5", "workbench.calibration.smoothquant", ("static",), "fp32", 0.5
     ),
     RecoveryOption("bias-correction", "workbench.calibration.bias_correction", ("static",), "qdq"),
+    RecoveryOption(
+        "per-token-worst-4", "workbench.calibration.per_token", ("static",), "qdq", worst=4
+    ),
 )
 
 
@@ -113,8 +117,8 @@ class CandidateBuilder:
 
         base = self.base(c.graph)
         if c.kind == "dynamic":
-            for r in c.recovery:
-                base = str(self._fp32_stage(_option(r), base, c))
+            for name in c.recovery:
+                base = str(self._fp32_stage(_option(name), base, c))
             return quantize_dynamic_int8(base, c.per_channel, tuple(c.float_nodes)).path
         made_by = [sha256_file(base), c.method, c.per_channel, sorted(c.float_nodes)]
         made_by += [list(c.recovery), list(self.ranking) if c.recovery else []]
@@ -123,12 +127,13 @@ class CandidateBuilder:
         if path.is_file():
             return path
         table = self.table(c, base)
-        for r in (o for o in map(_option, c.recovery) if o.stage == "fp32"):
-            base, table = self._smoothed(r, base, c)
+        options = [_option(name) for name in c.recovery]
+        for opt in (o for o in options if o.stage == "fp32"):
+            base, table = self._smoothed(opt, base, c)
         shared = self.folder / f"{key}.shared.onnx"
         _write_qdq(base, table, shared, c)
-        for r in (o for o in map(_option, c.recovery) if o.stage == "qdq"):
-            shared = self._qdq_stage(r, shared, base, key, c)
+        for opt in (o for o in options if o.stage == "qdq"):
+            shared = self._qdq_stage(opt, shared, base, key, c)
         from workbench.backends.onnxruntime.fusion import unshare_dequantize
 
         unshare_dequantize(shared, path)
