@@ -42,7 +42,7 @@ def smoothing_sites(fp32_onnx: str | Path) -> list[str]:
 
     Example::
 
-        smoothing_sites("model.onnx")  # ['/.../embeddings/LayerNorm/LayerNormalization_output_0', ...]
+        smoothing_sites("model.onnx")  # ['/.../LayerNorm/LayerNormalization_output_0', ...]
     """
     model = load_onnx(fp32_onnx, load_external_data=False)
     inits = {i.name: i for i in model.graph.initializer}
@@ -50,9 +50,10 @@ def smoothing_sites(fp32_onnx: str | Path) -> list[str]:
     graph_outputs = {o.name for o in model.graph.output}
     out = []
     for node in model.graph.node:
-        if node.op_type in _NORMS and node.output[0] not in graph_outputs:
-            if any(_weight_of(c, node.output[0], inits) for c in consumers.get(node.output[0], [])):
-                out.append(node.output[0])
+        if node.op_type not in _NORMS or node.output[0] in graph_outputs:
+            continue
+        if any(_weight_of(c, node.output[0], inits) for c in consumers.get(node.output[0], [])):
+            out.append(node.output[0])
     return out
 
 
