@@ -95,6 +95,30 @@ def test_bias_correction_reduces_mean_error(
     assert agreement(got, ref) >= agreement(logits(qdq, test_feeds), ref) - 0.02
 
 
+def test_layer_by_layer_runs_in_rounds_by_depth(tiny_onnx, qdq, calib_feeds, tmp_path):
+    """Sequential correction measures later layers after earlier ones are corrected, so its
+    biases differ from the one-shot ones beyond the first round (Q/K/V of block 0)."""
+    from onnx import numpy_helper
+
+    def biases(path):
+        g = onnx.load(str(path)).graph
+        return {
+            i.name: numpy_helper.to_array(i) for i in g.initializer if "bias_corrected" in i.name
+        }
+
+    seq = biases(bias_correct(qdq, tiny_onnx, calib_feeds, tmp_path / "s.onnx"))
+    one = biases(bias_correct(qdq, tiny_onnx, calib_feeds, tmp_path / "o.onnx", sequential=False))
+    assert seq.keys() == one.keys() and len(seq) == 13
+    first = [n for n in seq if "layer.0/attention/self/" in n]
+    assert len(first) == 3
+    for n in first:
+        np.testing.assert_allclose(seq[n], one[n], rtol=1e-6, atol=1e-9)
+    later = [n for n in seq if n not in first]
+    assert (
+        sum(not np.allclose(seq[n], one[n], rtol=1e-4, atol=1e-7) for n in later) >= len(later) // 2
+    )
+
+
 def test_bias_correction_refuses_a_float_model(tiny_onnx, calib_feeds, tmp_path):
     with pytest.raises(ConfigError, match="no quantized"):
         bias_correct(tiny_onnx, tiny_onnx, calib_feeds, tmp_path / "x.onnx")

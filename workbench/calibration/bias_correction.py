@@ -144,11 +144,13 @@ def _targets(model) -> list[_Target]:
             return None
         return add, idx, add.output[0]
 
-    out, depth_of = [], {}
+    out: list[_Target] = []
+    depth_of: dict[str, int] = {}
+    corrected: dict[str, int] = {}  # a target's output -> its depth (its Add may come later)
     for node in model.graph.node:  # topological: depth = 1 + deepest corrected layer upstream
         d = max((depth_of.get(i, 0) for i in node.input), default=0)
         for o in node.output:
-            depth_of[o] = d
+            depth_of[o] = corrected.get(o, d)
         if node.op_type not in QUANTIZED_OPS or not quantized(node):
             continue
         found = bias_of(node)
@@ -158,7 +160,7 @@ def _targets(model) -> list[_Target]:
         bias = numpy_helper.to_array(inits[holder.input[idx]])
         if bias.dtype.kind != "f" or bias.size != max(bias.shape, default=0):
             continue  # not a per-channel vector
-        depth_of[output] = d + 1
+        corrected[output] = depth_of[output] = d + 1
         out.append(_Target(output, holder.name or holder.output[0], idx, d + 1))
     return out
 
