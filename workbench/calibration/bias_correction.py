@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,7 @@ def _targets(model) -> list[_Target]:
             i in producers and producers[i].op_type == "DequantizeLinear" for i in node.input[:2]
         )
 
-    def bias_of(node) -> tuple[object, int, str] | None:
+    def bias_of(node) -> tuple[Any, int, str] | None:
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] in inits:
             return node, 2, node.output[0]
         users = consumers.get(node.output[0], [])

@@ -194,7 +194,7 @@ class _Rewriter:
         self._const(f"{node.name}_w_scale", scale)
         return f"{node.name}_w_int8", f"{node.name}_w_scale"
 
-    def _const(self, name: str, value: np.ndarray) -> None:
+    def _const(self, name: str, value: np.ndarray | np.generic) -> None:
         from onnx import numpy_helper
 
         if name not in self.inits:
