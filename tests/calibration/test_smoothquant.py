@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -94,6 +96,18 @@ def test_smoothing_recovers_static_int8_agreement(outlier_onnx, calib_feeds, tes
     err_plain, err_smooth = np.abs(q_plain - ref).mean(), np.abs(q_smooth - ref).mean()
     assert agreement(q_smooth, ref) > agreement(q_plain, ref), (err_plain, err_smooth)
     assert err_smooth < err_plain
+
+
+def test_fused_graph_is_smoothed_exactly(outlier_onnx, calib_feeds, test_feeds, tmp_path):
+    """ORT-fused BERT: Skip/EmbedLayerNormalization feeding MatMuls; still exact in float."""
+    from workbench.backends.onnxruntime.fusion import fuse_bert
+
+    fused = Path(fuse_bert(outlier_onnx, tmp_path / "fused.onnx", num_heads=2, cache=False).path)
+    norms = {n.output[0]: n.op_type for n in onnx.load(str(fused)).graph.node}
+    sites = smoothing_sites(fused)
+    assert {norms[s] for s in sites} == {"SkipLayerNormalization", "EmbedLayerNormalization"}
+    out = smooth_model(fused, channel_absmax(fused, sites, calib_feeds), 0.5, tmp_path / "s.onnx")
+    assert np.abs(logits(out, test_feeds) - logits(fused, test_feeds)).max() < 1e-4
 
 
 def test_bad_alpha_and_missing_statistics_are_refused(outlier_onnx, tmp_path):

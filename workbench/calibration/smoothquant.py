@@ -5,7 +5,8 @@ scale then leaves the other channels only a handful of levels. SmoothQuant (Xiao
 2023) divides channel ``j`` of the activation by ``s_j = max|X_j|^α / max|W_j|^(1−α)``
 and multiplies row ``j`` of every consuming weight by ``s_j``: ``(X/s)(sW) = XW``. Here the
 division goes into the LayerNorm's gamma and beta (free at run time), for each LayerNorm
-(``LayerNormalization`` or ORT's fused ``SkipLayerNormalization``) whose output feeds
+(``LayerNormalization``, or ORT's fused ``SkipLayerNormalization`` and
+``EmbedLayerNormalization``) whose output feeds
 MatMul/Gemm nodes with constant weights (Q/K/V and FFN-in in BERT). BERT is post-LN: the
 same LayerNorm output is also the residual; those other consumers read it through one
 ``Mul(s)`` that restores the original values, so the model stays exact in float. The
@@ -33,7 +34,11 @@ from workbench.fileio import atomic_write_with
 log = logging.getLogger(__name__)
 
 # op type -> (gamma input index, beta input index)
-_NORMS = {"LayerNormalization": (1, 2), "SkipLayerNormalization": (2, 3)}
+_NORMS = {
+    "LayerNormalization": (1, 2),
+    "SkipLayerNormalization": (2, 3),  # ORT fusion: Add + LayerNorm
+    "EmbedLayerNormalization": (5, 6),  # ORT fusion: embeddings + LayerNorm
+}
 _S_RANGE = (1e-5, 1e5)  # clamp migration factors: no channel is scaled to 0 or inf
 
 
