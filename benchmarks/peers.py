@@ -295,8 +295,12 @@ def run(args: argparse.Namespace) -> None:
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 
+    pool = _pool_size(args)
     if args.calib_n is None:
-        args.calib_n = min(CALIB_N_MAX, _pool_size(args))
+        args.calib_n = min(CALIB_N_MAX, pool)
+    elif not 0 < args.calib_n <= pool:
+        print(f"--calib-n {args.calib_n}: the calibration pool has {pool} rows; pass 1..{pool}")
+        raise SystemExit(2)
     s = cf.setup(
         args.data_file,
         args.text_column,
