@@ -67,7 +67,6 @@ def bias_correct(
         bias_correct(qdq, fp32, calib_feeds, out / "model.bc.onnx")
     """
     import onnx
-    from onnx import numpy_helper
 
     feeds = list(feeds)
     if not feeds:
@@ -95,18 +94,8 @@ def bias_correct(
             onnx.save(model, str(current))
             q_means = _channel_means(current, [t.output for t in batch], feeds)
             for t in batch:
-                node = by_name[t.bias_node]
-                old = inits[node.input[t.bias_index]]
-                bias = numpy_helper.to_array(old).astype(np.float64)
-                shift = (q_means[t.output] - fp_means[t.output]).reshape(bias.shape)
-                name = f"{t.output}_bias_corrected"
-                new = numpy_helper.from_array((bias - shift).astype(np.float32), name)
-                if name in inits:
-                    inits[name].CopyFrom(new)
-                else:
-                    model.graph.initializer.append(new)
-                    inits[name] = model.graph.initializer[-1]
-                node.input[t.bias_index] = name
+                shift = q_means[t.output] - fp_means[t.output]
+                _shift_bias(model, by_name[t.bias_node], t, shift, inits)
     _drop_unused(model)
     log.info("bias correction: %d layers in %d round(s)", len(targets), len(depths))
 
@@ -115,6 +104,21 @@ def bias_correct(
         onnx.save(model, path)
 
     return atomic_write_with(out_path, write)
+
+
+def _shift_bias(model, node, t: _Target, shift: np.ndarray, inits: dict) -> None:
+    """``bias − shift`` into the target's own initializer (created on first use)."""
+    from onnx import numpy_helper
+
+    bias = numpy_helper.to_array(inits[node.input[t.bias_index]]).astype(np.float64)
+    name = f"{t.output}_bias_corrected"
+    new = numpy_helper.from_array((bias - shift.reshape(bias.shape)).astype(np.float32), name)
+    if name in inits:
+        inits[name].CopyFrom(new)
+    else:
+        model.graph.initializer.append(new)
+        inits[name] = model.graph.initializer[-1]
+    node.input[t.bias_index] = name
 
 
 def _targets(model) -> list[_Target]:
