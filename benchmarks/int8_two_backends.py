@@ -64,7 +64,7 @@ def attention_matmuls(fp32_onnx: str | Path) -> list[str]:
     from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 
     model = load_onnx(fp32_onnx, load_external_data=False)
-    linear_acts = set(linear_inputs(fp32_onnx).items())
+    linear_acts = {(m, a) for m, acts in linear_inputs(fp32_onnx).items() for a in acts}
     return [
         n.name
         for n in model.graph.node

@@ -6,9 +6,26 @@ via ``create_calibrator``) and ModelOpt ONNX INT8 PTQ (default op types + entrop
 + max), each run from its own virtual environment (``--modelopt-python``; it pins onnx~=1.21).
 Each calibration runs in a child process for its wall time and peak RSS. Every build is judged
 on the gate split of cpu_fused_int8.py (accuracy, agreement, KL, 95% CI of the accuracy
-change vs ORT FP32, INT8 MAC share, latency at batch 1 and 8 x seq 128). ORT's calibrators
-hold every activation in memory, so they get the first 128 samples of the calibration set;
-the workbench is measured on the same 128 and on the full set.
+change vs ORT FP32, latency at batch 1 and 8 x seq 128).
+
+Set up alike, as a careful user would (issue 21 item 5):
+* every build gets the same calibration rows (``--calib-n``, default min(512, pool));
+  ORT's calibrators are fed 16 rows per ``collect_data`` call (ranges and histograms
+  merged call by call), so the whole set fits in memory instead of being cut to 128;
+* ORT ``quantize_static``: symmetric int8, per-channel weights, MatMul/Gemm inputs only
+  (``OpTypesToExcludeOutputQuantization=["MatMul","Gemm"]``: no Q/DQ on MatMul outputs,
+  the workbench's placement);
+* two coverage columns: "INT8 MAC" is the MAC share run by ORT's integer kernels in the
+  optimized graph; "q nodes"/"q acts" count MatMul/Gemm nodes with a quantized input and
+  quantized activation tensors in the Q/DQ file (which nodes are quantized);
+* each peer is compared with the workbench build of the same method and granularity on
+  the same rows (paired bootstrap of the accuracy difference): a CI that holds 0 is
+  printed and saved as a tie.
+
+ModelOpt runs from its own environment (``--modelopt-python``): install it there with
+``pip install "nvidia-modelopt[onnx]"`` (it pulls onnxruntime-gpu, which replaces the CPU
+onnxruntime, hence a separate venv). Without that flag, or when that Python cannot import
+``modelopt.onnx``, ModelOpt rows are skipped with that reason in the JSON.
 
     python benchmarks/peers.py [--modelopt-python /path/venv/bin/python] [--data-file F.csv ...]
 """
@@ -31,7 +48,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import cpu_fused_int8 as cf  # sibling benchmark module
 
-ORT_N = 128
+CALIB_N_MAX = 512
+ORT_CHUNK = 16  # calibration rows per ORT collect_data call (bounded memory)
+# peer -> the workbench build it is compared with (same method and weight granularity)
+COUNTERPART = {
+    "ort-minmax": "workbench-max-pc",
+    "ort-entropy2048": "workbench-entropy-pc",
+    "modelopt-matmul-max": "workbench-max-pc",
+    "modelopt-default-entropy": "workbench-entropy-pc",
+}
 
 
 def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_json: str) -> None:
@@ -42,13 +67,7 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
         {k: data[k][i : i + 16] for k in data.files} for i in range(0, len(data["input_ids"]), 16)
     ]
     if kind.startswith("ort-"):
-        from workbench.backends.onnxruntime.build import quantize_static_int8_ort
-
-        method = "max" if kind == "ort-minmax" else "entropy"
-        from workbench.fileio import sha256_file
-
-        q = quantize_static_int8_ort(onnx_path, feeds, f"peers:{sha256_file(calib_npz)}", method)
-        os.replace(q.path, out)
+        ort_static(onnx_path, feeds, out, "max" if kind == "ort-minmax" else "entropy")
     else:  # workbench-<method>-<pc|pt> or workbench-searched
         from workbench.backends.onnxruntime.fusion import fuse_bert, unshare_dequantize
         from workbench.calibration.qdq import write_qdq_model
@@ -68,6 +87,109 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
         unshare_dequantize(shared, out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": peak}))
+
+
+def ort_static(onnx_path: str, feeds: list[dict], out: str, method: str) -> None:
+    """ORT ``quantize_static`` set up like the workbench's build (see the module doc)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    from workbench.backends.onnxruntime.build import preprocess
+
+    rows = [
+        {k: v[i : i + 1] for k, v in f.items()} for f in feeds for i in range(len(f["input_ids"]))
+    ]
+    cal = CalibrationMethod.MinMax if method == "max" else CalibrationMethod.Entropy
+    # each collect_data call folds its chunk into the ranges (MinMax) or histograms; ORT's
+    # CalibMaxIntermediateOutputs is not used: in ORT 1.32 it drops the chunk it clears
+    opts: dict = {"symmetric": True} | ({} if method == "max" else {"num_bins": 2048})
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = preprocess(onnx_path, Path(tmp) / "pre.onnx")
+        calibrator = create_calibrator(
+            str(pre), ["MatMul", "Gemm"], str(Path(tmp) / "aug.onnx"), cal, extra_options=opts
+        )
+        for i in range(0, len(rows), ORT_CHUNK):  # histograms merge across calls
+            calibrator.collect_data(_Reader(rows[i : i + ORT_CHUNK]))
+        save_tensors_data(calibrator.compute_data(), Path(tmp) / "ranges.json")
+        del calibrator
+        quantize_static(
+            str(pre),
+            out,
+            calibration_data_reader=None,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=cal,
+            calibration_cache_path=str(Path(tmp) / "ranges.json"),
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
+            },
+        )
+
+
+class _Reader:
+    """ORT CalibrationDataReader over a list of feeds (each yielded once)."""
+
+    def __init__(self, feeds: list[dict]) -> None:
+        self._it = iter(feeds)
+
+    def get_next(self) -> dict | None:
+        return next(self._it, None)
+
+
+def placement(model: str) -> dict:
+    """Which nodes a Q/DQ file quantizes: MatMul/Gemm nodes with a DequantizeLinear input
+    and distinct activation tensors behind a QuantizeLinear (not weights)."""
+    import onnx
+
+    g = onnx.load(model, load_external_data=False).graph
+    producers = {o: n for n in g.node for o in n.output}
+    inits = {i.name for i in g.initializer}
+    q_nodes = sum(
+        n.op_type in ("MatMul", "Gemm")
+        and any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input)
+        for n in g.node
+    )
+    acts = {n.input[0] for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+    return {"quantized_matmul_nodes": q_nodes, "quantized_activations": len(acts)}
+
+
+def ties(rows: dict[str, dict], preds: dict[str, np.ndarray], labels: np.ndarray) -> dict:
+    """Each peer vs its workbench counterpart: paired-bootstrap accuracy difference (pts)."""
+    from workbench.gate import stats
+
+    out = {}
+    for peer, wb in COUNTERPART.items():
+        if peer not in preds or wb not in preds:
+            continue
+        ci = stats.paired_bootstrap(labels, preds[wb], preds[peer], "accuracy", 2000, 0.95, 0)
+        verdict = (
+            "tie"
+            if ci.low <= 0 <= ci.high
+            else ("peer ahead" if ci.diff > 0 else "workbench ahead")
+        )
+        out[peer] = {
+            "vs": wb,
+            "acc_diff_pts": 100 * ci.diff,
+            "acc_ci_pts": [100 * ci.low, 100 * ci.high],
+            "agreement_diff": rows[peer]["agreement"] - rows[wb]["agreement"],
+            "verdict": verdict,
+        }
+    return out
+
+
+def modelopt_missing(python: str | None) -> str | None:
+    """Why ModelOpt rows cannot run (None: they can)."""
+    if not python:
+        return 'no --modelopt-python given (a venv with pip install "nvidia-modelopt[onnx]")'
+    probe = subprocess.run([python, "-c", "import modelopt.onnx.quantization"], capture_output=True)
+    if probe.returncode != 0:
+        return f'{python} cannot import modelopt.onnx: pip install "nvidia-modelopt[onnx]" there'
+    return None
 
 
 _RSS_WRAP = """
@@ -122,6 +244,16 @@ def _child(kind: str, onnx_path: str, npz: str, out: str, search_json: str) -> d
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _pool_size(args: argparse.Namespace) -> int:
+    """Rows in the calibration pool of the data ``cf.setup`` will use (same loaders)."""
+    from workbench.data.datasets import load_labelled_file, load_rotten_tomatoes, make_splits
+
+    data = None
+    if args.data_file:
+        data = load_labelled_file(args.data_file, args.text_column, args.label_column)
+    return len(make_splits(data or load_rotten_tomatoes()).calibration_pool)
+
+
 def _npz(feeds: list[dict[str, np.ndarray]], n: int, path: Path) -> str:
     """The first ``n`` calibration samples padded to 128 tokens (ModelOpt needs one shape)."""
     stacked = {}
@@ -140,7 +272,9 @@ def main() -> None:
     ap.add_argument("--data-file", default=None)
     ap.add_argument("--text-column", default="text")
     ap.add_argument("--label-column", default="label")
-    ap.add_argument("--calib-n", type=int, default=512)
+    ap.add_argument(
+        "--calib-n", type=int, default=None, help=f"default: min({CALIB_N_MAX}, pool size)"
+    )
     ap.add_argument("--n-test", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--iterations", type=int, default=30)
@@ -161,6 +295,12 @@ def run(args: argparse.Namespace) -> None:
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 
+    pool = _pool_size(args)
+    if args.calib_n is None:
+        args.calib_n = min(CALIB_N_MAX, pool)
+    elif not 0 < args.calib_n <= pool:
+        print(f"--calib-n {args.calib_n}: the calibration pool has {pool} rows; pass 1..{pool}")
+        raise SystemExit(2)
     s = cf.setup(
         args.data_file,
         args.text_column,
@@ -170,10 +310,7 @@ def run(args: argparse.Namespace) -> None:
         halves=not args.whole_test,
     )
     tmp = Path(tempfile.mkdtemp(prefix="wb-peers-"))
-    full, small = (
-        _npz(s.calib_feeds, args.calib_n, tmp / "full.npz"),
-        _npz(s.calib_feeds, ORT_N, tmp / "small.npz"),
-    )
+    full = _npz(s.calib_feeds, args.calib_n, tmp / "full.npz")  # every build: these rows
     have_search = Path(args.search_json).is_file() and not args.data_file
     if have_search:  # the child needs ONNX node names and heads (older files: module paths)
         info = json.loads(Path(args.search_json).read_text())
@@ -183,33 +320,38 @@ def run(args: argparse.Namespace) -> None:
         chosen.setdefault("float_nodes", [by_path[p] for p in chosen["float"]])
         args.search_json = str(tmp / "search.json")
         Path(args.search_json).write_text(json.dumps(info))
-    kinds = [
-        (f"workbench-{m}-{g}", npz)
-        for m in ("max", "entropy")
-        for g in ("pc", "pt")
-        for npz in (full, small)
-    ]
+    kinds = [f"workbench-{m}-{g}" for m in ("max", "entropy") for g in ("pc", "pt")]
     if have_search:
-        kinds.append(("workbench-searched", full))
-    kinds += [("ort-minmax", small), ("ort-entropy2048", small)]
+        kinds.append("workbench-searched")
+    kinds += ["ort-minmax", "ort-entropy2048"]
     builds, calib = [cf.Build("ort-fp32", "onnxruntime", s.onnx_path, "fp32", "FP32")], {}
-    for kind, npz in kinds:
-        name = f"{kind}-n{ORT_N}" if npz == small and kind.startswith("workbench") else kind
-        out = str(tmp / f"{name}.onnx")
-        calib[name] = _child(kind, s.onnx_path, npz, out, args.search_json)
-        builds.append(cf.Build(name, "onnxruntime", out, "int8-static", kind))
-    if args.modelopt_python:
-        for label, mm in (("modelopt-default-entropy", False), ("modelopt-matmul-max", True)):
-            out = str(tmp / f"{label}.onnx")
-            # the 128-sample set: ModelOpt calibrates it as one batch (512 ran out of memory here)
-            calib[label] = modelopt_build(args.modelopt_python, s.onnx_path, small, out, mm)
-            if "error" in calib[label]:
-                print(f"{label} failed: {calib[label]['error']}")
-                continue
-            builds.append(cf.Build(label, "onnxruntime", out, "int8-static", label))
+    for kind in kinds:
+        out = str(tmp / f"{kind}.onnx")
+        calib[kind] = _child(kind, s.onnx_path, full, out, args.search_json)
+        builds.append(cf.Build(kind, "onnxruntime", out, "int8-static", kind))
+    skipped = {}
+    why = modelopt_missing(args.modelopt_python)
+    for label, mm in (("modelopt-default-entropy", False), ("modelopt-matmul-max", True)):
+        if why:
+            skipped[label] = why
+            continue
+        out = str(tmp / f"{label}.onnx")
+        # ModelOpt calibrates the set as one batch: peak memory grows with --calib-n
+        calib[label] = modelopt_build(args.modelopt_python, s.onnx_path, full, out, mm)
+        if "error" in calib[label]:
+            print(f"{label} failed: {calib[label]['error']}")
+            continue
+        builds.append(cf.Build(label, "onnxruntime", out, "int8-static", label))
+    if skipped:
+        print(f"ModelOpt skipped: {why}")
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}
     ref = cf.logits_of(builds[0], s)
     rows = {b.name: {**cf.quality(b, s, ref, macs), **calib.get(b.name, {})} for b in builds}
+    for b in builds[1:]:
+        rows[b.name].update(placement(b.model))
+    compared = {n for pair in COUNTERPART.items() for n in pair}
+    preds = {b.name: cf.logits_of(b, s).argmax(1) for b in builds if b.name in compared}
+    verdicts = ties(rows, preds, s.labels)
     failed = {k: v for k, v in calib.items() if "error" in v}
     if not args.no_latency:
         lat = cf.latency(builds, s, args.rounds, args.iterations, 0)
@@ -220,15 +362,19 @@ def run(args: argparse.Namespace) -> None:
                     lat["p50"][f"ort-fp32@{batch}"] / row[f"p50_ms_b{batch}"]
                 )
     _print(rows)
+    for peer, v in verdicts.items():
+        ci = f"[{v['acc_ci_pts'][0]:+.2f}, {v['acc_ci_pts'][1]:+.2f}]"
+        print(f"{peer} vs {v['vs']}: {v['acc_diff_pts']:+.2f} pts {ci} -> {v['verdict']}")
     atomic_write_json(
         args.out,
         {
             "benchmark": "peers",
             "dataset": s.dataset,
             "n_gate_split": len(s.labels),
-            "calibration_n": args.calib_n,
-            "ort_calibration_n": ORT_N,
-            "modelopt": bool(args.modelopt_python),
+            "calibration_n": args.calib_n,  # every build, peers included
+            "modelopt": not why,
+            "skipped": skipped,
+            "peer_vs_workbench": verdicts,
             "load_average_1_5_15": list(os.getloadavg()),
             "rows": list(rows.values()),
             "failed": failed,
@@ -241,13 +387,15 @@ def run(args: argparse.Namespace) -> None:
 def _print(rows: dict[str, dict]) -> None:
     print(
         f"{'build':<34}{'acc':>7}{'agree':>7}{'Δacc pts [95% CI]':>24}{'int8 MAC':>9}"
-        f"{'calib s':>8}{'b1 ×fp32':>9}{'b8 ×fp32':>9}"
+        f"{'q nodes':>8}{'q acts':>7}{'calib s':>8}{'b1 ×fp32':>9}{'b8 ×fp32':>9}"
     )
     for name, r in rows.items():
         ci = f"{r['acc_diff_pts']:+.2f} [{r['acc_ci_pts'][0]:+.2f},{r['acc_ci_pts'][1]:+.2f}]"
         print(
             f"{name:<34}{r['accuracy']:>7.4f}{r['agreement']:>7.3f}{ci:>24}"
-            f"{100 * r.get('int8_mac_share', 0):>8.0f}%{r.get('seconds', 0):>8.1f}"
+            f"{100 * r.get('int8_mac_share', 0):>8.0f}%"
+            f"{r.get('quantized_matmul_nodes', '-'):>8}{r.get('quantized_activations', '-'):>7}"
+            f"{r.get('seconds', 0):>8.1f}"
             f"{r.get('x_ort_fp32_b1', math.nan):>9.2f}{r.get('x_ort_fp32_b8', math.nan):>9.2f}"
         )
 

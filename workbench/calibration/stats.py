@@ -34,6 +34,7 @@ __all__ = [
     "QUANTIZED_OPS",
     "ActivationTap",
     "TensorStats",
+    "channel_absmax",
     "collect_statistics",
     "load_onnx",
     "quantizable_tensors",
@@ -200,3 +201,35 @@ def collect_statistics(
         )
     log.info("collected statistics of %d tensors over %d samples", len(stats), n_samples)
     return stats
+
+
+def channel_absmax(
+    fp32_onnx: str | Path,
+    tensor_names: list[str],
+    feeds: Iterable[dict[str, np.ndarray]],
+) -> dict[str, np.ndarray]:
+    """Per-channel (last axis) abs-max of each tensor at real token positions, one pass.
+
+    What SmoothQuant needs (``calibration/smoothquant.py``): the per-tensor statistics above
+    fold every channel into one histogram.
+
+    Example::
+
+        amax = channel_absmax("model.onnx", smoothing_sites("model.onnx"), feeds)
+    """
+    out: dict[str, np.ndarray] = {}
+    with ActivationTap(fp32_onnx, list(tensor_names)) as tap:
+        for feed in feeds:
+            for chunk in tap.chunks(feed):
+                for name, rows in tap.token_rows(chunk):
+                    if rows.size == 0:
+                        continue
+                    if not np.isfinite(rows).all():
+                        raise CalibrationError(
+                            f"tensor {name!r} has NaN/Inf values; check the model"
+                        )
+                    m = np.abs(rows).max(axis=0).astype(np.float32)
+                    out[name] = np.maximum(out[name], m) if name in out else m
+        if tap.samples_seen == 0:
+            raise CalibrationError("no calibration batches given; build a calibration set first")
+    return out

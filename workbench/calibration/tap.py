@@ -229,6 +229,21 @@ class ActivationTap:
                 )
             yield Activation(name, vals.astype(np.float32, copy=False), vmin, vmax, chunk.batch)
 
+    def token_rows(self, chunk: _Chunk) -> Iterator[tuple[str, np.ndarray]]:
+        """Each tensor of one run as ``[real tokens, channels]`` (last axis kept), for
+        per-channel statistics; a tensor whose last axis follows batch or sequence is
+        returned unmasked, flattened to ``[-1, last dim]``."""
+        for name in self.tensor_names:
+            arr = np.asarray(chunk.outs.pop(name))
+            if arr.dtype.kind != "f" or arr.ndim == 0:
+                continue
+            layout = self._layouts.get(name, _Layout()) if self._layouts else _Layout()
+            last = arr.ndim - 1
+            if last in (layout.batch_axis, layout.flat_axis, *layout.seq_axes):
+                layout = _Layout()
+            vals = _valid_values(arr, chunk.mask, layout)
+            yield name, vals.reshape(-1, arr.shape[-1])
+
     def _probe(self, feed: Feed) -> dict[str, _Layout]:
         """Run two tiny synthetic shapes to learn which output axes follow batch and sequence."""
         shapes = []

@@ -1,0 +1,115 @@
+"""Dynamic activations for chosen MatMuls inside a static Q/DQ model, through real ORT."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tests.calibration.conftest import random_texts
+from tests.calibration.recovery_helpers import agreement, feeds_of, logits
+from workbench.calibration.per_token import dynamic_matmuls
+from workbench.calibration.qdq import write_qdq_model
+from workbench.calibration.table import calibrate
+from workbench.errors import ConfigError
+
+# run-time activation scales: ORT's fused dynamic op, or the integer MatMul behind our
+# per-row scaling (static Q/DQ MatMuls become MatMulIntegerToFloat fed by QuantizeLinear)
+DYNAMIC_OPS = {"per-tensor": "DynamicQuantizeMatMul", "per-token": "MatMulInteger"}
+
+
+@pytest.fixture(scope="module")
+def calib_feeds(tiny_tokenizer):
+    return feeds_of(tiny_tokenizer, random_texts(64, seed=5))
+
+
+@pytest.fixture(scope="module")
+def test_feeds(tiny_tokenizer):
+    return feeds_of(tiny_tokenizer, random_texts(256, seed=6), batch=32)
+
+
+@pytest.fixture(scope="module")
+def qdq(tiny_onnx, calib_feeds, tmp_path_factory):
+    table = calibrate(tiny_onnx, calib_feeds, "max")
+    return write_qdq_model(tiny_onnx, table, tmp_path_factory.mktemp("pt") / "q.onnx", True)
+
+
+@pytest.fixture(scope="module")
+def ffn_out(tiny_onnx):
+    """The FFN-out MatMuls (GELU outputs: the long-tailed activations of BERT)."""
+    g = onnx.load(str(tiny_onnx)).graph
+    return [
+        n.name
+        for n in g.node
+        if n.op_type == "MatMul" and "output/dense" in n.name and "attention" not in n.name
+    ]
+
+
+def _optimized_ops(path, tmp_path) -> dict[str, str]:
+    """Node name -> op type in ONNX Runtime's optimized graph (extended level: no NCHWc)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return {n.name: n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+
+
+@pytest.mark.parametrize("granularity", ["per-tensor", "per-token"])
+def test_chosen_matmuls_run_dynamic_the_rest_static(
+    tiny_onnx, qdq, ffn_out, test_feeds, tmp_path, granularity
+):
+    assert len(ffn_out) == 2
+    out = dynamic_matmuls(qdq, ffn_out, tmp_path / "mixed.onnx", granularity=granularity)
+    ops, static_ops = _optimized_ops(out, tmp_path), _optimized_ops(qdq, tmp_path)
+    dynamic = {name for name, op in ops.items() if op == DYNAMIC_OPS[granularity]}
+    assert dynamic == set(ffn_out)
+    assert not {op for op in static_ops.values()} & set(DYNAMIC_OPS.values())
+    assert (
+        ops[ffn_out[0].replace("output/dense", "intermediate/dense")]
+        == static_ops[ffn_out[0].replace("output/dense", "intermediate/dense")]
+    )
+    # the other MatMuls keep their static Q/DQ: one fewer activation Q per dynamic MatMul
+    q_before = sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(qdq)).graph.node)
+    q_after = sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+    assert q_after == q_before - len(ffn_out)
+    ref = logits(tiny_onnx, test_feeds)
+    got, static = logits(out, test_feeds), logits(qdq, test_feeds)
+    assert np.isfinite(got).all()
+    err, err_static = np.abs(got - ref).mean(), np.abs(static - ref).mean()
+    assert err < 2 * err_static + 1e-6  # same order as static: no broken rewrite
+    assert agreement(got, ref) > 0.9
+
+
+def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, tmp_path):
+    """One dynamic MatMul's output equals NumPy per-row int8 quantization of its input."""
+    from onnx import helper, numpy_helper
+
+    node = ffn_out[0]
+    out = dynamic_matmuls(qdq, [node], tmp_path / "one.onnx", granularity="per-token")
+    m = onnx.load(str(out))
+    mm = next(n for n in m.graph.node if n.name == node)
+    rescale = next(n for n in m.graph.node if n.name == f"{node}_rescale")
+    x_name = next(n for n in m.graph.node if n.name == f"{node}_tok_abs").input[0]
+    for t in (x_name, rescale.output[0]):
+        m.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    onnx.save(m, str(tmp_path / "tapped.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "tapped.onnx"), providers=["CPUExecutionProvider"])
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    w_q, w_s = inits[mm.input[1]].astype(np.int64), inits[rescale.input[1]]
+    x, y = sess.run([x_name, rescale.output[0]], test_feeds[0])
+    s = np.maximum(np.abs(x).max(axis=-1, keepdims=True), 1e-12) / 127
+    xq = np.clip(np.round(x / s), -127, 127).astype(np.int64)
+    want = (xq @ w_q).astype(np.float32) * s * w_s
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_requests_are_refused(qdq, tmp_path):
+    with pytest.raises(ConfigError, match="no node"):
+        dynamic_matmuls(qdq, ["nope"], tmp_path / "x.onnx")
+    with pytest.raises(ConfigError, match="granularity"):
+        dynamic_matmuls(qdq, ["nope"], tmp_path / "x.onnx", granularity="per-row-ish")
+    gemm = next(n.name for n in onnx.load(str(qdq)).graph.node if n.op_type == "Gemm")
+    with pytest.raises(ConfigError, match="only MatMul"):
+        dynamic_matmuls(qdq, [gemm], tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()

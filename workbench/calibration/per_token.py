@@ -1,0 +1,225 @@
+"""Dynamic INT8 activations for chosen MatMuls inside an otherwise static Q/DQ model.
+
+Static Q/DQ cannot express per-token scales: ``QuantizeLinear`` takes a constant per-tensor
+or per-axis scale, not one computed per row at run time. So each chosen MatMul (its weight
+a constant, e.g. the worst layers of a sensitivity scan) is rewritten the way ONNX
+Runtime's own dynamic quantization does it, reading the float activation its static Q/DQ
+pair used to read:
+
+* ``per-tensor``: ``DynamicQuantizeLinear`` (uint8, scale and zero point from this
+  input's min/max) → ``MatMulInteger`` with the int8 weight → ``Cast`` → ``Mul`` by
+  ``x_scale · w_scale``, the pattern ORT fuses into ``DynamicQuantizeMatMul``.
+* ``per-token``: one symmetric int8 scale per row (token): ``ReduceMax(|x|)/127``,
+  ``Round(x/scale)`` clipped to ±127 → ``MatMulInteger`` → ``Cast`` → ``Mul`` by the row
+  scales and the (per-column) weight scales. Still an integer kernel; ORT has no fused op
+  with per-row A scales, so the scaling stays three small element-wise ops.
+
+Weights keep the Q/DQ writer's int8 values and scales (per-channel or per-tensor); a
+MatMul left float gets symmetric per-column int8 weights here. Static Q/DQ pairs that no
+node reads any more are removed.
+
+Example::
+
+    dynamic_matmuls(Path("m.qdq.onnx"), ["/encoder/layer.5/output/dense/MatMul"],
+                    Path("m.mixed.onnx"), granularity="per-token")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from workbench.calibration.graph import load_onnx
+from workbench.errors import ConfigError
+from workbench.fileio import atomic_write_with
+
+log = logging.getLogger(__name__)
+
+GRANULARITIES = ("per-tensor", "per-token")
+
+
+def dynamic_matmuls(
+    qdq_model: Path,
+    node_names: Sequence[str],
+    out_path: Path,
+    *,
+    granularity: str = "per-token",
+) -> Path:
+    """Write a copy of ``qdq_model`` whose ``node_names`` MatMuls quantize their activation
+    input dynamically (``granularity``: ``per-tensor`` or ``per-token``); returns ``out_path``.
+
+    Example::
+
+        dynamic_matmuls(qdq, worst_nodes, out / "mixed.onnx")
+    """
+    import onnx
+
+    if granularity not in GRANULARITIES:
+        raise ConfigError(f"granularity {granularity!r} is unknown; use one of {GRANULARITIES}")
+    model = load_onnx(qdq_model)
+    by_name = {n.name: n for n in model.graph.node}
+    unknown = [n for n in node_names if n not in by_name]
+    if unknown or not node_names:
+        raise ConfigError(
+            f"{qdq_model} has no node(s) {unknown[:3]}; pass MatMul node names of this model"
+            if unknown
+            else "no MatMul node names given to make dynamic"
+        )
+    rw = _Rewriter(model, granularity)
+    chosen = set(node_names)
+    nodes = []
+    for node in model.graph.node:
+        nodes.extend(rw.rewrite(node) if node.name in chosen else [node])
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    _prune(model)
+    log.info("%d MatMul(s) made dynamic %s", len(chosen), granularity)
+
+    def write(path: str) -> None:
+        onnx.checker.check_model(model)
+        onnx.save(model, path)
+
+    return atomic_write_with(out_path, write)
+
+
+class _Rewriter:
+    """Builds the dynamic-quantization subgraph of one MatMul."""
+
+    def __init__(self, model, granularity: str) -> None:
+        self.graph = model.graph
+        self.granularity = granularity
+        self.inits = {i.name: i for i in model.graph.initializer}
+        self.producers = {o: n for n in model.graph.node for o in n.output}
+        self.opset = max(
+            (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0
+        )
+
+    def rewrite(self, node) -> list:
+        from onnx import TensorProto, helper
+
+        if node.op_type != "MatMul":
+            raise ConfigError(f"{node.name} is a {node.op_type}; only MatMul nodes can go dynamic")
+        x = self._float_input(node.input[0])
+        w_q, w_scale = self._int8_weight(node)
+        base = node.name
+        new = []
+        mm_out = f"{base}_int32"
+        if self.granularity == "per-tensor":
+            xq, xs, xzp = (f"{base}_x_{k}" for k in ("quantized", "scale", "zero_point"))
+            new.append(helper.make_node("DynamicQuantizeLinear", [x], [xq, xs, xzp], f"{base}_dq"))
+            new.append(helper.make_node("MatMulInteger", [xq, w_q, xzp], [mm_out], base))
+            scale = f"{base}_scales"
+            new.append(helper.make_node("Mul", [xs, w_scale], [scale], f"{base}_scales"))
+        else:
+            xq, scale = self._per_token(x, base, new)
+            new.append(helper.make_node("MatMulInteger", [xq, w_q], [mm_out], base))
+        cast = f"{base}_float"
+        new.append(helper.make_node("Cast", [mm_out], [cast], f"{base}_cast", to=TensorProto.FLOAT))
+        if self.granularity == "per-tensor":
+            new.append(helper.make_node("Mul", [cast, scale], [node.output[0]], f"{base}_rescale"))
+        else:
+            rows = f"{base}_row_scaled"
+            new.append(helper.make_node("Mul", [cast, scale], [rows], f"{base}_rescale_rows"))
+            new.append(
+                helper.make_node("Mul", [rows, w_scale], [node.output[0]], f"{base}_rescale")
+            )
+        return new
+
+    def _per_token(self, x: str, base: str, new: list) -> tuple[str, str]:
+        """Symmetric int8 per row of ``x``: returns (int8 tensor, [..., 1] float scales)."""
+        from onnx import TensorProto, helper
+
+        self._const(f"{base}_qmax", np.float32(127.0))
+        self._const(f"{base}_qmin", np.float32(-127.0))
+        self._const(f"{base}_eps", np.float32(1e-12))
+        n = f"{base}_tok"
+        new.append(helper.make_node("Abs", [x], [f"{n}_abs"], f"{n}_abs"))
+        if self.opset >= 18:
+            self._const(f"{base}_last_axis", np.array([-1], dtype=np.int64))
+            red = helper.make_node(
+                "ReduceMax", [f"{n}_abs", f"{base}_last_axis"], [f"{n}_amax"], f"{n}_amax"
+            )
+        else:
+            red = helper.make_node("ReduceMax", [f"{n}_abs"], [f"{n}_amax"], f"{n}_amax", axes=[-1])
+        new.append(red)
+        new.append(helper.make_node("Max", [f"{n}_amax", f"{base}_eps"], [f"{n}_amax_pos"]))
+        new.append(helper.make_node("Div", [f"{n}_amax_pos", f"{base}_qmax"], [f"{n}_scale"]))
+        new.append(helper.make_node("Div", [x, f"{n}_scale"], [f"{n}_scaled"]))
+        new.append(helper.make_node("Round", [f"{n}_scaled"], [f"{n}_rounded"]))
+        clip_in = [f"{n}_rounded", f"{base}_qmin", f"{base}_qmax"]
+        new.append(helper.make_node("Clip", clip_in, [f"{n}_clipped"]))
+        new.append(helper.make_node("Cast", [f"{n}_clipped"], [f"{n}_int8"], to=TensorProto.INT8))
+        return f"{n}_int8", f"{n}_scale"
+
+    def _float_input(self, name: str) -> str:
+        """The float tensor behind a static activation Q/DQ pair (or ``name`` itself)."""
+        dq = self.producers.get(name)
+        if dq is not None and dq.op_type == "DequantizeLinear":
+            q = self.producers.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                return q.input[0]
+        if name in self.inits:
+            raise ConfigError(f"MatMul input {name!r} is a constant; expected an activation")
+        return name
+
+    def _int8_weight(self, node) -> tuple[str, str]:
+        """(int8 weight initializer, float scale: scalar or per output column)."""
+        from onnx import numpy_helper
+
+        name = node.input[1]
+        dq = self.producers.get(name)
+        if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in self.inits:
+            q = numpy_helper.to_array(self.inits[dq.input[0]])
+            zp = numpy_helper.to_array(self.inits[dq.input[2]]) if len(dq.input) > 2 else 0
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            per_tensor = numpy_helper.to_array(self.inits[dq.input[1]]).ndim == 0
+            per_column = axis in (1, -1)
+            if q.dtype == np.int8 and q.ndim == 2 and not np.any(zp) and (per_tensor or per_column):
+                return dq.input[0], dq.input[1]
+        if name not in self.inits:
+            raise ConfigError(
+                f"{node.name}: its weight is neither a constant nor an int8 DequantizeLinear; "
+                "only MatMuls with constant weights can go dynamic"
+            )
+        w = numpy_helper.to_array(self.inits[name]).astype(np.float32)
+        if w.ndim != 2:
+            raise ConfigError(f"{node.name}: weight has shape {w.shape}; expected 2-D")
+        scale = (np.abs(w).max(axis=0) / 127.0).astype(np.float32)
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+        self._const(f"{node.name}_w_int8", q)
+        self._const(f"{node.name}_w_scale", scale)
+        return f"{node.name}_w_int8", f"{node.name}_w_scale"
+
+    def _const(self, name: str, value: np.ndarray | np.generic) -> None:
+        from onnx import numpy_helper
+
+        if name not in self.inits:
+            t = numpy_helper.from_array(np.asarray(value), name)
+            self.graph.initializer.append(t)
+            self.inits[name] = t
+
+
+def _prune(model) -> None:
+    """Remove Q/DQ nodes no one reads any more, then unused initializers."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        used = {i for n in model.graph.node for i in n.input} | outputs
+        dead = [
+            n
+            for n in model.graph.node
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+            and not any(o in used for o in n.output)
+        ]
+        if not dead:
+            break
+        keep = [n for n in model.graph.node if all(n is not d for d in dead)]
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    used = {i for n in model.graph.node for i in n.input} | outputs
+    inits = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(inits)
