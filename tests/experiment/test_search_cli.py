@@ -28,7 +28,14 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     starts = {(t.kind, t.graph) for t in rec.trials if not t.float_nodes}
     assert starts == {(k, g) for k in ("static", "dynamic") for g in ("plain", "fused")}
     assert {t.method for t in rec.trials if t.kind == "dynamic"} == {"dynamic"}
-    assert len(rec.configurations) == 2 * (2 * 2 + 2)  # graphs x (methods x weights + dynamic)
+    from workbench.experiment.search_builds import available_recoveries
+
+    n_rec = len(available_recoveries("static"))  # none + each installed recovery option
+    assert len(rec.configurations) == 2 * (2 * 2 * n_rec + 2)  # graphs x (static + dynamic)
+    if n_rec > 1:  # every recovery option was a candidate, measured
+        assert {r for t in rec.trials for r in t.recovery} == {
+            r for (r,) in available_recoveries("static")[1:]
+        }
     assert rec.fp32_latency_ms > 0
     html = (out / "search.html").read_text(encoding="utf-8")
     assert "<script" not in html and 'class="heat"' in html
