@@ -53,16 +53,59 @@ def demo_policy():
     return load_experiment(shipped_experiment("demo")).gate.policy
 
 
+REGISTRY_BUILDS = (  # (name, precision, graph): what a user gets from [[build]] tables
+    ("ort-int8-static", "int8-static", "plain"),  # the demo's gated build today
+    ("ort-int8-static-fused", "int8-static", "fused"),
+    ("ort-int8-dynamic", "int8-dynamic", "plain"),
+    ("ort-int8-dynamic-fused", "int8-dynamic", "fused"),
+    ("ort-fp32-fused", "fp32", "fused"),
+)
+
+
+def registry_builds(
+    model_dir: str, onnx: str, table_file: str, tokenizer_file: str
+) -> list[tuple[str, str, str, str]]:
+    """(name, model path, precision, detail) of each ``REGISTRY_BUILDS`` entry, built through
+    the backend registry exactly as ``workbench run`` builds it (per-channel weights)."""
+    from workbench.backends.registry import BuildRequest, get_backend
+    from workbench.fileio import cache_root
+
+    backend, out = get_backend("onnxruntime"), []
+    for name, precision, graph in REGISTRY_BUILDS:
+        req = BuildRequest(
+            name=name, backend="onnxruntime", device="cpu", precision=precision,
+            compile=False, cuda_graphs=False, fp32_onnx=onnx, torch_model=model_dir,
+            tokenizer_file=tokenizer_file, max_length=128, table_file=table_file,
+            method="max", calibrator="workbench", per_channel=True, exclude=(),
+            cache_dir=str(cache_root() / "builds"), graph=graph,
+        )  # fmt: skip
+        art = backend.build(req, None)
+        out.append((name, art.model_path, precision, art.detail))
+    return out
+
+
+def load_search(out: Path) -> tuple[dict, Path | None]:
+    """A finished ``workbench search`` folder: its summary and the chosen ORT model."""
+    from workbench.results.records import load_record
+    from workbench.results.search import SEARCH_FILE, SearchRecord
+
+    return _summary(load_record(SearchRecord, out / SEARCH_FILE), out)
+
+
 def _run(exp, out: Path, max_float: int, calib_root: Path) -> tuple[dict, Path | None]:
     from workbench.experiment.search import SearchOptions, run_search
-    from workbench.experiment.search_builds import CandidateBuilder  # noqa: F401
-    from workbench.experiment.search_core import Candidate
-    from workbench.results.serde import to_dict
 
     opts = SearchOptions(
         out_dir=str(out), calibration_root=str(calib_root), max_float=max_float, progress=False
     )
     rec, out = run_search(exp, opts)
+    return _summary(rec, out)
+
+
+def _summary(rec, out: Path) -> tuple[dict, Path | None]:
+    from workbench.experiment.search_core import Candidate
+    from workbench.results.serde import to_dict
+
     info = {
         "configurations": rec.configurations,
         "not_searched": rec.not_searched,
