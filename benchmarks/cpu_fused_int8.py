@@ -25,6 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+    from _timing import isolated_spec
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
+    from benchmarks._timing import isolated_spec
+
 SHAPES = [(1, 128), (8, 128)]
 RESULTS = Path(__file__).parent / "results"
 
@@ -346,16 +353,17 @@ def coverage(model: str, total_macs: dict[str, int]) -> dict:
 
 
 def latency(bs: list[Build], s: Setup, rounds: int, iterations: int, threads: int) -> dict:
-    from workbench.evaluate.isolated import LatencySpec, measure_isolated
+    from workbench.evaluate.isolated import measure_isolated
 
     p50: dict[tuple[str, int], list[float]] = {}
     rss: dict[str, float] = {}
     for _ in range(rounds):
         for b in bs:
             prec = "fp32" if b.backend == "pytorch" else b.precision
-            spec = LatencySpec(
-                b.backend, b.model, s.tokenizer_file, prec, SHAPES, iterations, 5, 30.0, threads
-            )
+            spec = isolated_spec(
+                b.backend, b.model, s.tokenizer_file, prec, SHAPES,
+                iterations=iterations, threads=threads,
+            )  # fmt: skip
             out = measure_isolated(spec)
             rss[b.name] = max(rss.get(b.name, 0.0), out.peak_rss_mb)
             for lat in out.latency:
@@ -363,9 +371,10 @@ def latency(bs: list[Build], s: Setup, rounds: int, iterations: int, threads: in
     return {"p50": {f"{k[0]}@{k[1]}": statistics.median(v) for k, v in p50.items()}, "rss": rss}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="500 test samples, 2 rounds, 20 iters")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: does the script still run")
     ap.add_argument("--method", default="max")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=40)
@@ -377,8 +386,12 @@ def main() -> None:
     ap.add_argument("--search-methods", default="max,entropy")
     ap.add_argument("--ranking", choices=("task", "proxy"), default="task")
     ap.add_argument("--out", default=str(RESULTS / "cpu_fused_int8.json"))
-    args = ap.parse_args()
+    add_overwrite_flag(ap)
+    args = ap.parse_args(argv)
+    before = load_average()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.smoke:  # CI: every step once on a few rows (numbers meaningless)
+        args.rounds, args.iterations, args.n_test, args.calib_n = 1, 2, args.n_test or 40, 16
     if args.quick:
         args.rounds, args.iterations, args.n_test = 2, 20, args.n_test or 500
     from workbench.experiment.sensitivity import node_groups
@@ -413,14 +426,11 @@ def main() -> None:
         "calibration": {"method": args.method, "n": args.calib_n, "set_sha256": s.calib_sha},
         "rounds": args.rounds,
         "iterations": args.iterations,
-        "load_average_1_5_15": list(os.getloadavg()),
         "search": search_info,
         "rows": list(rows.values()),
         "provenance": to_dict(collect_provenance()),
     }
-    from workbench.fileio import atomic_write_json
-
-    atomic_write_json(args.out, result)
+    save_result(args.out, result, before, force=args.force_overwrite)
     print(f"\nwrote {args.out}")
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cpu_fused_int8 as cf  # sibling benchmark module
+from _results import add_overwrite_flag, load_average, save_result
 
 ORT_N = 128
 
@@ -132,7 +133,7 @@ def _npz(feeds: list[dict[str, np.ndarray]], n: int, path: Path) -> str:
     return str(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", nargs=5, metavar=("KIND", "ONNX", "NPZ", "OUT", "SEARCH"))
     ap.add_argument("--modelopt-python", default=None)
@@ -147,8 +148,12 @@ def main() -> None:
     ap.add_argument("--no-latency", action="store_true", help="accuracy only (dataset sweeps)")
     ap.add_argument("--whole-test", action="store_true", help="judge on the whole test split")
     ap.add_argument("--out", default=str(cf.RESULTS / "peers.json"))
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: does the script still run")
+    add_overwrite_flag(ap)
+    args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.smoke:  # CI: every step once on a few rows (numbers meaningless)
+        args.rounds, args.iterations, args.n_test, args.calib_n = 1, 2, args.n_test or 40, ORT_N
     if args.one:
         calibrate_one(*args.one)
         return
@@ -157,10 +162,10 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> None:
     from workbench.experiment.sensitivity import node_groups
-    from workbench.fileio import atomic_write_json
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 
+    before = load_average()
     s = cf.setup(
         args.data_file,
         args.text_column,
@@ -220,7 +225,7 @@ def run(args: argparse.Namespace) -> None:
                     lat["p50"][f"ort-fp32@{batch}"] / row[f"p50_ms_b{batch}"]
                 )
     _print(rows)
-    atomic_write_json(
+    save_result(
         args.out,
         {
             "benchmark": "peers",
@@ -229,11 +234,12 @@ def run(args: argparse.Namespace) -> None:
             "calibration_n": args.calib_n,
             "ort_calibration_n": ORT_N,
             "modelopt": bool(args.modelopt_python),
-            "load_average_1_5_15": list(os.getloadavg()),
             "rows": list(rows.values()),
             "failed": failed,
             "provenance": to_dict(collect_provenance()),
         },
+        before,
+        force=args.force_overwrite,
     )
     print(f"\nwrote {args.out}")
 
