@@ -33,6 +33,7 @@ except ImportError:  # imported by the tests as benchmarks.<name>
     from benchmarks._timing import isolated_spec
 
 SHAPES = [(1, 128), (8, 128)]
+SMOKE_TRAIN = 200  # --smoke: the classifier trained on a few rows (cached apart)
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -63,7 +64,13 @@ class Build:
 
 
 def setup(
-    data_file: str | None, text_col: str, label_col: str, calib_n: int, n_test, halves=True
+    data_file: str | None,
+    text_col: str,
+    label_col: str,
+    calib_n: int,
+    n_test,
+    halves=True,
+    max_train: int | None = None,
 ) -> Setup:
     """Prepare (or reuse) the classifier, export and calibration set; split the test set in
     a search half and a gate half (``halves=False``: the whole test set is the gate split)."""
@@ -82,7 +89,7 @@ def setup(
     data = load_labelled_file(data_file, text_col, label_col) if data_file else None
     data = data or load_rotten_tomatoes()
     splits = make_splits(data)
-    art = prepare_classifier(splits)
+    art = prepare_classifier(splits, max_train=max_train)  # max_train: --smoke only
     onnx_path = export_onnx(art).onnx_path
     tok = TextTokenizer.from_model_dir(art.encoder_dir, 128)
     cs = build_calibration_set(
@@ -398,7 +405,14 @@ def main(argv: list[str] | None = None) -> None:
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 
-    s = setup(None, "text", "label", args.calib_n, args.n_test)
+    s = setup(
+        None,
+        "text",
+        "label",
+        args.calib_n,
+        args.n_test,
+        max_train=SMOKE_TRAIN if args.smoke else None,
+    )
     bs = builds(s, args.method)
     search_info = None
     if args.search:

@@ -33,7 +33,9 @@ except ImportError:  # imported by the tests as benchmarks.<name>
 SHAPES = [(1, 32), (1, 128), (8, 128), (32, 128)]
 
 
-def _builds(calib_n: int) -> tuple[list[tuple[str, str, str, str]], str]:
+def _builds(
+    calib_n: int, max_train: int | None = None
+) -> tuple[list[tuple[str, str, str, str]], str]:
     from workbench.backends.onnxruntime.build import quantize_dynamic_int8
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
@@ -42,7 +44,7 @@ def _builds(calib_n: int) -> tuple[list[tuple[str, str, str, str]], str]:
 
     data = load_rotten_tomatoes()
     splits = make_splits(data)
-    art = prepare_classifier(splits)
+    art = prepare_classifier(splits, max_train=max_train)  # max_train: --smoke only
     onnx_path = export_onnx(art).onnx_path
     tok = TextTokenizer.from_model_dir(art.encoder_dir, 128)
     cs = build_calibration_set(
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     shapes = SHAPES[:1] if args.smoke else SHAPES
     if args.smoke:  # CI: every step once (numbers meaningless)
         args.rounds, args.iterations, args.calib_n = 1, 2, 16
-    builds, tok_file = _builds(args.calib_n)
+    builds, tok_file = _builds(args.calib_n, 200 if args.smoke else None)
     p50s: dict[tuple[str, int, int], list[float]] = {}
     p99s: dict[tuple[str, int, int], list[float]] = {}
     rss: dict[str, float] = {}

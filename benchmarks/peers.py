@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> None:
         args.calib_n,
         args.n_test,
         halves=not args.whole_test,
+        max_train=cf.SMOKE_TRAIN if args.smoke else None,
     )
     tmp = Path(tempfile.mkdtemp(prefix="wb-peers-"))
     full, small = (

@@ -178,7 +178,7 @@ def _helps(record: SearchRecord, exp: Experiment, opts: StoryOptions) -> list[st
         out.append(f"more labelled rows: {n_test} test rows give a wide interval on the drop")
     else:
         out.append("the full run (without --quick) judges on the whole test split")
-    if exp.data.unlabeled is None:
+    if not exp.data.unlabeled:
         out.append(
             "unlabelled traffic ([data] unlabeled = FILE): the search then scores candidates "
             "on traffic and spends no labels"
