@@ -139,7 +139,7 @@ def _from_search(
     shape: tuple[int, int],
     opts: StoryOptions,
 ) -> Recommendation:
-    helps = _helps(record, run.experiment, opts)
+    helps = what_would_help(record, run.experiment)
     g, b = record.gate_check, record.best
     if b is None or g is None:
         why = [
@@ -163,7 +163,7 @@ def _from_search(
     return Recommendation("search", name, g.verdict, base, ci, shape, reasons, keep, str(out))
 
 
-def _helps(record: SearchRecord, exp: Experiment, opts: StoryOptions) -> list[str]:
+def what_would_help(record: SearchRecord, exp: Experiment) -> list[str]:
     """What would settle or fix a verdict that is not PASS, from the record's own numbers."""
     policy = exp.gate.policy
     need = 2 * policy.min_samples if policy is not None else 0
