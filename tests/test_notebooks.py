@@ -57,7 +57,7 @@ def _execute(name: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> list[dict
     monkeypatch.setenv("WORKBENCH_NOTEBOOK_OUT", str(out))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbclient.NotebookClient(
-        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
     ).execute()
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
 
