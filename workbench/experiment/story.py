@@ -71,6 +71,8 @@ class Recommendation:
             out.append(f"search: {Path(self.search_dir) / 'search.html'}")
         if self.build:
             out.append(f"recommended build: {self.build}")
+            if self.search_dir:
+                out.append(f"  its settings: {Path(self.search_dir) / 'exclude.toml'}")
             if self.speedup is not None:
                 s, (b, q) = self.speedup, self.shape
                 out.append(
@@ -83,9 +85,18 @@ class Recommendation:
         if self.helps:
             out.append("what would help:")
             out += [f"  - {h}" for h in self.helps]
-        what = self.build.split(" (")[0] if self.build else "no INT8 build passes"
-        speed = f", ×{self.speedup.speedup:.2f} vs {self.baseline}" if self.speedup else ""
-        out.append(f"demo {self.verdict}: {what}{speed}")
+        if not self.build:
+            out.append(
+                f"demo {self.verdict}: no INT8 build passes the gate (what would help: above)"
+            )
+            return out
+        s = self.speedup
+        speed = (
+            f", ×{s.speedup:.2f} (95% CI ×{s.low:.2f}–×{s.high:.2f}) vs {self.baseline}"
+            if s
+            else ""
+        )
+        out.append(f"demo {self.verdict}: {self.build}{speed}")
         return out
 
 
@@ -151,7 +162,7 @@ def _from_search(
         return Recommendation("search", "", "FAIL", base, None, shape, why, helps, str(out))
     gran = "per-channel" if b.per_channel else "per-tensor"
     floats = f"{len(b.float_modules)} layer(s) kept in float" if b.float_modules else "all INT8"
-    name = f"ort-int8-static ({b.method}, {gran} weights, {floats}; {out / 'exclude.toml'})"
+    name = f"ort-int8-static ({b.method}, {gran} weights, {floats})"
     fp32 = Path(run.build(base).model_path) if _has(run, base) else None
     ci = _paired_speedup(fp32, out, record, shape, run, opts) if fp32 else None
     reasons = [
