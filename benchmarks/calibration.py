@@ -31,6 +31,11 @@ from typing import Any
 
 import numpy as np
 
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
+
 BATCH = 16
 MODELS = ("minilm", "bert-base")
 
@@ -187,7 +192,7 @@ def _spawn(kind: str, onnx: str, tokens: Path, n: int, seq: int, cap_gb: float |
     return {"status": status, "wall_s": elapsed, "peak_rss_mb": peak}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--worker", choices=["ours", "ort", "plain"])
     p.add_argument("--onnx")
@@ -203,7 +208,8 @@ def main() -> None:
     p.add_argument("--timeout-s", type=float, default=600.0)
     p.add_argument("--work", default=None, help="where models are built (default: cache)")
     p.add_argument("--out", default="benchmarks/results/calibration.json")
-    args = p.parse_args()
+    add_overwrite_flag(p)
+    args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return
@@ -214,9 +220,10 @@ def run(args: argparse.Namespace) -> None:
     import tempfile
 
     from workbench.backends.onnxruntime.export import export_onnx
-    from workbench.fileio import atomic_write_json, cache_root
+    from workbench.fileio import cache_root
     from workbench.provenance import collect_provenance
 
+    before = load_average()
     work = Path(args.work) if args.work else cache_root() / "bench-calibration"
     ns = [int(x) for x in args.ns.split(",")]
     ort_ns = [int(x) for x in args.ort_ns.split(",")]
@@ -253,7 +260,7 @@ def run(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2))
     out = {"rows": rows, "summary": summary, "ort_cap_gb": args.ort_cap_gb, "batch": BATCH,
            "provenance": collect_provenance().__dict__}  # fmt: skip
-    atomic_write_json(args.out, out)
+    save_result(args.out, out, before, force=args.force_overwrite)
     print(f"written: {args.out}")
 
 

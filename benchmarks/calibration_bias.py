@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.fileio import atomic_write_json
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
 
 
 def _bootstrap_diff(a: np.ndarray, b: np.ndarray, reps: int = 2000, seed: int = 0) -> list[float]:
@@ -52,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="entropy,max", help="calibration methods to compare")
     p.add_argument("--out", default="reports/calibration_bias.json")
+    add_overwrite_flag(p)
     args = p.parse_args(argv)
+    before = load_average()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from workbench.backends.onnxruntime.runner import OrtRunner
@@ -155,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             "share_below_0.9": float((ratio < 0.9).mean()),
         }
     _print(out)
-    atomic_write_json(args.out, out)
+    save_result(args.out, out, before, force=args.force_overwrite)
     print(f"wrote {args.out}")
     return 0
 

@@ -25,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+    from _timing import isolated_spec
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
+    from benchmarks._timing import isolated_spec
+
 SHAPES = [(1, 128), (8, 128)]
+SMOKE_TRAIN = 200  # --smoke: the classifier trained on a few rows (cached apart)
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -56,7 +64,13 @@ class Build:
 
 
 def setup(
-    data_file: str | None, text_col: str, label_col: str, calib_n: int, n_test, halves=True
+    data_file: str | None,
+    text_col: str,
+    label_col: str,
+    calib_n: int,
+    n_test,
+    halves=True,
+    max_train: int | None = None,
 ) -> Setup:
     """Prepare (or reuse) the classifier, export and calibration set; split the test set in
     a search half and a gate half (``halves=False``: the whole test set is the gate split)."""
@@ -75,7 +89,7 @@ def setup(
     data = load_labelled_file(data_file, text_col, label_col) if data_file else None
     data = data or load_rotten_tomatoes()
     splits = make_splits(data)
-    art = prepare_classifier(splits)
+    art = prepare_classifier(splits, max_train=max_train)  # max_train: --smoke only
     onnx_path = export_onnx(art).onnx_path
     tok = TextTokenizer.from_model_dir(art.encoder_dir, 128)
     cs = build_calibration_set(
@@ -346,16 +360,17 @@ def coverage(model: str, total_macs: dict[str, int]) -> dict:
 
 
 def latency(bs: list[Build], s: Setup, rounds: int, iterations: int, threads: int) -> dict:
-    from workbench.evaluate.isolated import LatencySpec, measure_isolated
+    from workbench.evaluate.isolated import measure_isolated
 
     p50: dict[tuple[str, int], list[float]] = {}
     rss: dict[str, float] = {}
     for _ in range(rounds):
         for b in bs:
             prec = "fp32" if b.backend == "pytorch" else b.precision
-            spec = LatencySpec(
-                b.backend, b.model, s.tokenizer_file, prec, SHAPES, iterations, 5, 30.0, threads
-            )
+            spec = isolated_spec(
+                b.backend, b.model, s.tokenizer_file, prec, SHAPES,
+                iterations=iterations, threads=threads,
+            )  # fmt: skip
             out = measure_isolated(spec)
             rss[b.name] = max(rss.get(b.name, 0.0), out.peak_rss_mb)
             for lat in out.latency:
@@ -363,9 +378,10 @@ def latency(bs: list[Build], s: Setup, rounds: int, iterations: int, threads: in
     return {"p50": {f"{k[0]}@{k[1]}": statistics.median(v) for k, v in p50.items()}, "rss": rss}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="500 test samples, 2 rounds, 20 iters")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: does the script still run")
     ap.add_argument("--method", default="max")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=40)
@@ -377,15 +393,26 @@ def main() -> None:
     ap.add_argument("--search-methods", default="max,entropy")
     ap.add_argument("--ranking", choices=("task", "proxy"), default="task")
     ap.add_argument("--out", default=str(RESULTS / "cpu_fused_int8.json"))
-    args = ap.parse_args()
+    add_overwrite_flag(ap)
+    args = ap.parse_args(argv)
+    before = load_average()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.smoke:  # CI: every step once on a few rows (numbers meaningless)
+        args.rounds, args.iterations, args.n_test, args.calib_n = 1, 2, args.n_test or 40, 16
     if args.quick:
         args.rounds, args.iterations, args.n_test = 2, 20, args.n_test or 500
     from workbench.experiment.sensitivity import node_groups
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 
-    s = setup(None, "text", "label", args.calib_n, args.n_test)
+    s = setup(
+        None,
+        "text",
+        "label",
+        args.calib_n,
+        args.n_test,
+        max_train=SMOKE_TRAIN if args.smoke else None,
+    )
     bs = builds(s, args.method)
     search_info = None
     if args.search:
@@ -413,14 +440,11 @@ def main() -> None:
         "calibration": {"method": args.method, "n": args.calib_n, "set_sha256": s.calib_sha},
         "rounds": args.rounds,
         "iterations": args.iterations,
-        "load_average_1_5_15": list(os.getloadavg()),
         "search": search_info,
         "rows": list(rows.values()),
         "provenance": to_dict(collect_provenance()),
     }
-    from workbench.fileio import atomic_write_json
-
-    atomic_write_json(args.out, result)
+    save_result(args.out, result, before, force=args.force_overwrite)
     print(f"\nwrote {args.out}")
 
 

@@ -19,15 +19,23 @@ from workbench.backends.onnxruntime.export import export_onnx
 from workbench.backends.pytorch.prepare import prepare_classifier
 from workbench.data.datasets import load_rotten_tomatoes, make_splits
 from workbench.data.tokenize import TextTokenizer
-from workbench.evaluate.isolated import LatencySpec, measure_isolated
-from workbench.fileio import atomic_write_json
+from workbench.evaluate.isolated import measure_isolated
 from workbench.provenance import collect_provenance
 from workbench.results.serde import to_dict
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+    from _timing import isolated_spec
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
+    from benchmarks._timing import isolated_spec
 
 SHAPES = [(1, 32), (1, 128), (8, 128), (32, 128)]
 
 
-def _builds(calib_n: int) -> tuple[list[tuple[str, str, str, str]], str]:
+def _builds(
+    calib_n: int, max_train: int | None = None
+) -> tuple[list[tuple[str, str, str, str]], str]:
     from workbench.backends.onnxruntime.build import quantize_dynamic_int8
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
@@ -36,7 +44,7 @@ def _builds(calib_n: int) -> tuple[list[tuple[str, str, str, str]], str]:
 
     data = load_rotten_tomatoes()
     splits = make_splits(data)
-    art = prepare_classifier(splits)
+    art = prepare_classifier(splits, max_train=max_train)  # max_train: --smoke only
     onnx_path = export_onnx(art).onnx_path
     tok = TextTokenizer.from_model_dir(art.encoder_dir, 128)
     cs = build_calibration_set(
@@ -60,32 +68,32 @@ def _builds(calib_n: int) -> tuple[list[tuple[str, str, str, str]], str]:
     return builds, str(tok.path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--calib-n", type=int, default=512)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu_int8.json"))
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: does the script still run")
+    add_overwrite_flag(ap)
+    args = ap.parse_args(argv)
+    before = load_average()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    builds, tok_file = _builds(args.calib_n)
+    shapes = SHAPES[:1] if args.smoke else SHAPES
+    if args.smoke:  # CI: every step once (numbers meaningless)
+        args.rounds, args.iterations, args.calib_n = 1, 2, 16
+    builds, tok_file = _builds(args.calib_n, 200 if args.smoke else None)
     p50s: dict[tuple[str, int, int], list[float]] = {}
     p99s: dict[tuple[str, int, int], list[float]] = {}
     rss: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, backend, model, precision in builds:
-            spec = LatencySpec(
-                backend,
-                model,
-                tok_file,
-                "fp32" if backend == "pytorch" else precision,
-                SHAPES,
-                args.iterations,
-                5,
-                30.0,
-                args.threads,
-            )
+            prec = "fp32" if backend == "pytorch" else precision
+            spec = isolated_spec(
+                backend, model, tok_file, prec, shapes,
+                iterations=args.iterations, threads=args.threads,
+            )  # fmt: skip
             out = measure_isolated(spec)
             rss[name] = max(rss.get(name, 0.0), out.peak_rss_mb)
             for lat in out.latency:
@@ -93,7 +101,7 @@ def main() -> None:
                 p99s.setdefault((name, lat.batch_size, lat.seq_len), []).append(lat.p99_ms)
     rows = []
     for name, *_ in builds:
-        for batch, seq in SHAPES:
+        for batch, seq in shapes:
             p50 = statistics.median(p50s[(name, batch, seq)])
             base = statistics.median(p50s[("ort-fp32", batch, seq)])
             torch_base = statistics.median(p50s[("torch-fp32", batch, seq)])
@@ -127,7 +135,7 @@ def main() -> None:
         "rows": rows,
         "provenance": to_dict(collect_provenance()),
     }
-    atomic_write_json(args.out, result)
+    save_result(args.out, result, before, force=args.force_overwrite)
     print(f"\nwrote {args.out}")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import logging
 import sys
 import time
@@ -31,6 +30,11 @@ if __package__ in (None, ""):  # run as a script from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
 
 log = logging.getLogger("benchmarks.gpu_lowp")
 
@@ -375,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also k = 1, 2, 4, 8 instances on streams (died without a message on the H200)",
     )
+    add_overwrite_flag(ap)
     args = ap.parse_args(argv)
+    before = load_average()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
@@ -402,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append(f"{build.name}: {type(exc).__name__}: {str(exc)[:200]}")
     result = _result(torch, rows, [], skipped, t_start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))  # written before the optional part
+    save_result(args.out, result, before, force=args.force_overwrite)  # before the optional part
     print(table(rows), flush=True)
     print(breakdown_table(rows), flush=True)
     serving: list[dict] = []
@@ -416,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("models per GPU, %s, failed", build.name)
             skipped.append(f"models-per-GPU {build.name}: {type(exc).__name__}: {str(exc)[:200]}")
     if serving:
-        args.out.write_text(json.dumps(_result(torch, rows, serving, skipped, t_start), indent=1))
+        full = _result(torch, rows, serving, skipped, t_start)
+        save_result(args.out, full, before, force=True)  # this run's own first write
     for r in serving:
         print(r)
     if skipped:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import json
 import logging
 import math
 import os
@@ -34,6 +33,10 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
 
 log = logging.getLogger("benchmarks.gpu_serving")
 
@@ -406,6 +409,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny model on the CPU (tests)")
     ap.add_argument("--fail-rank", type=int, default=-1, help=argparse.SUPPRESS)
     ap.add_argument("--fail-at", choices=("setup", "run"), default="run", help=argparse.SUPPRESS)
+    add_overwrite_flag(ap)
     args = ap.parse_args(argv)
     if min(args.instances) < 1 or args.batch < 1 or args.seconds <= 0 or args.sync_every < 1:
         ap.error("--instances, --batch, --sync-every must be >= 1 and --seconds > 0")
@@ -426,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
-    t0 = time.perf_counter()
+    t0, before = time.perf_counter(), load_average()
     ctx = mp.get_context("spawn")
     res: dict[str, Any] = {
         "gpu": "cpu-smoke" if args.cpu_smoke else None,
@@ -445,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     def write(r: dict) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         r["wall_s"] = round(time.perf_counter() - t0, 1)
-        args.out.write_text(json.dumps(r, indent=1))
+        save_result(args.out, r, before, force=args.force_overwrite)
 
     args.write = write
     mon = None

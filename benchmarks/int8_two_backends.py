@@ -30,6 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
+
 RESULT = Path(__file__).parent / "results" / "int8_two_backends.json"
 VARIANTS = (
     "torch-fp32",  # the reference
@@ -212,7 +217,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--variants", nargs="*", default=list(VARIANTS))
     p.add_argument("--finetune", action="store_true", help="fine-tuned classifier (GPU default)")
     p.add_argument("--append", action="store_true", help="add a row set to the JSON")
+    add_overwrite_flag(p)
     args = p.parse_args(argv)
+    before = load_average()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from workbench.provenance import collect_provenance
 
@@ -245,8 +252,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "machine": asdict(prov),
         "rows": [*old["rows"], row],
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(doc, indent=1) + "\n")
+    save_result(RESULT, doc, before, force=args.force_overwrite)
     print(f"wrote {RESULT}")
 
 

@@ -47,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cpu_fused_int8 as cf  # sibling benchmark module
+from _results import add_overwrite_flag, load_average, save_result
 
 CALIB_N_MAX = 512
 ORT_CHUNK = 16  # calibration rows per ORT collect_data call (bounded memory)
@@ -264,7 +265,7 @@ def _npz(feeds: list[dict[str, np.ndarray]], n: int, path: Path) -> str:
     return str(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", nargs=5, metavar=("KIND", "ONNX", "NPZ", "OUT", "SEARCH"))
     ap.add_argument("--modelopt-python", default=None)
@@ -281,8 +282,13 @@ def main() -> None:
     ap.add_argument("--no-latency", action="store_true", help="accuracy only (dataset sweeps)")
     ap.add_argument("--whole-test", action="store_true", help="judge on the whole test split")
     ap.add_argument("--out", default=str(cf.RESULTS / "peers.json"))
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: does the script still run")
+    add_overwrite_flag(ap)
+    args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.smoke:  # CI: every step once on a few rows (numbers meaningless)
+        args.rounds, args.iterations, args.n_test = 1, 2, args.n_test or 40
+        args.calib_n = args.calib_n or 64
     if args.one:
         calibrate_one(*args.one)
         return
@@ -291,7 +297,6 @@ def main() -> None:
 
 def run(args: argparse.Namespace) -> None:
     from workbench.experiment.sensitivity import node_groups
-    from workbench.fileio import atomic_write_json
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 
@@ -301,6 +306,7 @@ def run(args: argparse.Namespace) -> None:
     elif not 0 < args.calib_n <= pool:
         print(f"--calib-n {args.calib_n}: the calibration pool has {pool} rows; pass 1..{pool}")
         raise SystemExit(2)
+    before = load_average()
     s = cf.setup(
         args.data_file,
         args.text_column,
@@ -308,6 +314,7 @@ def run(args: argparse.Namespace) -> None:
         args.calib_n,
         args.n_test,
         halves=not args.whole_test,
+        max_train=cf.SMOKE_TRAIN if args.smoke else None,
     )
     tmp = Path(tempfile.mkdtemp(prefix="wb-peers-"))
     full = _npz(s.calib_feeds, args.calib_n, tmp / "full.npz")  # every build: these rows
@@ -324,6 +331,8 @@ def run(args: argparse.Namespace) -> None:
     if have_search:
         kinds.append("workbench-searched")
     kinds += ["ort-minmax", "ort-entropy2048"]
+    if args.smoke:  # one of ours and one of ORT's: the smoke proves the plumbing, not the ranking
+        kinds = ["workbench-max-pc", "ort-minmax"]
     builds, calib = [cf.Build("ort-fp32", "onnxruntime", s.onnx_path, "fp32", "FP32")], {}
     for kind in kinds:
         out = str(tmp / f"{kind}.onnx")
@@ -365,7 +374,7 @@ def run(args: argparse.Namespace) -> None:
     for peer, v in verdicts.items():
         ci = f"[{v['acc_ci_pts'][0]:+.2f}, {v['acc_ci_pts'][1]:+.2f}]"
         print(f"{peer} vs {v['vs']}: {v['acc_diff_pts']:+.2f} pts {ci} -> {v['verdict']}")
-    atomic_write_json(
+    save_result(
         args.out,
         {
             "benchmark": "peers",
@@ -375,11 +384,12 @@ def run(args: argparse.Namespace) -> None:
             "modelopt": not why,
             "skipped": skipped,
             "peer_vs_workbench": verdicts,
-            "load_average_1_5_15": list(os.getloadavg()),
             "rows": list(rows.values()),
             "failed": failed,
             "provenance": to_dict(collect_provenance()),
         },
+        before,
+        force=args.force_overwrite,
     )
     print(f"\nwrote {args.out}")
 

@@ -24,8 +24,12 @@ from pathlib import Path
 from workbench.experiment.engine import RunOptions, run_experiment
 from workbench.experiment.sweep import load_sweep
 from workbench.experiment.sweep_run import SweepOptions, run_sweep
-from workbench.fileio import atomic_write_json
 from workbench.provenance import collect_provenance
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from _results import add_overwrite_flag, load_average, save_result
+except ImportError:  # imported by the tests as benchmarks.<name>
+    from benchmarks._results import add_overwrite_flag, load_average, save_result
 
 METHODS = ["entropy", "max", "percentile-99.99", "mse"]
 EXPERIMENT = """
@@ -99,13 +103,15 @@ def ray_init_seconds(num_cpus: int) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", help="sweep file (default: a tiny grid made here)")
     ap.add_argument("--grid", type=int, default=2, help="tiny grid size per axis (1..4)")
     ap.add_argument("--num-cpus", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sweep_overhead.json"))
-    args = ap.parse_args()
+    add_overwrite_flag(ap)
+    args = ap.parse_args(argv)
+    before = load_average()
     work = Path(tempfile.mkdtemp(prefix="sweep-overhead-"))
     os.environ.setdefault("WORKBENCH_CACHE", str(work / "cache"))
     sweep = Path(args.sweep) if args.sweep else tiny_sweep(work, args.grid)
@@ -134,8 +140,9 @@ def main() -> None:
     print(f"{'measure':<24}{'seconds':>10}")
     for k, v in rows.items():
         print(f"{k:<24}{v:>10.2f}" if isinstance(v, float) else f"{k:<24}{v:>10}")
-    atomic_write_json(args.out, {"results": rows, "num_cpus": args.num_cpus,
-                                 "provenance": collect_provenance().__dict__})  # fmt: skip
+    result = {"results": rows, "num_cpus": args.num_cpus,
+              "provenance": collect_provenance().__dict__}  # fmt: skip
+    save_result(args.out, result, before, force=args.force_overwrite)
     print(f"wrote {args.out}")
 
 

@@ -59,7 +59,7 @@ def test_a_worker_killed_mid_run_is_recorded_and_the_parent_returns(tmp_path: Pa
     extra = ["--builds", "fp16", "--fail-rank", "1", "--fail-at", "run", "--barrier-timeout-s", "5"]
     rc, res, wall = _run(tmp_path, *extra)
     assert rc == 1
-    assert wall < 90
+    assert wall < 300  # returned, not hung (a busy machine is slow, not stuck)
     assert _row(res, "fp16", 1)["ok"]
     row = _row(res, "fp16", 2)
     assert not row["ok"]

@@ -148,3 +148,32 @@ if __name__ == "__main__":
         print(make_tiny_hf_classifier(Path(sys.argv[1]), ["negative", "positive"]))
     else:
         print(make_tiny_model(Path(sys.argv[1])).path)
+
+
+def fine_tune_briefly(
+    folder: Path, texts: list[str], labels: list[int], epochs: int = 3, seed: int = 0
+) -> Path:
+    """Train a tiny ``*ForSequenceClassification`` folder in place for a few seconds on CPU, so a
+    stand-in "user's model" predicts more than one class (notebook 02). Returns ``folder``."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    texts = [str(t) for t in texts]
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    y = torch.tensor([int(x) for x in labels])
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(texts))
+        for i in range(0, len(texts), 32):
+            idx = order[i : i + 32].tolist()
+            enc = tok([texts[j] for j in idx], truncation=True, max_length=64, padding=True,
+                      return_tensors="pt")  # fmt: skip
+            loss = model(**enc, labels=y[idx]).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval().save_pretrained(folder)
+    return folder

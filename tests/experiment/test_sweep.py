@@ -180,7 +180,7 @@ def _kill_after_first_finished_cell(sweep: Path, out: Path, env: dict[str, str])
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     done: list[Path] = []
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # a guard against a hang, not a speed limit
     try:
         while not done and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.results.spec import Experiment
+
+if TYPE_CHECKING:
+    from workbench.results.records import RunResult
 
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
@@ -58,6 +62,13 @@ def apply_run_args(exp: Experiment, args: argparse.Namespace) -> Experiment:
 
 def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int:
     """Run, print the summary, the gate's reasons and the report path; exit code per gate."""
+    return run_and_print(exp, args, strict_gate)[0]
+
+
+def run_and_print(
+    exp: Experiment, args: argparse.Namespace, strict_gate: bool
+) -> tuple[int, RunResult, Path]:
+    """``execute``, also returning the run record and its directory (the demo goes on)."""
     from workbench.experiment.engine import RunOptions, run_experiment
     from workbench.experiment.rundir import check_run_id
     from workbench.results.summary import format_summary
@@ -83,7 +94,7 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     gate_file = Path(run_dir) / "gate.json"
     if not (run.experiment.gate.enabled and gate_file.is_file()):
         print("gate: not run (no [gate] or --no-gate)")
-        return 0
+        return 0, run, Path(run_dir)
     from workbench.commands.gate import print_decision
     from workbench.gate import load_decision
 
@@ -100,4 +111,4 @@ def execute(exp: Experiment, args: argparse.Namespace, strict_gate: bool) -> int
     if len(decisions) > 1:
         n = len(decisions)
         print(f"gate {worst.verdict} over {n} candidates (worst: {worst.candidate}){tail}")
-    return worst.exit_code if strict_gate else 0
+    return (worst.exit_code if strict_gate else 0), run, Path(run_dir)
