@@ -137,6 +137,8 @@ class CandidateBuilder:
         from workbench.backends.onnxruntime.fusion import unshare_dequantize
 
         unshare_dequantize(shared, path)
+        for tmp in self.folder.glob(f"{key}.*.onnx"):  # intermediates: only the model stays
+            tmp.unlink()
         return path
 
     def _smoothed(
