@@ -203,7 +203,7 @@ def search_space(
     recoveries = {k: available_recoveries(k) if opts.recovery else ((),) for k in opts.kinds}
     space = SearchSpace(
         opts.methods, (True, False), tuple(ranking), opts.max_float, kinds=tuple(opts.kinds),
-        graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes,
+        graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes, timing_rounds=3,
     )  # fmt: skip
     return space, not_searched
 

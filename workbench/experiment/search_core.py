@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from workbench.errors import ConfigError
 
 Progress = Callable[[int, int], None]
@@ -92,6 +94,7 @@ class SearchSpace:
     graphs: tuple[str, ...] = ("plain",)
     recoveries: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # per kind
     graph_nodes: dict[str, frozenset[str]] = field(default_factory=dict)  # nodes a graph has
+    timing_rounds: int = 1  # starts timed this many times, interleaved (median): load-robust
 
     def ranking_for(self, method: str, graph: str = "plain") -> tuple[str, ...]:
         """The method's ranking, without node groups the graph does not have (fusion)."""
@@ -156,11 +159,11 @@ def search(
     """Greedy float-keeping, then pruning, per configuration; fastest passing build wins."""
     check_space(space)
     state = _State(score, latency, progress, _budget(space))
-    starts = []
     for cfg in space.configurations():
         state.try_(cfg, "start")
         state.time(cfg)
-        starts.append(state.trials[cfg])
+    state.retime(space.configurations(), space.timing_rounds - 1)
+    starts = [state.trials[cfg] for cfg in space.configurations()]
     bounded = []
     for start in sorted(starts, key=lambda t: t.latency_ms):
         if start.passed:  # nothing kept in float: already the configuration's answer
@@ -251,6 +254,19 @@ class _State:
             if self._progress:
                 self._progress(self.n_scored, max(self.total, self.n_scored))
         return self.trials[cand]
+
+    def retime(self, cands: list[Candidate], rounds: int) -> None:
+        """Time ``cands`` ``rounds`` more times, interleaved; keep each one's median: the order
+        of the starts then survives a machine whose load changes while it searches."""
+        if rounds < 1:
+            return
+        samples = {c: [self.trials[c].latency_ms] for c in cands}
+        for _ in range(rounds):
+            for c in cands:
+                samples[c].append(float(self._latency(c)))
+        for c, ms in samples.items():
+            t = self.trials[c]
+            self.trials[c] = Trial(c, t.passed, t.metric, float(np.median(ms)), t.stage)
 
     def time(self, cand: Candidate) -> None:
         t = self.trials[cand]
