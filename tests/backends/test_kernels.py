@@ -131,6 +131,17 @@ def test_quantize_odd_shape_over_many_programs(K, dev):
         assert_codes(q, x.astype(np.float32).astype(np.float64), 0.037, fmt)
 
 
+def test_quantize_divides_exactly_like_numpy_float32(K, dev):
+    # near-ties k.5 * s with an inexact scale: x * (1 / s) would round some of them the other way
+    s = np.float32(0.037)
+    x = ((np.arange(-300, 300) + 0.5) * s).astype(np.float32)
+    v = x / s  # IEEE float32 division, as torch does it
+    for fmt in ("int8", "fp8"):
+        q = K.quantize(t(x, dev), QuantSpec(fmt, float(s)))
+        want = np_quant(v.astype(np.float64), fmt)
+        np.testing.assert_array_equal(q.cpu().to(torch.float64).numpy(), want)
+
+
 def test_scale_may_be_a_device_tensor(K, dev):
     x = t(np.linspace(-3, 3, 50), dev)
     a = K.quantize(x, QuantSpec("int8", torch.tensor(0.05, device=dev)))
