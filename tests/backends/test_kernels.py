@@ -292,6 +292,21 @@ def test_gemm_rejects_mismatched_operands(K, dev):
         K.scaled_gemm(a, a, 1.0, t(np.ones(3), dev))
 
 
+@pytest.mark.parametrize("precision", ["int8-static", "fp8"])
+def test_quant_linear_on_the_triton_kernels_matches_its_float64_reference(K, dev, precision):
+    from workbench.backends.pytorch.lowp import QuantLinear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(48, 20)  # N = 20 is padded to 24 (int8) / 32 (fp8) inside
+    x = torch.randn(3, 5, 48, device=dev)
+    q = QuantLinear(lin, precision, amax=3.0).to(dev)
+    q.triton_kernels = True
+    got = q(x)
+    q.simulate = True  # quantize-dequantize in float64: lowp's oracle
+    np.testing.assert_allclose(got.cpu().numpy(), q(x).cpu().numpy(), rtol=1e-5, atol=1e-5)
+    assert got.shape == (3, 5, 20)
+
+
 # ------------------------------------------------------------------ packaging behaviour
 def test_import_workbench_imports_neither_triton_nor_torch():
     code = (
