@@ -241,6 +241,15 @@ def test_int8_gemm_accumulates_exactly_in_int32(K, dev):
     np.testing.assert_array_equal(out.cpu().numpy(), acc)
 
 
+def test_gemm_default_tiles_on_a_ragged_shape(K, dev):
+    # the GPU's default 128x128x64 tiles: 2x2 tiles and 4 K steps, all ragged
+    rng = np.random.default_rng(7)
+    a = t(rng.integers(-128, 128, (130, 200)), dev, torch.int8)
+    w = t(rng.integers(-127, 128, (150, 200)), dev, torch.int8)
+    out = K.scaled_gemm(a, w, 1.0, t(np.ones(150), dev))
+    np.testing.assert_array_equal(out.cpu().numpy(), a.cpu().double() @ w.cpu().double().T)
+
+
 @pytest.mark.parametrize("fmt", ["int8", "fp8"])
 @pytest.mark.parametrize("out_dtype", ["float32", "float16"])
 def test_gemm_dequant_bias_epilogue(K, dev, fmt, out_dtype):

@@ -114,5 +114,6 @@ def scaled_gemm(
         FMT=ep.requant.fmt_code if ep.requant is not None else 0,
         QMIN=ep.requant.qmin if ep.requant is not None else -128.0,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk,
+        num_warps=8 if bm * bn >= 128 * 128 else 4, num_stages=3,
     )  # fmt: skip
     return out
