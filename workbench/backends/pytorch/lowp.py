@@ -187,7 +187,7 @@ class QuantLinear(nn.Module):
 
         if self.precision == "int8-dynamic":
             raise ConfigError("the Triton kernels take static scales; use int8-static or fp8")
-        fmt = "fp8" if self.precision == "fp8" else "int8"
+        fmt: Literal["int8", "fp8"] = "fp8" if self.precision == "fp8" else "int8"
         s = _f32(self.a_scale)
         w = self.weight_q.view(torch.float8_e4m3fn) if fmt == "fp8" else self.weight_q
         ep = Epilogue(bias=self.bias, out_dtype=x2.dtype)
