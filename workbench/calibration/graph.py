@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import ModelError
 
@@ -69,3 +71,21 @@ def _non_float_tensors(model) -> set[str]:
         if vi.type.HasField("tensor_type") and t.elem_type and t.elem_type not in floats:
             out.add(vi.name)
     return out
+
+
+def prune_graph(graph: Any, skip: Callable[[Any], bool] | None = None) -> None:
+    """Drop nodes and initializers no graph output depends on any more (and the nodes ``skip``
+    names: folded into initializers by the caller), keeping the nodes' order."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for n in reversed(list(graph.node)):
+        if skip is not None and skip(n):
+            continue
+        if any(o in needed for o in n.output):
+            keep.append(n)
+            needed.update(i for i in n.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(keep))
+    inits = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)

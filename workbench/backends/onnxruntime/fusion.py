@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.calibration.graph import load_onnx
+from workbench.calibration.graph import load_onnx, prune_graph
 from workbench.errors import ConfigError, EngineBuildError
 from workbench.fileio import atomic_write_with, cache_root, sha256_file, sha256_json
 
@@ -150,7 +150,7 @@ def fuse_attention(model, num_heads: int) -> int:
         nodes.append(by_ctx[n.name] if n.name in replaced else n)
     del graph.node[:]
     graph.node.extend(_topological(nodes, graph))
-    _prune(graph)
+    prune_graph(graph)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return len(new_nodes)
@@ -222,21 +222,6 @@ def _topological(nodes, graph):
             raise EngineBuildError("attention fusion left a cycle or a dangling input; report it")
         pending = rest
     return out
-
-
-def _prune(graph) -> None:
-    """Drop nodes and initializers no graph output depends on any more."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for n in reversed(list(graph.node)):
-        if any(o in needed for o in n.output):
-            keep.append(n)
-            needed.update(i for i in n.input if i)
-    del graph.node[:]
-    graph.node.extend(reversed(keep))
-    inits = [i for i in graph.initializer if i.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
 
 
 def unshare_dequantize(qdq_onnx: str | Path, out: str | Path) -> Path:

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from workbench.calibration.graph import prune_graph
+
 
 def bypass_weight_identities(model: Any) -> None:
     """Feed consumers of ``Identity(initializer)`` the initializer itself, in place.
@@ -77,19 +79,7 @@ def fold_constant_matmuls(model: Any) -> None:
     values = sess.run(frontier, feed)  # the inputs do not reach these tensors
     pairs = zip(frontier, values, strict=True)
     graph.initializer.extend(numpy_helper.from_array(v, t) for t, v in pairs)
-    needed = {o.name for o in graph.output}
-    keep = []
-    for n in reversed(list(graph.node)):
-        if n.name in folded and all(o in frontier for o in n.output):
-            continue
-        if any(o in needed for o in n.output):
-            keep.append(n)
-            needed.update(i for i in n.input if i)
-    del graph.node[:]
-    graph.node.extend(reversed(keep))
-    inits = [i for i in graph.initializer if i.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
+    prune_graph(graph, skip=lambda n: n.name in folded and all(o in frontier for o in n.output))
 
 
 def gemm_to_matmul(model: Any) -> None:

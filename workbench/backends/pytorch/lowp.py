@@ -93,6 +93,7 @@ class QuantLinear(nn.Module):
         self.simulate = simulate
         self.per_channel = per_channel
         self.fast_accum = False  # FP8: _scaled_mm's faster, lower-precision accumulation
+        self.triton_kernels = False  # static FP8/INT8 through workbench's Triton GEMM (issue 25)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         fp8 = precision == "fp8"
         align = 16 if fp8 else 8  # _scaled_mm: K, N % 16; _int_mm: K, N % 8
@@ -132,6 +133,8 @@ class QuantLinear(nn.Module):
         x2 = x.reshape(-1, self.in_features)
         if self.simulate:
             y = self._reference(x2)
+        elif self.triton_kernels:
+            y = self._triton(x2)
         elif self.precision == "fp8":
             y = self._fp8(x2)
         else:
@@ -177,6 +180,18 @@ class QuantLinear(nn.Module):
         if not self.per_channel:
             return y
         return (y * _f32(self.w_ratio) + self.bias).to(x2.dtype)
+
+    def _triton(self, x2: torch.Tensor) -> torch.Tensor:
+        """Quantize, then the Triton GEMM with its dequant + bias epilogue (static scales)."""
+        from workbench.backends.pytorch.kernels import Epilogue, QuantSpec, quantize, scaled_gemm
+
+        if self.precision == "int8-dynamic":
+            raise ConfigError("the Triton kernels take static scales; use int8-static or fp8")
+        fmt: Literal["int8", "fp8"] = "fp8" if self.precision == "fp8" else "int8"
+        s = _f32(self.a_scale)
+        w = self.weight_q.view(torch.float8_e4m3fn) if fmt == "fp8" else self.weight_q
+        ep = Epilogue(bias=self.bias, out_dtype=x2.dtype)
+        return scaled_gemm(quantize(x2, QuantSpec(fmt, s)), w, s, _f32(self.w_scale), ep)
 
     def _int8(self, x2: torch.Tensor) -> torch.Tensor:
         xq, s = self.quantize_input(x2)
