@@ -206,7 +206,7 @@ def _search_one(state: _State, space: SearchSpace, cfg: Candidate) -> None:
 
 def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
     """Trials no other trial beats on both metric (higher) and latency (lower), fastest first."""
-    front = []
+    front: list[Trial] = []
     for t in trials:
         dominated = any(
             o.metric >= t.metric
