@@ -10,8 +10,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "search",
         help="find the fastest INT8 build (static or dynamic, plain or fused) that passes the gate",
         description=(
-            "Ranks layers by INT8 sensitivity on half of the test split, searches calibration "
-            "method, weight granularity and layers kept in float, times the candidates on this "
+            "Ranks layers by INT8 sensitivity on half of the test split, searches static and "
+            "dynamic INT8 on the plain and fused graphs, calibration method, weight granularity, "
+            "recovery options and layers kept in float, times the candidates on this "
             "machine, and verifies the choice on the other half (never seen by the search). "
             "Writes search.json, the chosen Q/DQ model, its table, TensorRT cache and an "
             "exclude.toml to paste into the experiment. Exit codes follow the gate half's "

@@ -1,4 +1,5 @@
-"""``workbench search``: the fastest static INT8 build that passes the experiment's gate.
+"""``workbench search``: the fastest INT8 build that passes the experiment's gate, from every
+kind of build (static and dynamic, plain and fused graphs, recovery options: ``search_builds``).
 
 The test split is halved (seeded): the search ranks layers and scores candidates on the
 *search* half only, then the chosen build is judged on the *gate* half it never saw (no
@@ -6,8 +7,9 @@ selection bias). With unlabelled traffic (``[data] unlabeled``) no label is spen
 search: it ranks and scores candidates on half the traffic (agreement with FP32, the
 disagreement bound of the gate's traffic rule), and the choice is judged on the *whole*
 labelled test set plus the other half of the traffic, which it never saw. Candidates vary the
-calibration method, per-channel vs per-tensor weights and the layers kept in float (greedy from
-the sensitivity ranking, then pruning, ``search_core``); latency is measured for real here.
+build kind and graph, calibration method, per-channel vs per-tensor weights, recovery options
+and the layers kept in float (greedy from the sensitivity ranking, then pruning,
+``search_core``); latency is measured for real here.
 Every verdict comes from the gate's one judge (``gate.judge_labelled``): PASS, FAIL or
 INCONCLUSIVE (a gate half too small to tell says how many rows would).
 
