@@ -78,3 +78,12 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
 def test_search_refuses_bad_ranking(user_experiment, tmp_path):
     with pytest.raises(SystemExit):
         main(["search", str(user_experiment), "--ranking", "magic"])
+
+
+def test_search_refuses_unknown_kind_or_graph_before_writing(tmp_path, capsys):
+    for flag, bad, hint in (("--kinds", "statc", "static"), ("--graphs", "fsued", "fused")):
+        out = tmp_path / f"s{flag}"
+        code = main(["search", flag, bad, "--out", str(out), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and f"did you mean '{hint}'" in err and "\n" not in err
+        assert not out.exists()
