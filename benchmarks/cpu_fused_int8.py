@@ -27,9 +27,25 @@ import numpy as np
 
 try:  # run as a script: benchmarks/ is on sys.path
     from _results import add_overwrite_flag, load_average, save_result
+    from _search_runs import (
+        judge_row,
+        load_search,
+        registry_builds,
+        search_default,
+        search_halves,
+        search_second_model,
+    )
     from _timing import isolated_spec
 except ImportError:  # imported by the tests as benchmarks.<name>
     from benchmarks._results import add_overwrite_flag, load_average, save_result
+    from benchmarks._search_runs import (
+        judge_row,
+        load_search,
+        registry_builds,
+        search_default,
+        search_halves,
+        search_second_model,
+    )
     from benchmarks._timing import isolated_spec
 
 SHAPES = [(1, 128), (8, 128)]
@@ -100,9 +116,12 @@ def setup(
         source_path=data.source_path,
         source_sha256=data.source_sha256,
     )
-    test = subset(splits.test, n_test).shuffle(seed=1)
-    half = len(test) // 2 if halves else 0
-    search, gate = test.select(range(half)), test.select(range(half, len(test)))
+    test = subset(splits.test, n_test)
+    if halves:  # exactly the halves `workbench search` makes: its gate half is ours
+        search_idx, gate_idx = search_halves(len(test))
+        search, gate = test.select(search_idx), test.select(gate_idx)
+    else:
+        search, gate = test.select([]), test
     cfg = json.loads((Path(art.encoder_dir) / "config.json").read_text())
     return Setup(
         str(art.path),
@@ -152,121 +171,50 @@ def _patterns(nodes) -> list[str]:
 
 
 def builds(s: Setup, method: str) -> list[Build]:
-    from workbench.backends.onnxruntime.build import quantize_dynamic_int8
-    from workbench.backends.onnxruntime.fusion import fuse_bert
+    """PyTorch and ORT FP32, then every ORT build a user gets from ``[[build]]`` tables (the
+    backend registry: ``ort-int8-static`` is the demo's gated build today; ``-fused`` builds
+    run on the fused graph), static INT8 from the workbench's own ``method`` table."""
+    from workbench.calibration.table import calibrate
+    from workbench.fileio import cache_root, sha256_json
 
-    fused = str(fuse_bert(s.onnx_path, num_heads=s.num_heads).path)
+    key = sha256_json([s.onnx_path, method, s.calib_sha])[:16]
+    table_file = cache_root() / "bench-fused" / key / f"{method}.json"
+    if not table_file.is_file():
+        table = calibrate(s.onnx_path, s.calib_feeds, method, calibration_set_sha256=s.calib_sha)
+        table.save(table_file)
     out = [
         Build("torch-fp32", "pytorch", s.model_dir, "fp32", "PyTorch eager FP32"),
         Build("ort-fp32", "onnxruntime", s.onnx_path, "fp32", "TorchScript export"),
-        Build("ort-fused-fp32", "onnxruntime", fused, "fp32", "MHA+SkipLN+BiasGelu fused"),
     ]
-    for base, prefix in ((s.onnx_path, "int8"), (fused, "fused-int8")):
-        for pc in (True, False):
-            for private in (False, True) if base == s.onnx_path else (True,):
-                suffix = "-private" if private and base == s.onnx_path else ""
-                tag = f"{prefix}-{'pc' if pc else 'pt'}{suffix}"
-                out.append(qdq_build(s, base, method, pc, private, tag))
-    out.append(_dynamic(quantize_dynamic_int8, s.onnx_path, "int8-dynamic"))
-    out.append(_dynamic(quantize_dynamic_int8, fused, "fused-int8-dynamic"))
-    return out
+    made = registry_builds(s.model_dir, s.onnx_path, str(table_file), s.tokenizer_file)
+    return out + [Build(n, "onnxruntime", m, p, d) for n, m, p, d in made]
 
 
-def searched_build(
-    s: Setup, fused: str, methods: tuple[str, ...], max_float: int = 8, ranking: str = "task"
-) -> tuple[Build, dict]:
-    """Sensitivity (task metrics, or the SQNR proxy alone) on the search split, then the
-    search; returns the fastest passing build."""
-    from workbench.backends.onnxruntime.runner import OrtRunner
-    from workbench.calibration.table import calibrate
-    from workbench.evaluate.latency import fixed_shape_feed, measure_latency
-    from workbench.experiment.search_core import Candidate, SearchSpace, Verdict, search
-    from workbench.experiment.sensitivity import (
-        SensitivitySpec,
-        layer_sensitivity,
-        model_logits,
-        node_groups,
-        proxy_ranking,
-        score_logits,
-    )
-    from workbench.gate import stats
+def searched(bs: list[Build], s: Setup, args) -> dict | None:
+    """``workbench search`` on the demo (run here, or a finished one): its choice joins ``bs``.
+    Its gate half is this benchmark's gate split (same halving), so the row is selection-free."""
+    from workbench.fileio import cache_root
 
-    tok = _tok(s)
-    feeds = [tok.encode(s.search_texts[i : i + 32]) for i in range(0, len(s.search_texts), 32)]
-    t0 = time.perf_counter()
-    table = calibrate(fused, s.calib_feeds, "max")
-    paths = {g.onnx_node: g.module_path for g in node_groups(fused)}
-    spear: dict[str, float] = {}
-    if ranking == "proxy":
-        order = proxy_ranking(fused, table, feeds, SensitivitySpec(proxy_samples=128))
+    if not (args.search or args.search_dir):
+        return None
+    folder = Path(args.search_dir or cache_root() / "bench-fused" / "search")
+    if args.search_dir and (folder / "search.json").is_file():
+        info, model = load_search(folder)
     else:
-        sens = layer_sensitivity(
-            fused,
-            table,
-            feeds,
-            s.search_labels,
-            SensitivitySpec(per_channel=True),
-            progress=_progress("sensitivity"),
-        )
-        order = sens.ranking
-        spear = {"sqnr": sens.spearman_sqnr, "mse": sens.spearman_mse}
-    sens_s = time.perf_counter() - t0
-    ref = model_logits(fused, feeds)
-    builds_by: dict[Candidate, Build] = {}
+        info, model = search_default(folder, args.max_float)
+    info["same_gate_half"] = info["n_gate"] == len(s.labels)
+    if model is not None:
+        kind = info["best"]["kind"]
+        bs.append(Build("searched", "onnxruntime", str(model), f"int8-{kind}", info["label"]))
+    return info
 
-    def build(c: Candidate) -> Build:
-        if c not in builds_by:
-            builds_by[c] = qdq_build(
-                s, fused, c.method, c.per_channel, True, "searched", exclude=c.float_nodes
-            )
-        return builds_by[c]
 
-    def score(c: Candidate) -> Verdict:
-        lg = model_logits(build(c).model, feeds)
-        sc = score_logits(lg, ref, s.search_labels)
-        ci = stats.paired_bootstrap(s.search_labels, ref.argmax(1), lg.argmax(1), "accuracy")
-        return Verdict(-ci.low <= 0.01 and sc.agreement >= 0.975, sc.accuracy)
-
-    feed = fixed_shape_feed(s.search_texts, tok, 1, 128)
-
-    def latency(c: Candidate) -> float:
-        with OrtRunner(build(c).model) as r:
-            return measure_latency(r, feed, iterations=30, warmup=5).p50_ms
-
-    space = SearchSpace(methods, (True, False), tuple(order), max_float)
-    t0 = time.perf_counter()
-    res = search(space, score, latency, progress=_progress("search"))
-    if res.best is None:
-        raise SystemExit("the search found no passing build; raise --max-float")
-    best = res.best.candidate
-    info = {
-        "sensitivity_seconds": sens_s,
-        "search_seconds": time.perf_counter() - t0,
-        "n_scored": res.n_scored,
-        "ranking": ranking,
-        "ranking_top10": [paths[n] for n in order[:10]],
-        "spearman_proxy_vs_task": spear,
-        "chosen": {
-            "method": best.method,
-            "per_channel": best.per_channel,
-            "num_heads": s.num_heads,
-            "float_nodes": list(best.float_nodes),
-            "float": [paths[n] for n in best.float_nodes],
-        },
-        "pareto": [
-            {
-                "method": t.candidate.method,
-                "per_channel": t.candidate.per_channel,
-                "n_float": len(t.candidate.float_nodes),
-                "search_accuracy": t.metric,
-                "b1_ms": t.latency_ms,
-                "passed": t.passed,
-            }
-            for t in res.pareto
-        ],
-    }
-    b = build(best)
-    return Build("searched-int8", b.backend, b.model, b.precision, b.detail), info
+def second_model(folder: str, max_float: int) -> dict:
+    """The search on a tiny BERT trained here (or its finished search in ``folder``)."""
+    done = Path(folder) / "search"
+    if (done / "search.json").is_file():
+        return load_search(done)[0]
+    return search_second_model(Path(folder), max_float)
 
 
 def _progress(what: str):
@@ -328,9 +276,17 @@ def quality(b: Build, s: Setup, ref: np.ndarray, total_macs: dict[str, int]) -> 
         "gate_accuracy_ok": bool(-ci.low <= 0.01 + 1e-12 and fid.agreement >= 0.97),
         "eval_seconds": time.perf_counter() - t0,
     }
+    d = judge_row(s.labels, ref, lg, _policy())  # the gate's one judge, the demo's policy
+    row["verdict"], row["verdict_reasons"] = d.verdict, list(d.reasons)
     if b.backend == "onnxruntime":
         row.update(coverage(b.model, total_macs))
     return row
+
+
+def _policy():
+    from workbench.experiment.spec import load_experiment, shipped_experiment
+
+    return load_experiment(shipped_experiment("demo")).gate.policy
 
 
 def coverage(model: str, total_macs: dict[str, int]) -> dict:
@@ -388,10 +344,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--calib-n", type=int, default=512)
     ap.add_argument("--n-test", type=int, default=None)
-    ap.add_argument("--search", action="store_true", help="add the searched build (slow)")
-    ap.add_argument("--max-float", type=int, default=8)
-    ap.add_argument("--search-methods", default="max,entropy")
-    ap.add_argument("--ranking", choices=("task", "proxy"), default="task")
+    ap.add_argument("--search", action="store_true", help="add `workbench search`'s choice (slow)")
+    ap.add_argument("--search-dir", help="reuse a finished `workbench search --shipped demo`")
+    ap.add_argument("--second-model", help="folder: train a tiny BERT there and search it too")
+    ap.add_argument("--max-float", type=int, default=4)
     ap.add_argument("--out", default=str(RESULTS / "cpu_fused_int8.json"))
     add_overwrite_flag(ap)
     args = ap.parse_args(argv)
@@ -414,12 +370,8 @@ def main(argv: list[str] | None = None) -> None:
         max_train=SMOKE_TRAIN if args.smoke else None,
     )
     bs = builds(s, args.method)
-    search_info = None
-    if args.search:
-        fused = next(b.model for b in bs if b.name == "ort-fused-fp32")
-        methods = tuple(args.search_methods.split(","))
-        searched, search_info = searched_build(s, fused, methods, args.max_float, args.ranking)
-        bs.append(searched)
+    search_info = searched(bs, s, args)
+    second = second_model(args.second_model, args.max_float) if args.second_model else None
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}
     ref = logits_of(next(b for b in bs if b.name == "ort-fp32"), s)
     rows = {b.name: quality(b, s, ref, macs) for b in bs}
@@ -441,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
         "iterations": args.iterations,
         "search": search_info,
+        "second_model": second,
         "rows": list(rows.values()),
         "provenance": to_dict(collect_provenance()),
     }
@@ -451,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
 def _print(rows: dict[str, dict]) -> None:
     print(
         f"{'build':<22}{'acc':>7}{'agree':>7}{'Δacc pts [95% CI]':>24}{'KL':>9}{'int8 MAC':>9}"
-        f"{'b1 ms':>8}{'×fp32':>7}{'×torch':>7}{'b8 ms':>8}{'×fp32':>7}{'gate':>6}"
+        f"{'b1 ms':>8}{'×fp32':>7}{'×torch':>7}{'b8 ms':>8}{'×fp32':>7}{'judge':>14}"
     )
     for name, r in rows.items():
         ci = f"{r['acc_diff_pts']:+.2f} [{r['acc_ci_pts'][0]:+.2f},{r['acc_ci_pts'][1]:+.2f}]"
@@ -460,7 +413,7 @@ def _print(rows: dict[str, dict]) -> None:
             f"{name:<22}{r['accuracy']:>7.4f}{r['agreement']:>7.3f}{ci:>24}{r['kl_mean']:>9.2e}"
             f"{share:>9}{r['p50_ms_b1']:>8.1f}{r['x_ort_fp32_b1']:>7.2f}"
             f"{r['x_torch_fp32_b1']:>7.2f}{r['p50_ms_b8']:>8.1f}{r['x_ort_fp32_b8']:>7.2f}"
-            f"{'ok' if r['gate_accuracy_ok'] else 'FAIL':>6}"
+            f"{r['verdict']:>14}"
         )
 
 

@@ -145,7 +145,8 @@ def test_cpu_fused_int8_smoke(tmp_path: Path) -> None:
     cf.main(["--smoke", "--threads", "1", "--out", str(tmp_path / "r.json")])
     data = _json(tmp_path / "r.json")
     names = [r["build"] for r in data["rows"]]
-    assert {"torch-fp32", "ort-fp32", "ort-fused-fp32"} <= set(names)
+    assert {"torch-fp32", "ort-fp32", "ort-fp32-fused", "ort-int8-dynamic-fused"} <= set(names)
+    assert all(r["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE") for r in data["rows"])
     for row in data["rows"]:
         assert row["p50_ms_b1"] > 0 and row["p50_ms_b8"] > 0 and 0 <= row["agreement"] <= 1
     assert data["rounds"] == 1 and data["iterations"] == 2

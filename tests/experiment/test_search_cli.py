@@ -22,8 +22,20 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     rec = load_record(SearchRecord, out / SEARCH_FILE)
     assert rec.n_search + rec.n_gate == 120 and abs(rec.n_search - rec.n_gate) <= 1
     assert len(rec.ranking) == 18 and rec.ranking_kind == "proxy"
-    assert {t.method for t in rec.trials} == {"max", "entropy"}
+    assert {t.method for t in rec.trials if t.kind == "static"} == {"max", "entropy"}
     assert {t.per_channel for t in rec.trials} == {True, False}
+    # every kind of build is a candidate: static and dynamic, plain and fused (a BERT model)
+    starts = {(t.kind, t.graph) for t in rec.trials if not t.float_nodes}
+    assert starts == {(k, g) for k in ("static", "dynamic") for g in ("plain", "fused")}
+    assert {t.method for t in rec.trials if t.kind == "dynamic"} == {"dynamic"}
+    from workbench.experiment.search_builds import available_recoveries
+
+    n_rec = len(available_recoveries("static"))  # none + each installed recovery option
+    assert len(rec.configurations) == 2 * (2 * 2 * n_rec + 2)  # graphs x (static + dynamic)
+    if n_rec > 1:  # every recovery option was a candidate, measured
+        assert {r for t in rec.trials for r in t.recovery} == {
+            r for (r,) in available_recoveries("static")[1:]
+        }
     assert rec.fp32_latency_ms > 0
     html = (out / "search.html").read_text(encoding="utf-8")
     assert "<script" not in html and 'class="heat"' in html
@@ -49,8 +61,10 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     assert rec.best.latency_ms == min(t.latency_ms for t in timed)  # the fastest passing one
     for name in rec.files:
         assert (out / name).is_file()
-    snippet = tomllib.loads((out / "exclude.toml").read_text())["calibration"]
-    assert snippet["method"] == rec.best.method and snippet["exclude"] == rec.exclude
+    toml = tomllib.loads((out / "exclude.toml").read_text())
+    snippet, (build,) = toml["calibration"], toml["build"]
+    assert snippet.get("method", "dynamic") == rec.best.method and snippet["exclude"] == rec.exclude
+    assert build["precision"] == f"int8-{rec.best.kind}" and build["graph"] == rec.best.graph
     # the float list drops straight into the experiment file
     text = user_experiment.read_text().replace("exclude = []", f"exclude = {rec.exclude!r}")
     (tmp_path / "e.toml").write_text(text.replace("'", '"'))
@@ -64,3 +78,12 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
 def test_search_refuses_bad_ranking(user_experiment, tmp_path):
     with pytest.raises(SystemExit):
         main(["search", str(user_experiment), "--ranking", "magic"])
+
+
+def test_search_refuses_unknown_kind_or_graph_before_writing(tmp_path, capsys):
+    for flag, bad, hint in (("--kinds", "statc", "static"), ("--graphs", "fsued", "fused")):
+        out = tmp_path / f"s{flag}"
+        code = main(["search", flag, bad, "--out", str(out), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and f"did you mean '{hint}'" in err and "\n" not in err
+        assert not out.exists()

@@ -19,7 +19,9 @@ RANKING = [f"encoder.layer.{i}.{s}" for s in ("output.dense", "attention.self.qu
 def _record(tmp_path: Path) -> Path:
     def trial(n_float: int, ms: float, passed: bool) -> TrialRecord:
         nodes = [f"/inner/encoder/encoder/layer.{i}/output/dense/MatMul" for i in range(n_float)]
-        return TrialRecord("max", True, nodes, RANKING[:n_float], passed, 0.8, ms, "greedy")
+        return TrialRecord(
+            "static", "plain", [], "max", True, nodes, RANKING[:n_float], passed, 0.8, ms, "greedy"
+        )
 
     best = trial(2, 3.0, True)
     rec = SearchRecord(
@@ -30,7 +32,7 @@ def _record(tmp_path: Path) -> Path:
         gate_check=GateCheckOnSplit(200, 0.8, 0.805, -0.005, 0.015, 0.985, True, [], "PASS"),
         traffic_check=None,
         exclude=["^/inner/encoder/encoder/layer\\.0/output/dense/MatMul$"], files=["exclude.toml"],
-        seconds=12.0,
+        seconds=12.0, configurations=["static max per-channel"], not_searched=[],
     )  # fmt: skip
     save_record(rec, tmp_path / SEARCH_FILE)
     return render_search(tmp_path)

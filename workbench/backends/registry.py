@@ -44,6 +44,7 @@ class BuildRequest:
     per_channel: bool
     exclude: tuple[str, ...]
     cache_dir: str  # where built artifacts are kept (content-addressed by the engine)
+    graph: str = "plain"  # "fused": built on ORT's fused BERT graph (fused_graph.py)
 
 
 @dataclass(frozen=True)

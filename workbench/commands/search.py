@@ -8,10 +8,11 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="find the fastest static INT8 build that passes the experiment's gate",
+        help="find the fastest INT8 build (static or dynamic, plain or fused) that passes the gate",
         description=(
-            "Ranks layers by INT8 sensitivity on half of the test split, searches calibration "
-            "method, weight granularity and layers kept in float, times the candidates on this "
+            "Ranks layers by INT8 sensitivity on half of the test split, searches static and "
+            "dynamic INT8 on the plain and fused graphs, calibration method, weight granularity, "
+            "recovery options and layers kept in float, times the candidates on this "
             "machine, and verifies the choice on the other half (never seen by the search). "
             "Writes search.json, the chosen Q/DQ model, its table, TensorRT cache and an "
             "exclude.toml to paste into the experiment. Exit codes follow the gate half's "
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="proxy: SQNR from one FP32 pass (fast); task: per-layer builds (slow)",
     )
     p.add_argument("--max-float", type=int, default=8, help="most layers kept in float")
+    p.add_argument("--kinds", default="static,dynamic", help="INT8 build kinds to search")
+    p.add_argument("--graphs", default="plain,fused", help="graphs to search (fused: BERT only)")
+    p.add_argument("--no-recovery", action="store_true", help="no accuracy-recovery options")
     p.add_argument("--quick", action="store_true", help="small subsets")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -59,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         ranking=args.ranking,
         max_float=args.max_float,
         progress=not args.no_progress,
+        kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+        graphs=tuple(g.strip() for g in args.graphs.split(",") if g.strip()),
+        recovery=not args.no_recovery,
     )
     record, out = run_search(exp, opts)
     print(f"ranked {len(record.ranking)} layers ({record.ranking_kind}); most harmful first:")
@@ -71,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     b, g = record.best, record.gate_check
     speed = record.fp32_latency_ms / b.latency_ms
-    print(f"fastest passing: {b.method}, {'per-channel' if b.per_channel else 'per-tensor'} "
+    label = " ".join([b.kind, b.graph, *b.recovery])
+    print(f"fastest passing: {label} {b.method}, "
+          f"{'per-channel' if b.per_channel else 'per-tensor'} "
           f"weights, {len(b.float_modules)} layer(s) in float {b.float_modules}: "
           f"{b.latency_ms:.2f} ms ({speed:.2f}x ORT FP32)")  # fmt: skip
     print(f"on the gate split ({g.n} samples the search never saw): accuracy {g.accuracy:.2%} "

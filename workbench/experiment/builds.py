@@ -54,6 +54,10 @@ def plan_builds(
     run = []
     for b in builds:
         check_supported(b.backend, b.device, b.precision)
+        if b.graph == "fused":  # before any data is read or file written
+            from workbench.backends.onnxruntime.fused_graph import check_fusable
+
+            check_fusable(exp.model.kind, exp.model.path, b.name)
         if b.backend == "pytorch" and exp.model.kind == "onnx":
             raise ConfigError(
                 f"build {b.name}: an .onnx model has no PyTorch module; use backend = onnxruntime"

@@ -189,6 +189,7 @@ def build_request(
         per_channel=c.per_channel,
         exclude=c.exclude,
         cache_dir=str(cache_root() / "builds"),
+        graph=b.graph,
     )
 
 

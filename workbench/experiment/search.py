@@ -1,4 +1,5 @@
-"""``workbench search``: the fastest static INT8 build that passes the experiment's gate.
+"""``workbench search``: the fastest INT8 build that passes the experiment's gate, from every
+kind of build (static and dynamic, plain and fused graphs, recovery options: ``search_builds``).
 
 The test split is halved (seeded): the search ranks layers and scores candidates on the
 *search* half only, then the chosen build is judged on the *gate* half it never saw (no
@@ -6,8 +7,9 @@ selection bias). With unlabelled traffic (``[data] unlabeled``) no label is spen
 search: it ranks and scores candidates on half the traffic (agreement with FP32, the
 disagreement bound of the gate's traffic rule), and the choice is judged on the *whole*
 labelled test set plus the other half of the traffic, which it never saw. Candidates vary the
-calibration method, per-channel vs per-tensor weights and the layers kept in float (greedy from
-the sensitivity ranking, then pruning, ``search_core``); latency is measured for real here.
+build kind and graph, calibration method, per-channel vs per-tensor weights, recovery options
+and the layers kept in float (greedy from the sensitivity ranking, then pruning,
+``search_core``); latency is measured for real here.
 Every verdict comes from the gate's one judge (``gate.judge_labelled``): PASS, FAIL or
 INCONCLUSIVE (a gate half too small to tell says how many rows would).
 
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from workbench.errors import ConfigError
-from workbench.fileio import atomic_write_text, sha256_json
+from workbench.fileio import atomic_write_text
 from workbench.results.records import SCHEMA_VERSION, save_record
 from workbench.results.search import (
     SEARCH_FILE,
@@ -63,6 +65,9 @@ class SearchOptions:
     ranking: str = "proxy"
     max_float: int = 8
     progress: bool = True
+    kinds: tuple[str, ...] = ("static", "dynamic")
+    graphs: tuple[str, ...] = ("plain", "fused")  # fused: where the model's family has one
+    recovery: bool = True  # try the installed accuracy-recovery options (search_builds)
 
 
 @dataclass
@@ -104,6 +109,9 @@ def check_search_options(exp: Experiment, opts: SearchOptions) -> None:
     if not opts.methods:
         raise ConfigError("--methods is empty; name at least one calibration method")
     check_methods(list(opts.methods))
+    from workbench.experiment.search_core import check_kinds
+
+    check_kinds(opts.kinds, opts.graphs)
     if opts.max_float < 0:
         raise ConfigError(f"--max-float {opts.max_float}: use 0 or more layers kept in float")
     out = check_path_arg(opts.out_dir, "--out")
@@ -125,10 +133,16 @@ def _search(
     search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
         ranking = _ranking(onnx, tables[opts.methods[0]], search_split, opts.ranking)
-    searcher = _Searcher(onnx, tables, out / "candidates", exp, ws)
-    from workbench.experiment.search_core import SearchSpace, search
+    from workbench.experiment.search_builds import CandidateBuilder, search_space
+    from workbench.experiment.search_core import search
 
-    space = SearchSpace(opts.methods, (True, False), tuple(ranking), opts.max_float)
+    table_files = {m: str(Path(calib.table_file).parent / f"{m}.json") for m in opts.methods}
+    builder = CandidateBuilder(
+        onnx, table_files, out / "candidates", ws.torch_model_dir, calib.feeds()
+    )
+    builder.ranking = tuple(ranking)
+    searcher = _Searcher(onnx, builder, exp, ws)
+    space, not_searched = search_space(ws, builder, opts, ranking)
     with st.stage("search") as bar:
         result = search(
             space,
@@ -166,7 +180,10 @@ def _search(
         exclude=_patterns(result.best.candidate.float_nodes) if result.best else [],
         files=files,
         seconds=time.perf_counter() - t0,
-    )
+        configurations=[c.label for c in space.configurations()],
+        not_searched=not_searched + [f"{c.label}: its all-INT8 start is no faster than a "
+                                     "passing build found" for c in result.bounded],
+    )  # fmt: skip
     save_record(record, out / SEARCH_FILE)
     from workbench.report.search import render_search
 
@@ -175,18 +192,11 @@ def _search(
 
 
 class _Searcher:
-    """Builds, scores and times candidates (Q/DQ models cached by content)."""
+    """Scores and times candidates (built by ``search_builds``, cached by content)."""
 
-    def __init__(
-        self,
-        onnx: str,
-        tables: dict[str, CalibrationTable],
-        folder: Path,
-        exp: Experiment,
-        ws: object,
-    ) -> None:
+    def __init__(self, onnx: str, builder, exp: Experiment, ws: object) -> None:
         assert exp.gate.policy is not None
-        self.onnx, self.tables, self.folder = onnx, tables, folder
+        self.onnx, self.builder = onnx, builder
         self.policy = exp.gate.policy
         self.shape = (self.policy.latency_batch, self.policy.latency_seq)
         self.ws = ws
@@ -194,20 +204,8 @@ class _Searcher:
         self._fp32_ms: float | None = None
 
     def build(self, c: Candidate) -> Path:
-        """The candidate's ORT-ready Q/DQ model (one Q/DQ pair per consumer)."""
-        from workbench.backends.onnxruntime.fusion import unshare_dequantize
-        from workbench.calibration.qdq import write_qdq_model
-
-        key = sha256_json([c.method, c.per_channel, sorted(c.float_nodes)])[:16]
-        path = self.folder / f"{key}.onnx"
-        if not path.is_file():
-            shared = self.folder / f"{key}.shared.onnx"
-            write_qdq_model(
-                self.onnx, self.tables[c.method], shared, c.per_channel, _patterns(c.float_nodes)
-            )
-            unshare_dequantize(shared, path)
-            shared.unlink()
-        return path
+        """The candidate's model as ONNX Runtime runs it."""
+        return Path(self.builder.build(c))
 
     def score(self, c: Candidate, split: _Split):  # -> Verdict
         """Whether the judge lets the search pick ``c`` on the search split: no rule FAILs and
@@ -416,22 +414,39 @@ def _verdict_comment(check: GateCheckOnSplit) -> list[str]:
 def _write_choice(
     s: _Searcher, best: Trial, tables: dict, out: Path, check: GateCheckOnSplit
 ) -> list[str]:
-    """The chosen build's Q/DQ model (as TensorRT takes it), table, TensorRT cache, exclude."""
-    from workbench.calibration.qdq import write_qdq_model
-    from workbench.calibration.trt_cache import write_trt_cache
+    """The chosen build's files and the experiment snippet that builds it (exclude.toml). A
+    static build on the plain graph: its Q/DQ model (as TensorRT takes it), table and TensorRT
+    cache; any other kind: the ONNX Runtime model itself (best.onnx)."""
+    import shutil
 
-    c = best.candidate
-    table = tables[c.method]
-    patterns = _patterns(c.float_nodes)
-    write_qdq_model(s.onnx, table, out / "best.qdq.onnx", c.per_channel, patterns)
-    table.save(out / "best.table.json")
-    write_trt_cache(table, out / "best.calib")
     import tomli_w
 
-    body = {"calibration": {"method": c.method, "per_channel": c.per_channel, "exclude": patterns}}
-    text = "\n".join(_verdict_comment(check)) + "\n" + tomli_w.dumps(body)
-    atomic_write_text(out / "exclude.toml", text)
-    return ["best.qdq.onnx", "best.table.json", "best.calib", "exclude.toml"]
+    c = best.candidate
+    patterns = _patterns(c.float_nodes)
+    body: dict[str, object] = {
+        "calibration": {"method": c.method, "per_channel": c.per_channel, "exclude": patterns}
+    }
+    if c.kind == "static" and c.graph == "plain" and not c.recovery:
+        from workbench.calibration.qdq import write_qdq_model
+        from workbench.calibration.trt_cache import write_trt_cache
+
+        table = tables[c.method]
+        write_qdq_model(s.onnx, table, out / "best.qdq.onnx", c.per_channel, patterns)
+        table.save(out / "best.table.json")
+        write_trt_cache(table, out / "best.calib")
+        files = ["best.qdq.onnx", "best.table.json", "best.calib"]
+    else:
+        shutil.copyfile(s.build(c), out / "best.onnx")
+        files = ["best.onnx"]
+        if c.kind == "dynamic":
+            body = {"calibration": {"per_channel": c.per_channel, "exclude": patterns}}
+    build = {"backend": "onnxruntime", "precision": f"int8-{c.kind}", "graph": c.graph}
+    body["build"] = [build]
+    lines = [*_verdict_comment(check), f"# build: {c.label}"]
+    if c.recovery:
+        lines.append(f"# recovery options {list(c.recovery)} are search-only: ship best.onnx")
+    atomic_write_text(out / "exclude.toml", "\n".join(lines) + "\n" + tomli_w.dumps(body))
+    return [*files, "exclude.toml"]
 
 
 def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:
@@ -449,6 +464,9 @@ def _module(node: str) -> str:
 def _trial(t: Trial) -> TrialRecord:
     c = t.candidate
     return TrialRecord(
+        kind=c.kind,
+        graph=c.graph,
+        recovery=list(c.recovery),
         method=c.method,
         per_channel=c.per_channel,
         float_nodes=list(c.float_nodes),

@@ -8,6 +8,13 @@ sensitivity ranking) until the candidate passes, then tries to re-quantize each 
 (least harmful first). Latency is measured only for the all-INT8 start and the final build of
 each configuration; the answer is the fastest passing build and the accuracy × latency front.
 
+A configuration is every kind of build: static (calibration method × weight granularity ×
+recovery options such as SmoothQuant or bias correction) and dynamic INT8 (weight
+granularity), each on the plain or the fused graph. Every all-INT8 start is scored and timed
+first; configurations are then searched fastest start first, and one whose all-INT8 start is
+already no faster than a passing build found is not searched further (keeping layers in float
+never makes a build faster), so the cost grows with the configurations that can still win.
+
 Example::
 
     space = SearchSpace(methods=("max", "entropy"), per_channel=(True, False),
@@ -18,23 +25,41 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from workbench.errors import ConfigError
 
 Progress = Callable[[int, int], None]
+KINDS = ("static", "dynamic")
+GRAPHS = ("plain", "fused")
+DYNAMIC = "dynamic"  # the method of a dynamic candidate (ranges found at run time)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One build to try: calibration method, weight granularity, node groups kept in float."""
+    """One build to try: kind, graph, calibration method, weight granularity, recovery options
+    and node groups kept in float."""
 
-    method: str
+    method: str  # calibration method; DYNAMIC for kind "dynamic"
     per_channel: bool
     float_nodes: tuple[str, ...] = ()  # ONNX node names, in ranking order
+    kind: str = "static"  # "static" (calibrated Q/DQ) | "dynamic" (ranges at run time)
+    graph: str = "plain"  # "plain" | "fused" (ORT's fused BERT graph)
+    recovery: tuple[str, ...] = ()  # accuracy-recovery options applied, in order
+
+    @property
+    def label(self) -> str:
+        """``static max per-channel fused +smoothquant-0.5``: what the build is, in one line."""
+        parts = [self.kind] + ([self.method] if self.kind != DYNAMIC else [])
+        parts.append("per-channel" if self.per_channel else "per-tensor")
+        parts += [self.graph] if self.graph != "plain" else []
+        return " ".join(parts + [f"+{r}" for r in self.recovery])
 
 
 @dataclass(frozen=True)
@@ -65,9 +90,29 @@ class SearchSpace:
     ranking: tuple[str, ...]  # node groups, most harmful first
     max_float: int = 8  # most node groups kept in float before a configuration is given up
     rankings: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per method, optional
+    kinds: tuple[str, ...] = ("static",)
+    graphs: tuple[str, ...] = ("plain",)
+    recoveries: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # per kind
+    graph_nodes: dict[str, frozenset[str]] = field(default_factory=dict)  # nodes a graph has
+    timing_rounds: int = 1  # starts timed this many times, interleaved (median): load-robust
 
-    def ranking_for(self, method: str) -> tuple[str, ...]:
-        return self.rankings.get(method, self.ranking)
+    def ranking_for(self, method: str, graph: str = "plain") -> tuple[str, ...]:
+        """The method's ranking, without node groups the graph does not have (fusion)."""
+        rank = self.rankings.get(method, self.ranking)
+        have = self.graph_nodes.get(graph)
+        return rank if have is None else tuple(n for n in rank if n in have)
+
+    def configurations(self) -> list[Candidate]:
+        """Every all-INT8 start: kinds × graphs × methods × granularity × recovery options."""
+        out = []
+        for graph in self.graphs:
+            for kind in self.kinds:
+                methods = self.methods if kind == "static" else (DYNAMIC,)
+                for method in methods:
+                    for pc in self.per_channel:
+                        for rec in self.recoveries.get(kind, ((),)):
+                            out.append(Candidate(method, pc, (), kind, graph, tuple(rec)))
+        return out
 
 
 @dataclass(frozen=True)
@@ -79,6 +124,7 @@ class SearchResult:
     best: Trial | None
     n_scored: int
     n_timed: int
+    bounded: list[Candidate] = field(default_factory=list)  # starts no faster than a pass found
 
 
 def check_space(space: SearchSpace) -> None:
@@ -87,10 +133,21 @@ def check_space(space: SearchSpace) -> None:
         raise ConfigError("the search needs at least one calibration method and granularity")
     if space.max_float < 0:
         raise ConfigError(f"max_float must be >= 0, got {space.max_float}")
+    check_kinds(space.kinds, space.graphs)
     for method in space.methods:
         rank = space.ranking_for(method)
         if len(set(rank)) != len(rank):
             raise ConfigError(f"the ranking for {method} repeats node groups; pass each once")
+
+
+def check_kinds(kinds: Sequence[str], graphs: Sequence[str]) -> None:
+    """ConfigError naming the first unknown (or missing) build kind or graph."""
+    for what, got, known in (("kind", kinds, KINDS), ("graph", graphs, GRAPHS)):
+        bad = [g for g in got if g not in known] or ([] if got else ["(none)"])
+        if bad:
+            close = difflib.get_close_matches(bad[0], known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"search {what} {bad[0]!r} unknown; {hint}use {', '.join(known)}")
 
 
 def search(
@@ -102,40 +159,54 @@ def search(
     """Greedy float-keeping, then pruning, per configuration; fastest passing build wins."""
     check_space(space)
     state = _State(score, latency, progress, _budget(space))
-    for method in space.methods:
-        for per_channel in space.per_channel:
-            _search_one(state, space, method, per_channel)
+    for cfg in space.configurations():
+        state.try_(cfg, "start")
+        state.time(cfg)
+    state.retime(space.configurations(), space.timing_rounds - 1)
+    starts = [state.trials[cfg] for cfg in space.configurations()]
+    bounded = []
+    for start in sorted(starts, key=lambda t: t.latency_ms):
+        if start.passed:  # nothing kept in float: already the configuration's answer
+            continue
+        best = _fastest_passing(state.trials.values())
+        if best is not None and best.latency_ms <= start.latency_ms:
+            bounded.append(start.candidate)
+            continue
+        _search_one(state, space, start.candidate)
     trials = list(state.trials.values())
     timed = [t for t in trials if math.isfinite(t.latency_ms)]
-    passing = [t for t in timed if t.passed]
-    best = min(passing, key=_speed_key, default=None)
-    return SearchResult(trials, pareto_front(timed), best, state.n_scored, len(timed))
+    best = _fastest_passing(timed)
+    return SearchResult(trials, pareto_front(timed), best, state.n_scored, len(timed), bounded)
 
 
-def _search_one(state: _State, space: SearchSpace, method: str, per_channel: bool) -> None:
-    ranking = space.ranking_for(method)
-    start = state.try_(Candidate(method, per_channel), "start")
-    state.time(start.candidate)
+def _fastest_passing(trials) -> Trial | None:
+    passing = [t for t in trials if t.passed and math.isfinite(t.latency_ms)]
+    return min(passing, key=_speed_key, default=None)
+
+
+def _search_one(state: _State, space: SearchSpace, cfg: Candidate) -> None:
+    """Greedy float-keeping from the all-INT8 start ``cfg`` (already scored), then pruning."""
+    ranking = space.ranking_for(cfg.method, cfg.graph)
+    trial = state.trials[cfg]
     kept: list[str] = []
-    trial = start
     for node in ranking[: space.max_float]:
         if trial.passed:
             break
         kept.append(node)
-        trial = state.try_(Candidate(method, per_channel, tuple(kept)), "greedy")
+        trial = state.try_(replace(cfg, float_nodes=tuple(kept)), "greedy")
     if not trial.passed:
         return
     for node in reversed(list(kept)):
         fewer = [k for k in kept if k != node]
-        attempt = state.try_(Candidate(method, per_channel, tuple(fewer)), "prune")
+        attempt = state.try_(replace(cfg, float_nodes=tuple(fewer)), "prune")
         if attempt.passed:
             kept = fewer
-    state.time(Candidate(method, per_channel, tuple(kept)))
+    state.time(replace(cfg, float_nodes=tuple(kept)))
 
 
 def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
     """Trials no other trial beats on both metric (higher) and latency (lower), fastest first."""
-    front = []
+    front: list[Trial] = []
     for t in trials:
         dominated = any(
             o.metric >= t.metric
@@ -153,15 +224,17 @@ def exclude_patterns(float_nodes: Sequence[str]) -> list[str]:
     return [f"^{re.escape(n)}$" for n in float_nodes]
 
 
-def _speed_key(t: Trial) -> tuple[float, float, int, str, bool]:
+def _speed_key(t: Trial) -> tuple[float, float, int, str, str]:
     c = t.candidate
-    return (t.latency_ms, -t.metric, len(c.float_nodes), c.method, not c.per_channel)
+    return (t.latency_ms, -t.metric, len(c.float_nodes), c.method, c.label)
 
 
 def _budget(space: SearchSpace) -> int:
     """Upper bound of scoring calls, for the progress total."""
-    n = sum(1 + 2 * min(space.max_float, len(space.ranking_for(m))) for m in space.methods)
-    return n * len(space.per_channel)
+    return sum(
+        1 + 2 * min(space.max_float, len(space.ranking_for(c.method, c.graph)))
+        for c in space.configurations()
+    )
 
 
 class _State:
@@ -181,6 +254,19 @@ class _State:
             if self._progress:
                 self._progress(self.n_scored, max(self.total, self.n_scored))
         return self.trials[cand]
+
+    def retime(self, cands: list[Candidate], rounds: int) -> None:
+        """Time ``cands`` ``rounds`` more times, interleaved; keep each one's median: the order
+        of the starts then survives a machine whose load changes while it searches."""
+        if rounds < 1:
+            return
+        samples = {c: [self.trials[c].latency_ms] for c in cands}
+        for _ in range(rounds):
+            for c in cands:
+                samples[c].append(float(self._latency(c)))
+        for c, ms in samples.items():
+            t = self.trials[c]
+            self.trials[c] = Trial(c, t.passed, t.metric, float(np.median(ms)), t.stage)
 
     def time(self, cand: Candidate) -> None:
         t = self.trials[cand]

@@ -20,6 +20,7 @@ from workbench.results.spec import (
     BACKENDS,
     CALIBRATORS,
     DEVICES,
+    GRAPHS,
     PRECISIONS,
     STRATEGIES,
     BuildSpec,
@@ -155,6 +156,13 @@ def check_experiment(exp: Experiment) -> None:
         check_methods([c.method, *c.compare])
     except ConfigError as exc:
         raise ConfigError(f"{src}: [calibration] {exc}") from None
+    if c.calibrator == "ort" and any(
+        b.graph == "fused" and b.precision == "int8-static" for b in exp.builds
+    ):
+        raise ConfigError(
+            f"{src}: static INT8 on the fused graph uses the workbench's calibration table; "
+            "set [calibration] calibrator = 'workbench' or remove graph = 'fused'"
+        )
     _check_evaluate(src, exp.evaluate, d.max_length)
     names = [b.name for b in exp.builds]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -196,6 +204,8 @@ def default_build_name(b: BuildSpec) -> str:
         parts.append("compile")
     if b.cuda_graphs:
         parts.append("graphs")
+    if b.graph != "plain":
+        parts.append(b.graph)
     return "-".join(parts)
 
 
@@ -212,6 +222,12 @@ def _build(raw: Any, source: str) -> BuildSpec:
         b = dataclasses.replace(b, device="cuda")
     if (b.compile or b.cuda_graphs) and not (b.backend == "pytorch" and b.device == "cuda"):
         raise ConfigError(f"{source}: compile / cuda_graphs apply to backend = pytorch on cuda")
+    _choice(source, "build", "graph", b.graph, GRAPHS)
+    if b.graph == "fused" and (b.backend, b.device) != ("onnxruntime", "cpu"):
+        raise ConfigError(
+            f"{source}: graph = 'fused' applies to backend = onnxruntime on cpu; "
+            "remove graph or set backend = 'onnxruntime', device = 'cpu'"
+        )
     return b if b.name else dataclasses.replace(b, name=default_build_name(b))
 
 

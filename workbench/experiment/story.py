@@ -138,6 +138,7 @@ def _search(exp: Experiment, out: Path, opts: StoryOptions) -> tuple[SearchRecor
         methods=methods,
         max_float=max_float,
         progress=opts.progress,
+        recovery=not exp.quick,  # --quick: every kind of build, no recovery passes
     )
     return run_search(exp, so)
 
@@ -154,15 +155,18 @@ def _from_search(
     g, b = record.gate_check, record.best
     if b is None or g is None:
         why = [
-            f"the all-INT8 build and {len(record.trials)} searched builds (calibration method, "
-            "weight granularity, up to "
+            f"the all-INT8 build and {len(record.trials)} searched builds (static and dynamic, "
+            "plain and fused graphs, calibration method, weight granularity, up to "
             f"{max(len(t.float_nodes) for t in record.trials) if record.trials else 0} layers "
             f"in float) all fail the gate on the search half ({record.n_search} rows)"
         ]
         return Recommendation("search", "", "FAIL", base, None, shape, why, helps, str(out))
     gran = "per-channel" if b.per_channel else "per-tensor"
     floats = f"{len(b.float_modules)} layer(s) kept in float" if b.float_modules else "all INT8"
-    name = f"ort-int8-static ({b.method}, {gran} weights, {floats})"
+    graph = "-fused" if b.graph == "fused" else ""
+    how = ", ".join([*([b.method] if b.kind == "static" else []), f"{gran} weights", floats,
+                     *b.recovery])  # fmt: skip
+    name = f"ort-int8-{b.kind}{graph} ({how})"
     fp32 = Path(run.build(base).model_path) if _has(run, base) else None
     ci = _paired_speedup(fp32, out, record, shape, run, opts) if fp32 else None
     reasons = [
@@ -233,7 +237,9 @@ def _paired_speedup(
     from workbench.report.latency import speedup_ci
 
     chosen = out / "best.ort.onnx"  # one Q/DQ pair per consumer, as the search timed it
-    if not chosen.is_file():
+    if (out / "best.onnx").is_file():  # a dynamic, fused or recovered build: as timed
+        chosen = out / "best.onnx"
+    elif not chosen.is_file():
         unshare_dequantize(out / "best.qdq.onnx", chosen)
     e = run.experiment.evaluate
     base, cand = _interleaved(

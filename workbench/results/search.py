@@ -11,7 +11,10 @@ SEARCH_FILE = "search.json"
 class TrialRecord:
     """One scored candidate (latency NaN where it was not timed)."""
 
-    method: str
+    kind: str  # "static" | "dynamic"
+    graph: str  # "plain" | "fused"
+    recovery: list[str]  # accuracy-recovery options applied (e.g. "smoothquant-0.5")
+    method: str  # calibration method ("dynamic" for dynamic builds)
     per_channel: bool
     float_nodes: list[str]  # ONNX node names kept in float
     float_modules: list[str]  # the same, as module paths
@@ -71,3 +74,5 @@ class SearchRecord:
     exclude: list[str]  # the [calibration] exclude entry for the best build
     files: list[str]  # artifacts written next to search.json
     seconds: float
+    configurations: list[str]  # every (kind, graph, method, weights, recovery) searched
+    not_searched: list[str]  # what was not searched, and why

@@ -24,6 +24,7 @@ PRECISIONS = (
     "int8-explicit",
 )
 CALIBRATORS = ("workbench", "ort")
+GRAPHS = ("plain", "fused")  # fused: ORT's BERT fusions (MHA, SkipLayerNorm, BiasGelu), ORT CPU
 STRATEGIES = ("random", "label", "length", "stratified")
 COMPARE_METHODS = ("entropy", "percentile-99.99", "max", "mse")
 
@@ -92,6 +93,7 @@ class BuildSpec:
     name: str = ""  # filled with a default name when loaded
     compile: bool = False  # torch.compile (PyTorch CUDA)
     cuda_graphs: bool = False  # capture CUDA graphs per shape (PyTorch CUDA)
+    graph: str = "plain"  # "fused": ORT CPU FP32 / INT8 on the fused BERT graph (model_type bert)
 
 
 @dataclass(frozen=True)

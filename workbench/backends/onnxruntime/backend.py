@@ -24,6 +24,7 @@ CUDA_QDQ_NOTE = (
     "on the CUDA EP ORT runs the Q/DQ graph as written: QuantizeLinear/DequantizeLinear "
     "kernels around float MatMuls (no INT8 GEMM), so this measures Q/DQ overhead, not INT8 speed"
 )
+FUSED_GRAPH = "fused graph (MultiHeadAttention + SkipLayerNorm + BiasGelu)"
 
 
 class OnnxRuntimeBackend:
@@ -48,6 +49,13 @@ class OnnxRuntimeBackend:
         return None
 
     def build(self, req: BuildRequest, calibration: CalibrationFeeds | None) -> Artifact:
+        if req.graph == "fused":
+            from workbench.backends.onnxruntime.fused_graph import fused_request
+
+            art = self.build(replace(fused_request(req), graph="plain"), calibration)
+            if req.precision == "fp32":
+                return replace(art, detail=f"FP32 ONNX, {FUSED_GRAPH}")
+            return replace(art, detail=f"{art.detail}; on the {FUSED_GRAPH}")
         if req.precision == "fp32":
             return Artifact(
                 req.fp32_onnx, sha256_file(req.fp32_onnx), "FP32 ONNX (TorchScript export)"
@@ -60,7 +68,10 @@ class OnnxRuntimeBackend:
         from workbench.backends.onnxruntime.build import quantize_dynamic_int8
 
         if req.precision == "int8-dynamic":
-            q = quantize_dynamic_int8(req.fp32_onnx, per_channel=True)
+            from workbench.calibration.qdq import excluded_nodes
+
+            keep = tuple(excluded_nodes(req.fp32_onnx, req.exclude)) if req.exclude else ()
+            q = quantize_dynamic_int8(req.fp32_onnx, req.per_channel, keep)
             return Artifact(str(q.path), sha256_file(q.path), q.detail)
         art = _ort_static(req, calibration) if req.calibrator == "ort" else _workbench_static(req)
         if req.device == "cuda":
