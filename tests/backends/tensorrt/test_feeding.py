@@ -39,15 +39,26 @@ def test_loader_serves_every_calibration_row_at_one_shape(tiny_onnx, tiny_tok, c
         assert all(a.shape == (8, longest) and a.dtype == np.int64 for a in batch.values())
     assert list(loader) == list(loader.batches)  # Polygraphy may iterate it again
     # every real row appears, unchanged up to its own length (oracle: the tokenizer itself)
-    want = {tuple(r[m == 1]) for f in feeds for r, m in zip(f["input_ids"], f["attention_mask"])}
-    got = {tuple(r[m == 1]) for b in loader for r, m in zip(b["input_ids"], b["attention_mask"])}
+    want = {
+        tuple(r[m == 1])
+        for f in feeds
+        for r, m in zip(f["input_ids"], f["attention_mask"], strict=True)
+    }
+    got = {
+        tuple(r[m == 1])
+        for b in loader
+        for r, m in zip(b["input_ids"], b["attention_mask"], strict=True)
+    }
     assert got == want and len(want) == 20
     ids = [id(a) for b in loader for a in b.values()]
     assert len(set(ids)) == len(ids)  # no aliasing between batches
 
 
 def test_padding_uses_the_sets_own_pad_id() -> None:
-    feed = {"input_ids": np.array([[5, 6, 7], [5, 9, 9]]), "attention_mask": np.array([[1, 1, 1], [1, 0, 0]])}
+    feed = {
+        "input_ids": np.array([[5, 6, 7], [5, 9, 9]]),
+        "attention_mask": np.array([[1, 1, 1], [1, 0, 0]]),
+    }
     longer = {"input_ids": np.array([[5, 6, 7, 8]]), "attention_mask": np.array([[1, 1, 1, 1]])}
     loader = CalibrationLoader(lambda: [feed, longer], TWO)
     assert loader.shape == (2, 4)

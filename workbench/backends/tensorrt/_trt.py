@@ -17,7 +17,9 @@ TRT_HINT = (
     "TensorRT is not installed: its libraries come only from NVIDIA's package index; "
     "pip install tensorrt --extra-index-url https://pypi.nvidia.com"
 )
-POLYGRAPHY_HINT = "Polygraphy is not installed: pip install -e '.[tensorrt]' (or pip install polygraphy)"
+POLYGRAPHY_HINT = (
+    "Polygraphy is not installed: pip install polygraphy (in the extra: '.[tensorrt]')"
+)
 
 
 def import_tensorrt() -> ModuleType:

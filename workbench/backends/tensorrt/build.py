@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 from workbench.backends.registry import BuildRequest, CalibrationFeeds
 from workbench.backends.tensorrt._trt import (
     gpu_tag,
@@ -81,7 +83,7 @@ def build_engine(req: BuildRequest, calibration: CalibrationFeeds | None) -> Pat
     plan = plan_for(req.precision, major_version(trt))
     inputs = model_inputs(onnx)
     profile = ShapeProfile.for_length(req.max_length)
-    loader, ranges = None, {}
+    loader, ranges = None, dict[str, object]()
     if plan.calibrator:
         if calibration is None:
             raise CalibrationError(f"{req.name}: int8-implicit needs calibration samples")
@@ -116,7 +118,7 @@ def _build_into(
     engine_file: Path,
     req: BuildRequest,
     plan: Plan,
-    inputs: dict,
+    inputs: dict[str, np.dtype],
     profile: ShapeProfile,
     loader: CalibrationLoader | None,
 ) -> None:
@@ -125,10 +127,10 @@ def _build_into(
 
     work = engine_file.parent
     model = _model_to_parse(req, plan, work)
-    profiles = [polygraphy_profile(profile, inputs)]
+    profiles = [polygraphy_profile(profile, list(inputs))]
     calibrator = None
     if loader is not None:  # the last profile is the calibration profile (Polygraphy)
-        profiles.append(polygraphy_profile(ShapeProfile.fixed(loader.shape), inputs))
+        profiles.append(polygraphy_profile(ShapeProfile.fixed(loader.shape), list(inputs)))
         calibrator = make_calibrator(trt, loader, work / CACHE_FILE)
     config = CreateConfig(int8=loader is not None, calibrator=calibrator, profiles=profiles)
     network = NetworkFromOnnxPath(str(model), strongly_typed=plan.strongly_typed)

@@ -1,4 +1,4 @@
-"""Calibration feeding for TensorRT 10's implicit INT8: our calibration set as Polygraphy's data loader.
+"""TensorRT 10's implicit INT8 calibration: our calibration set as Polygraphy's data loader.
 
 TensorRT calibrates a dynamic-shape network at one fixed shape (the calibration profile's
 opt shape), and Polygraphy's ``Calibrator`` stops quietly on a batch that does not match
