@@ -50,8 +50,9 @@ def probe_tensorrt() -> Check:
     ok, info = availability()
     if not ok:
         return Check("tensorrt", False, "", info)
-    major = version_tuple(info)[0]
-    precisions = "fp32, fp16, int8-explicit" + (", int8-implicit" if major < 11 else "")
+    from workbench.backends.tensorrt.build import precisions_on
+
+    precisions = ", ".join(precisions_on(version_tuple(info)[0]))
     return Check("tensorrt", True, info, f"precisions: {precisions}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.backends.tensorrt.build import PRECISIONS, Plan, plan_for
+from workbench.backends.tensorrt.build import PLANS, PRECISIONS, plan_for, precisions_on
 from workbench.backends.tensorrt.profiles import ShapeProfile, polygraphy_profile
 from workbench.errors import ConfigError
 
@@ -13,19 +13,28 @@ BERT = ["input_ids", "attention_mask", "token_type_ids"]
 
 @pytest.mark.parametrize("major", [10, 11])
 def test_float_and_explicit_builds_are_strongly_typed_on_both_majors(major: int) -> None:
-    assert plan_for("fp32", major) == Plan("fp32", strongly_typed=True, calibrator=False)
-    assert plan_for("fp16", major) == Plan("fp16", strongly_typed=True, calibrator=False)
-    assert plan_for("int8-explicit", major) == Plan("qdq", strongly_typed=True, calibrator=False)
+    for precision, source in (("fp32", "fp32"), ("fp16", "fp16"), ("int8-explicit", "qdq")):
+        plan = plan_for(precision, major)
+        assert plan.source == source and plan.strongly_typed and not plan.calibrator
+    assert plan_for("int8-explicit", major).needs == "table"
+    assert plan_for("fp16", major).needs == ""
 
 
 def test_implicit_int8_is_tensorrt_10_only_and_points_to_explicit() -> None:
-    assert plan_for("int8-implicit", 10) == Plan("fp32", strongly_typed=False, calibrator=True)
+    implicit = plan_for("int8-implicit", 10)
+    assert implicit.calibrator and not implicit.strongly_typed and implicit.needs == "samples"
+    assert precisions_on(10) == PRECISIONS
+    assert precisions_on(11) == ("fp32", "fp16", "int8-explicit")
     with pytest.raises(ConfigError, match=r"removed implicit INT8.*int8-explicit"):
         plan_for("int8-implicit", 11)
     with pytest.raises(ConfigError, match="choose one of"):
         plan_for("int4", 10)
     with pytest.raises(ConfigError, match=">= 10"):
         plan_for("fp16", 8)
+
+
+def test_int8_flags_decide_which_builds_are_audited() -> None:
+    assert [p for p, plan in PLANS.items() if plan.int8] == ["int8-implicit", "int8-explicit"]
 
 
 def test_registry_lists_the_precisions_on_cuda_only() -> None:

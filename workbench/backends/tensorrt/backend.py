@@ -26,11 +26,14 @@ class TensorRTBackend:
     """Engines built from the verified FP32 ONNX model (and the workbench's calibration)."""
 
     name = "tensorrt"
+    devices: tuple[str, ...] = (
+        "cuda",
+    )  # capability data; per precision: ``build.PLANS`` (needs, versions, INT8)
 
     def precisions(self, device: str) -> tuple[str, ...]:
         from workbench.backends.tensorrt.build import PRECISIONS
 
-        return PRECISIONS if device == "cuda" else ()
+        return PRECISIONS if device in self.devices else ()
 
     def unavailable_reason(self, device: str) -> str | None:
         from workbench.backends.tensorrt._trt import import_tensorrt
@@ -54,11 +57,11 @@ class TensorRTBackend:
 
     def int8_audit(self, req: BuildRequest, artifact: Artifact) -> Int8Coverage | None:
         """From the engine inspector's JSON stored beside the engine at build time."""
-        if not req.precision.startswith("int8"):
-            return None
         from workbench.backends.tensorrt.audit import coverage_from_inspector
-        from workbench.backends.tensorrt.build import LAYERS_FILE
+        from workbench.backends.tensorrt.build import LAYERS_FILE, PLANS
 
+        if not PLANS[req.precision].int8:
+            return None
         layers = Path(artifact.model_path).with_name(LAYERS_FILE)
         return coverage_from_inspector(layers.read_text(encoding="utf-8"))
 

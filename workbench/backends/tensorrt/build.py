@@ -31,7 +31,6 @@ from workbench.fileio import build_entry, reuse_entry, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8-implicit", "int8-explicit")
 ENGINE_VERSION = 1  # bump when what goes into an entry changes
 ENGINE_FILE, LAYERS_FILE = "engine.plan", "layers.json"
 CACHE_FILE, RANGES_FILE = "calibration.cache", "tensorrt-ranges.json"
@@ -39,11 +38,36 @@ CACHE_FILE, RANGES_FILE = "calibration.cache", "tensorrt-ranges.json"
 
 @dataclass(frozen=True)
 class Plan:
-    """How TensorRT gets ``precision``: which model it parses and how the network is typed."""
+    """How TensorRT builds one precision, as data the build, the registry entry and doctor read."""
 
-    source: str  # "fp32" (as exported) | "fp16" (FP16 copy) | "qdq" (workbench Q/DQ model)
+    source: str  # the model parsed: "fp32" (as exported) | "fp16" (FP16 copy) | "qdq" (Q/DQ)
     strongly_typed: bool  # precision from the model; weakly typed only for the calibrator
-    calibrator: bool  # TensorRT 10's IInt8EntropyCalibrator2 (removed in 11)
+    needs: str  # "" | "table" (workbench calibration table) | "samples" (TensorRT calibrates)
+    trt_majors: tuple[int, ...]  # TensorRT major versions that build it
+    int8: bool  # has INT8 layers for the audit to count
+
+    @property
+    def calibrator(self) -> bool:
+        """TensorRT 10's IInt8EntropyCalibrator2 (removed in 11) makes the ranges."""
+        return self.needs == "samples"
+
+
+PLANS = {
+    "fp32": Plan("fp32", strongly_typed=True, needs="", trt_majors=(10, 11), int8=False),
+    "fp16": Plan("fp16", strongly_typed=True, needs="", trt_majors=(10, 11), int8=False),
+    "int8-implicit": Plan(
+        "fp32", strongly_typed=False, needs="samples", trt_majors=(10,), int8=True
+    ),
+    "int8-explicit": Plan(
+        "qdq", strongly_typed=True, needs="table", trt_majors=(10, 11), int8=True
+    ),
+}
+PRECISIONS = tuple(PLANS)
+
+
+def precisions_on(trt_major: int) -> tuple[str, ...]:
+    """The precisions TensorRT ``trt_major`` builds (``int8-implicit`` only on 10.x)."""
+    return tuple(p for p, plan in PLANS.items() if trt_major in plan.trt_majors)
 
 
 def plan_for(precision: str, trt_major: int) -> Plan:
@@ -51,22 +75,18 @@ def plan_for(precision: str, trt_major: int) -> Plan:
 
     Example::
 
-        plan_for("int8-explicit", 11)  # Plan(source="qdq", strongly_typed=True, ...)
+        plan_for("int8-explicit", 11).source  # "qdq"
     """
-    if precision not in PRECISIONS:
+    if precision not in PLANS:
         raise ConfigError(f"unknown TensorRT precision {precision!r}; choose one of {PRECISIONS}")
     if trt_major < 10:
         raise ConfigError(f"TensorRT {trt_major}.x is not supported; install TensorRT >= 10")
-    if precision == "int8-implicit":
-        if trt_major >= 11:
-            raise ConfigError(
-                f"TensorRT {trt_major} removed implicit INT8 calibration "
-                "(IInt8EntropyCalibrator2); use precision 'int8-explicit' (the workbench's "
-                "Q/DQ model)"
-            )
-        return Plan("fp32", strongly_typed=False, calibrator=True)
-    source = {"fp32": "fp32", "fp16": "fp16", "int8-explicit": "qdq"}[precision]
-    return Plan(source, strongly_typed=True, calibrator=False)
+    if precision not in precisions_on(trt_major):
+        raise ConfigError(
+            f"TensorRT {trt_major} removed implicit INT8 calibration (IInt8EntropyCalibrator2); "
+            "use precision 'int8-explicit' (the workbench's Q/DQ model)"
+        )
+    return PLANS[precision]
 
 
 def build_engine(req: BuildRequest, calibration: CalibrationFeeds | None) -> Path:
@@ -84,14 +104,14 @@ def build_engine(req: BuildRequest, calibration: CalibrationFeeds | None) -> Pat
     inputs = model_inputs(onnx)
     profile = ShapeProfile.for_length(req.max_length)
     loader, ranges = None, dict[str, object]()
-    if plan.calibrator:
+    if plan.needs == "samples":
         if calibration is None:
-            raise CalibrationError(f"{req.name}: int8-implicit needs calibration samples")
+            raise CalibrationError(f"{req.name}: {req.precision} needs calibration samples")
         loader = CalibrationLoader(calibration, inputs)
         ranges = {"batches": loader.sha256()}
-    elif plan.source == "qdq":
+    elif plan.needs == "table":
         if not req.table_file:
-            raise CalibrationError(f"{req.name}: int8-explicit needs a calibration table")
+            raise CalibrationError(f"{req.name}: {req.precision} needs a calibration table")
         from workbench.calibration.table import CalibrationTable
 
         table = CalibrationTable.load(req.table_file)
