@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -93,8 +94,8 @@ def build_engine(req: BuildRequest, calibration: CalibrationFeeds | None) -> Pat
     """The engine file for ``req``: reused when an intact entry with the same key exists.
 
     The key holds everything the engine depends on: the ONNX bytes, precision, profile,
-    the ranges (table or calibration batches), the TensorRT version and the GPU's
-    compute capability (engines do not load across either).
+    the ranges (table or calibration batches), the TensorRT and Polygraphy versions and
+    the GPU's compute capability (engines do not load across TensorRT versions or GPUs).
     """
     onnx = Path(req.fp32_onnx)
     if not onnx.is_file():
@@ -123,6 +124,7 @@ def build_engine(req: BuildRequest, calibration: CalibrationFeeds | None) -> Pat
             "profile": profile.as_dict(),
             "ranges": ranges,
             "trt": str(trt.__version__),
+            "polygraphy": metadata.version("polygraphy"),  # its config defaults shape the engine
             "gpu": gpu_tag(),
             "v": ENGINE_VERSION,
         }
