@@ -13,6 +13,7 @@ created, else the cache's ``logs/``); Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -25,8 +26,15 @@ from pathlib import Path
 
 from workbench import __version__
 from workbench.errors import WorkbenchError, noted_output_dir
+from workbench.interrupts import (
+    check_interrupt,
+    handling_interrupts,
+    interrupted,
+    settle_interrupts,
+)
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: an unexpected exception (a bug), never the gate's 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 CRASH_LOG = "workbench-crash-{stamp}-{pid}.log"
 
 COMMANDS = (
@@ -66,7 +74,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``workbench`` console script; returns the exit code."""
+    """Entry point of the ``workbench`` console script; returns the exit code.
+
+    A Ctrl-C at any moment is exit 130 with one "interrupted" line, even one that a library
+    swallowed (``workbench.interrupts``); files being written then are not published.
+    """
+    with handling_interrupts(ignore_after=argv is None):
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt:  # while parsing, or while an error line was printed
+            print("interrupted", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        if settle_interrupts() and code != EXIT_INTERRUPTED:
+            print("interrupted", file=sys.stderr)  # a Ctrl-C some library swallowed
+            code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED and argv is None:
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End an interrupted process without interpreter teardown: an extension module whose
+    import the Ctrl-C cut short can crash there (a fatal error instead of exit 130). Every
+    ``finally`` has run by now, so temp files are gone; only the std streams need flushing."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     # Offline by design: nothing may reach a model hub; no per-file progress bars from datasets.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -79,23 +116,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    return _dispatch(args, argv)
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """Run the command; map every way it can end to one exit code and at most one line."""
     try:
-        return int(args.func(args))
-    except WorkbenchError as exc:
+        code = int(args.func(args))
+        check_interrupt()
+        return code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if interrupted():  # what a Ctrl-C broke (an import cut short, say): not a bug, no error
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return _report_error(exc, argv)
+
+
+def _report_error(exc: Exception, argv: Sequence[str] | None) -> int:
+    """One line for ``exc``: bad input (its exit code), an OS refusal (2) or a bug (70)."""
+    if isinstance(exc, WorkbenchError):
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:  # a file or folder the OS refused: bad input, not a crash
+    if isinstance(exc, OSError):  # a file or folder the OS refused: bad input, not a crash
         logging.getLogger("workbench").debug("operating-system error", exc_info=True)
         print(f"error: {os_error_message(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        log = write_crash_log(argv)
-        what = _one_line(str(exc)) or "(no message)"
-        print(f"internal error: {type(exc).__name__}: {what}; details in {log}", file=sys.stderr)
-        return EXIT_INTERNAL
+    log = write_crash_log(argv)
+    what = _one_line(str(exc)) or "(no message)"
+    print(f"internal error: {type(exc).__name__}: {what}; details in {log}", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def write_crash_log(argv: Sequence[str] | None) -> str:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -19,11 +20,41 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import ConfigError
+from workbench.interrupts import check_interrupt
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 STALE_TEMP_SECONDS = 24 * 3600  # a temp file this old is stale whoever wrote it
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}")
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` as one safe path component, or ConfigError (exit 2) naming ``what``.
+
+    The one validator for every name that becomes a folder or file name (run ids, build
+    names, sweep names, calibration-set names): letters, digits and ``._+=-``, no leading dot,
+    no trailing dot, at most 128 characters — so no ``..``, ``/``, ``\\``, absolute path, NUL
+    or control character can lead a write outside the folder the user named.
+    """
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value) or value.endswith("."):
+        raise ConfigError(
+            f"{what} {value!r} is not a plain folder/file name; use letters, digits and . _ + = - "
+            "(no slashes, no leading dot, at most 128 characters)"
+        )
+    return value
+
+
+def check_path_arg(value: str | os.PathLike[str], what: str) -> Path:
+    """A folder/file path the user typed: refused (ConfigError) when empty or holding a NUL or
+    another control character, which no file system name should carry."""
+    text = os.fspath(value)
+    if not text.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ConfigError(
+            f"{what} {text!r} is empty or holds a control character (NUL, newline...); "
+            "give a plain path"
+        )
+    return Path(text)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -59,6 +90,7 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[str], obje
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         writer(tmp)
+        check_interrupt()  # a Ctrl-C swallowed during the work: the file is not published
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -244,11 +276,11 @@ def partial_dir(final: str | os.PathLike[str]) -> Path:
     target = Path(final)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(target.parent, target.name)
-    return Path(
-        tempfile.mkdtemp(
-            prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
-        )
+    folder = tempfile.mkdtemp(
+        prefix=f".{target.name}.{os.getpid()}.", suffix=".partial", dir=target.parent
     )
+    os.chmod(folder, 0o777 & ~_umask())  # mkdtemp's 0700 would outlive the rename: umask, as files
+    return Path(folder)
 
 
 def publish_entry(partial: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:

@@ -68,11 +68,19 @@ def test_report_on_a_run_with_nan_accuracy(done_run, tmp_path, capsys):
 
 
 def test_garbage_cached_logits_are_rebuilt(done_run, user_dir, tmp_path, capsys):
+    import shutil
+
+    import pandas as pd
+
     from tests.faults.conftest import run_args
     from workbench.fileio import cache_root
 
+    # cached logits are keyed by content: a test file of its own gives this run entries of its own
+    own = tmp_path / "user"
+    shutil.copytree(user_dir, own)
+    pd.read_csv(user_dir / "val.csv").iloc[:-1].to_csv(own / "val.csv", index=False)
     before = set((cache_root() / "evals").glob("*/logits.npy"))
-    args = run_args(user_dir, tmp_path / "reports", "g", "--no-gate")
+    args = run_args(own, tmp_path / "reports", "g", "--no-gate")
     assert cli(args, capsys)[0] == 0
     made = set((cache_root() / "evals").glob("*/logits.npy")) - before  # keyed by this run's paths
     assert made

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import re
 import struct
 from collections.abc import Collection
@@ -30,6 +31,9 @@ from workbench.calibration.table import CalibrationTable
 from workbench.errors import CalibrationError, ConfigError
 from workbench.fileio import atomic_write_text
 
+log = logging.getLogger(__name__)
+
+MIN_COVERAGE = 0.9  # below this share of a model's quantizable activations a cache is refused
 MIN_AMAX, MAX_AMAX = 1e-30, 1e30  # a real activation range lies far inside these
 ALGORITHMS = {"EntropyCalibration2": "entropy", "MinMaxCalibration": "max"}
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
@@ -152,3 +156,30 @@ def _check_tensors(p: Path, amax: dict[str, float], expected: Collection[str]) -
         f"{p} lacks {len(missing)} of this model's {len(want)} tensors (e.g. {missing[0]!r}); "
         "it was made for another model or tensor set: recalibrate"
     )
+
+
+def check_cache_coverage(
+    table: CalibrationTable, fp32_onnx: str | Path, source: str, allow_partial: bool = False
+) -> float:
+    """The share of ``fp32_onnx``'s quantizable activations that ``table`` (read from the
+    TensorRT cache ``source``) gives a range; CalibrationError below ``MIN_COVERAGE`` unless
+    ``allow_partial`` — a cache of 1 of 49 tensors would quantize one activation and leave the
+    rest float, a "INT8" model that is neither fast nor what was calibrated.
+    """
+    from workbench.calibration.graph import quantizable_tensors
+
+    want = quantizable_tensors(fp32_onnx)
+    if not want:
+        return 1.0
+    have = sum(1 for n in want if n in table.amax)
+    share = have / len(want)
+    what = f"{source} covers {have} of {fp32_onnx}'s {len(want)} quantizable activations"
+    if share < MIN_COVERAGE and not allow_partial:
+        raise CalibrationError(
+            f"{what} ({share:.0%}, below {MIN_COVERAGE:.0%}): most of the model would stay "
+            "float; recalibrate this model, or pass allow_partial=True "
+            "(--allow-partial-cache) to accept a partial cache"
+        )
+    if share < 1.0:
+        log.warning("%s (%.0f%%); the others stay float", what, 100 * share)
+    return share

@@ -67,6 +67,7 @@ def parse_methods(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.calibration.trt_cache import trt_version_code
     from workbench.experiment.calibrate import prepare_calibration
     from workbench.experiment.progress import Stages
     from workbench.experiment.rundir import claim_run_dir, preflight
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.experiment.workspace import Workspace, apply_quick
 
     methods = parse_methods(args.methods)
+    trt_version_code(args.trt_version)  # checked now, not after calibrating (written last)
     exp = load_experiment(args.experiment or shipped_experiment(args.shipped))
     cal = replace(
         exp.calibration,
@@ -94,10 +96,10 @@ def run(args: argparse.Namespace) -> int:
         out = prepare_calibration(
             ws, run_dir, args.calibration_sets, Stages(False), compare=not args.no_compare
         )
+        if args.no_compare:  # still under the lock: these files go into the run folder too
+            return _artifacts(ws, out.table_file, methods, run_dir, args)
     finally:
         claim.release()
-    if args.no_compare:
-        return _artifacts(ws, out.table_file, methods, run_dir, args)
     from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
     from workbench.results.records import load_record
 

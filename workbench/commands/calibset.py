@@ -106,6 +106,20 @@ def run(args: argparse.Namespace) -> int:
     return _run_build(args)
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Names and folders the set is written under, checked before anything is read or written."""
+    from workbench.fileio import check_name, check_path_arg, check_writable_dir
+
+    if args.name is not None:
+        check_name(args.name, "--name")
+    root = check_path_arg(args.root, "--root")
+    check_writable_dir(root, "--root", "pass --root a writable folder", create=False)
+    if args.report_dir:
+        report_dir = check_path_arg(args.report_dir, "--report-dir")
+        fix = "pass --report-dir a writable folder"
+        check_writable_dir(report_dir, "--report-dir", fix, create=False)
+
+
 def _run_build(args: argparse.Namespace) -> int:
     from workbench.data.calibset import PoolFilters, build_calibration_set, with_report
     from workbench.data.representativeness import save_report
@@ -113,6 +127,7 @@ def _run_build(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
+    _check_paths(args)
     tok = _tokenizer(args)
     pool, test = default_pool(
         args.data, args.text_column, args.label_column, whole_file=args.whole_file

@@ -20,7 +20,10 @@ def run(args: argparse.Namespace) -> int:
     from workbench.backends.onnxruntime.export import export_onnx
     from workbench.backends.pytorch.prepare import prepare_classifier
     from workbench.data.datasets import load_labelled_file, load_rotten_tomatoes, make_splits
+    from workbench.errors import ConfigError
 
+    if args.max_train is not None and args.max_train < 1:
+        raise ConfigError(f"--max-train {args.max_train}: use 1 or more training samples")
     data = (
         load_labelled_file(args.data, args.text_column, args.label_column)
         if args.data

@@ -35,6 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def default_sweep_dir(name: str) -> str:
+    """``reports/sweeps/<name>``, refused if a symlink there leads out of ``reports/``."""
+    from workbench.experiment.rundir import inside
+    from workbench.fileio import check_name
+
+    folder = Path("reports") / "sweeps" / check_name(name, "sweep name")
+    inside("reports", folder, "sweep folder")
+    return str(folder)
+
+
 def run(args: argparse.Namespace) -> int:
     from workbench.experiment.sweep import load_sweep
     from workbench.experiment.sweep_run import SweepOptions, run_sweep
@@ -44,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         for cell in spec.cells:
             print(f"{cell.key}  {cell.name}")
         return 0
-    out = args.out or str(Path("reports") / "sweeps" / spec.name)
+    out = args.out or default_sweep_dir(spec.name)
     opts = SweepOptions(
         out_dir=out,
         address=args.address,

@@ -31,6 +31,7 @@ from workbench.errors import DataError, ResultsError
 from workbench.fileio import (
     atomic_write_json,
     atomic_write_with,
+    check_name,
     sha256_file,
     sha256_json,
     sha256_strings,
@@ -46,7 +47,6 @@ MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 DATA_FILE = "data.parquet"
 DEFAULT_ROOT = "calibration_sets"
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,7 @@ def build_calibration_set(
     texts, pairs, joined = _pool_texts(pool)
     labels, label_names = _label_info(pool)
     name = name or default_name(source_path, strategy, n, seed, filters)
-    if not _NAME_OK.match(name):
-        raise DataError(f"calibration set name {name!r} must be letters, digits, '.', '_' or '-'")
+    check_name(name, "calibration set name")
     out = Path(root) / name
     pool_sha = _pool_sha256(joined, labels)
     key = sha256_json(

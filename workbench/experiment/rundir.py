@@ -21,24 +21,13 @@ from types import TracebackType
 from typing import IO
 
 from workbench.errors import ConfigError, note_output_dir
-from workbench.fileio import cache_root, check_writable_dir
+from workbench.fileio import cache_root, check_name, check_path_arg, check_writable_dir
 from workbench.results.spec import Experiment
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".workbench.lock"  # also marks the folder as a workbench run directory
 RUN_RECORD = "run.json"
-_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,127}")
-
-
-def check_name(value: str, what: str) -> str:
-    """``value`` as one safe path component (letters, digits, ``._+=-``); ConfigError if not."""
-    if not _SAFE.fullmatch(value or "") or value.endswith("."):
-        raise ConfigError(
-            f"{what} {value!r} is not a plain folder/file name; use letters, digits and . _ + = - "
-            "(no slashes, no leading dot, at most 128 characters)"
-        )
-    return value
 
 
 def safe_name(text: str) -> str:
@@ -83,6 +72,8 @@ def preflight(exp: Experiment, reports_root: str, calibration_root: str, run_id:
     the cache folder must be usable, and the gate must not compare a build with itself;
     otherwise a one-line ConfigError (exit 2).
     """
+    check_path_arg(reports_root, "--reports")
+    check_path_arg(calibration_root, "--calibration-sets")
     if run_id:
         check_run_id(run_id)
         inside(reports_root, Path(reports_root) / run_id, "run directory")
@@ -180,6 +171,18 @@ def check_not_busy(path: str | Path) -> None:
         handle = _lock(p, "", record=False)
         if handle is not None:
             handle.close()
+
+
+def lock_dir(path: str | Path, flag: str, owner: str) -> RunDirClaim:
+    """Create ``path`` (the folder given by ``flag``) and hold the run folders' lock on it,
+    recording ``owner``, without emptying it.
+
+    For output folders that are not run directories (``search --out``): a second workbench
+    process writing into the same folder gets a ConfigError (exit 2) instead of mixing files.
+    """
+    p = check_writable_dir(path, f"{flag} folder", f"pass {flag} a writable folder")
+    note_output_dir(p)  # an internal error's traceback goes here
+    return RunDirClaim(p, _lock(p, owner))
 
 
 def _check_claimable(path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workbench.errors import ConfigError, note_output_dir
+from workbench.errors import ConfigError
 from workbench.fileio import atomic_write_text, sha256_json
 from workbench.results.records import SCHEMA_VERSION, save_record
 from workbench.results.search import (
@@ -42,7 +42,9 @@ from workbench.results.spec import Experiment
 if TYPE_CHECKING:
     from workbench.backends.base import Feed
     from workbench.calibration.table import CalibrationTable
+    from workbench.experiment.progress import Stages
     from workbench.experiment.search_core import Candidate, Trial
+    from workbench.experiment.workspace import Workspace
     from workbench.gate.decision import GateDecision
     from workbench.results.policy import GatePolicy
 
@@ -72,24 +74,52 @@ class _Split:
 
 def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path]:
     """Search, verify on the gate split, write search.json and the chosen build's artifacts."""
-    from workbench.experiment.calibrate import prepare_calibration
     from workbench.experiment.progress import Stages
+    from workbench.experiment.rundir import check_not_busy, lock_dir
     from workbench.experiment.workspace import Workspace, apply_quick
 
-    if opts.ranking not in RANKINGS:
-        raise ConfigError(f"ranking {opts.ranking!r} unknown; use one of {RANKINGS}")
-    if exp.gate.policy is None:
-        raise ConfigError("the search needs a gate policy: set [gate] policy")
+    check_search_options(exp, opts)  # every argument check, before anything is written
     exp = apply_quick(exp) if exp.quick else exp
     cal = replace(exp.calibration, method=opts.methods[0], compare=tuple(opts.methods))
     exp = replace(exp, calibration=cal)
     st, t0 = Stages(opts.progress), time.perf_counter()
     out = Path(opts.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    note_output_dir(out)  # an internal error's traceback goes here
+    check_not_busy(out)  # another search writing there: refuse before loading anything
     with st.stage("load data and model"):
         ws = Workspace.open(exp)
-        onnx = ws.export.onnx_path
+        ws.export  # noqa: B018 (the ONNX export, cached; not written into out)
+    with lock_dir(out, "--out", "search"):  # held to the end: a second search into out is refused
+        return _search(ws, opts, out, st, t0)
+
+
+def check_search_options(exp: Experiment, opts: SearchOptions) -> None:
+    """ConfigError (exit 2) for any bad option, before the first file is written."""
+    from workbench.calibration.table import check_methods
+    from workbench.fileio import check_path_arg, check_writable_dir
+
+    if opts.ranking not in RANKINGS:
+        raise ConfigError(f"ranking {opts.ranking!r} unknown; use one of {RANKINGS}")
+    if exp.gate.policy is None:
+        raise ConfigError("the search needs a gate policy: set [gate] policy")
+    if not opts.methods:
+        raise ConfigError("--methods is empty; name at least one calibration method")
+    check_methods(list(opts.methods))
+    if opts.max_float < 0:
+        raise ConfigError(f"--max-float {opts.max_float}: use 0 or more layers kept in float")
+    out = check_path_arg(opts.out_dir, "--out")
+    check_writable_dir(out, "--out folder", "pass --out a writable folder", create=False)
+    roots = check_path_arg(opts.calibration_root, "--calibration-sets")
+    fix = "pass --calibration-sets a writable folder"
+    check_writable_dir(roots, "calibration-sets folder", fix, create=False)
+
+
+def _search(
+    ws: Workspace, opts: SearchOptions, out: Path, st: Stages, t0: float
+) -> tuple[SearchRecord, Path]:
+    """The search proper, inside the locked ``out`` folder."""
+    from workbench.experiment.calibrate import prepare_calibration
+
+    exp, onnx = ws.exp, ws.export.onnx_path
     calib = prepare_calibration(ws, out, opts.calibration_root, st, compare=False)
     tables = _tables(Path(calib.table_file).parent, opts.methods)
     search_split, gate_split, heldout = _splits(ws, onnx)

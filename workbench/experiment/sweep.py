@@ -99,7 +99,7 @@ def parse_sweep(data: dict[str, Any], base_dir: Path, source: str = "sweep") -> 
         raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {sorted(_TOP)}")
     base = _base_dict(data, base_dir, source)
     axes = _axes(data.get("axes"), source)
-    name = str(data.get("name") or Path(source).stem)
+    name = _sweep_name(data.get("name"), source)
     cpus = data.get("cpus_per_cell", 1.0)
     if isinstance(cpus, bool) or not isinstance(cpus, int | float) or cpus <= 0:
         raise ConfigError(f"{source}: cpus_per_cell = {cpus!r}; use a number > 0")
@@ -120,6 +120,16 @@ def parse_sweep(data: dict[str, Any], base_dir: Path, source: str = "sweep") -> 
         raise ConfigError(f"{source}: two cells are the same experiment; remove repeated values")
     shown_axes = tuple((k, tuple(_show(v) for v in vals)) for k, vals in axes)
     return SweepSpec(name, source, shown_axes, tuple(cells), float(cpus))
+
+
+def _sweep_name(value: Any, source: str) -> str:
+    """The sweep's name names its default folder (reports/sweeps/<name>): one plain component."""
+    from workbench.experiment.rundir import safe_name
+    from workbench.fileio import check_name
+
+    if value is None:
+        return safe_name(Path(source).stem)
+    return check_name(value, f"{source}: name")
 
 
 def cell_key(exp: Experiment) -> str:

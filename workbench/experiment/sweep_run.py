@@ -72,8 +72,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> tuple[SweepResult, Path
 
         result, out = run_sweep(load_sweep("sweep.toml"), SweepOptions("reports/sweeps/grid"))
     """
-    if options.retries < 0:
-        raise ConfigError(f"--retries {options.retries}: use 0 or more")
+    check_sweep_options(options)
     if options.mlflow:
         from workbench.experiment.sweep_tracking import check_mlflow
 
@@ -127,6 +126,21 @@ def run_sweep(spec: SweepSpec, options: SweepOptions) -> tuple[SweepResult, Path
         n = log_sweep(result, out, options.mlflow)
         log.info("logged %d cells to MLflow at %s", n, options.mlflow)
     return result, out
+
+
+def check_sweep_options(options: SweepOptions) -> None:
+    """Every option check, before the sweep folder is created (ConfigError, exit 2)."""
+    from workbench.fileio import check_path_arg
+
+    check_path_arg(options.out_dir, "sweep folder")
+    if options.retries < 0:
+        raise ConfigError(f"--retries {options.retries}: use 0 or more")
+    if options.num_cpus is not None and options.num_cpus < 1:
+        raise ConfigError(f"--num-cpus {options.num_cpus}: use 1 or more (or leave it out)")
+    if options.num_gpus is not None and options.num_gpus < 0:
+        raise ConfigError(f"--num-gpus {options.num_gpus}: use 0 or more (or leave it out)")
+    if Path(options.out_dir).is_file():
+        raise ConfigError(f"sweep folder {options.out_dir} is a file; pass --out a folder")
 
 
 def finished_cell(out: Path, cell: SweepCell) -> CellResult | None:

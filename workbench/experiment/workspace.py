@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from workbench.backends.model_files import check_model_files
 from workbench.data.datasets import (
     LabelledData,
     Splits,
@@ -77,6 +78,7 @@ class Workspace:
         """Load data and inspect the model; raise on anything that would fail later."""
         data, splits, test, pool = _load_data(exp)
         model, tok = _inspect_model(exp, data)
+        check_model_files(model.kind, model.path)  # weights read now: damaged -> exit 2
         from workbench.data.labels import match_labels
 
         perm = match_labels(model.labels, data.label_names, where=exp.source or "experiment")
