@@ -183,6 +183,10 @@ def _model_to_parse(req: BuildRequest, plan: Plan, work: Path) -> Path:
 
         out = work / "model.qdq.onnx"
         table = CalibrationTable.load(req.table_file)
+        if table.source == "tensorrt-cache":  # e.g. an implicit build's tensorrt-ranges.json
+            from workbench.calibration.trt_cache import check_cache_coverage
+
+            check_cache_coverage(table, req.fp32_onnx, req.table_file)
         write_qdq_model(req.fp32_onnx, table, out, per_channel=req.per_channel, exclude=req.exclude)
         return out
     return Path(req.fp32_onnx)
