@@ -10,11 +10,14 @@ from pathlib import Path
 import onnx
 import pytest
 
-from workbench.backends.tensorrt.onnx_prep import trt_cache_to_qdq
-from workbench.backends.tensorrt.strategies import ExplicitQDQ
 from workbench.calibration.graph import quantizable_tensors
 from workbench.calibration.table import CalibrationTable
-from workbench.calibration.trt_cache import MIN_COVERAGE, read_trt_cache, write_trt_cache
+from workbench.calibration.trt_cache import (
+    MIN_COVERAGE,
+    read_trt_cache,
+    trt_cache_to_qdq,
+    write_trt_cache,
+)
 from workbench.errors import CalibrationError
 
 
@@ -80,10 +83,16 @@ def test_a_full_cache_converts_and_quantizes_every_activation(tiny_onnx, names, 
     assert _activations_quantized(full) > _activations_quantized(partial)
 
 
-def test_an_explicit_build_from_a_partial_cache_is_refused(tiny_onnx, names, tmp_path):
-    table = read_trt_cache(_cache(names[:2], tmp_path / "two.cache"))
+def test_an_explicit_tensorrt_build_from_a_partial_cache_is_refused(tiny_onnx, names, tmp_path):
+    """The Q/DQ model an int8-explicit TensorRT build parses, from a table read from a cache."""
+    from tests.backends.tensorrt.conftest import request_for
+    from workbench.backends.tensorrt.build import _model_to_parse, plan_for
+
+    table = read_trt_cache(_cache(names[:2], tmp_path / "two.cache")).save(tmp_path / "t.json")
+    req = request_for(tiny_onnx, "int8-explicit", tmp_path, table=str(table))
     with pytest.raises(CalibrationError, match=f"covers 2 of .*{len(names)}"):
-        ExplicitQDQ(table=table).onnx_for_build(Path(tiny_onnx), tmp_path)
-    assert not list(tmp_path.glob("model.qdq-*.onnx"))
-    built = ExplicitQDQ(table=table, allow_partial=True).onnx_for_build(Path(tiny_onnx), tmp_path)
-    assert built.is_file()
+        _model_to_parse(req, plan_for("int8-explicit", 11), tmp_path)
+    assert not (tmp_path / "model.qdq.onnx").exists()
+    full = read_trt_cache(_cache(names, tmp_path / "full.cache")).save(tmp_path / "t.json")
+    req = request_for(tiny_onnx, "int8-explicit", tmp_path, table=str(full))
+    assert _model_to_parse(req, plan_for("int8-explicit", 11), tmp_path).is_file()

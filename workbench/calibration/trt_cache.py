@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +183,27 @@ def check_cache_coverage(
     if share < 1.0:
         log.warning("%s (%.0f%%); the others stay float", what, 100 * share)
     return share
+
+
+def trt_cache_to_qdq(
+    cache_path: str | Path,
+    fp32_onnx: str | Path,
+    out_path: str | Path,
+    per_channel: bool = False,
+    exclude: Sequence[str] = (),
+    allow_partial: bool = False,
+) -> Path:
+    """A TensorRT calibration cache as a Q/DQ ONNX model (cache -> table -> Q/DQ): TensorRT 10
+    calibration carried to TensorRT 11, which builds only from Q/DQ models.
+
+    A cache covering under ``MIN_COVERAGE`` of the model's quantizable activations is refused
+    (CalibrationError naming the coverage) unless ``allow_partial``. Example::
+
+        trt_cache_to_qdq("calibration.cache", "model.onnx", "model.qdq.onnx")
+    """
+    from workbench.calibration.qdq import write_qdq_model
+
+    table = read_trt_cache(cache_path)
+    check_cache_coverage(table, fp32_onnx, str(cache_path), allow_partial)
+    write_qdq_model(fp32_onnx, table, out_path, per_channel=per_channel, exclude=tuple(exclude))
+    return Path(out_path)

@@ -50,8 +50,9 @@ def probe_tensorrt() -> Check:
     ok, info = availability()
     if not ok:
         return Check("tensorrt", False, "", info)
-    major = version_tuple(info)[0]
-    precisions = "fp32, fp16, int8-explicit" + (", int8-implicit" if major < 11 else "")
+    from workbench.backends.tensorrt.build import precisions_on
+
+    precisions = ", ".join(precisions_on(version_tuple(info)[0]))
     return Check("tensorrt", True, info, f"precisions: {precisions}")
 
 
@@ -72,31 +73,18 @@ def probe_nvidia_smi() -> tuple[Check, list[str]]:
     return Check("nvidia-smi", bool(rows), driver, "; ".join(rows) or "no GPU listed"), gpus
 
 
-def probe_cuda_python() -> Check:
-    from workbench.backends.tensorrt.cuda import CudaRuntimeApi
-    from workbench.errors import BackendUnavailableError
-
-    version = _version("cuda-bindings") or _version("cuda-python")
+def probe_polygraphy() -> Check:
+    """Polygraphy (builds and runs TensorRT engines) and whether it finds a CUDA device."""
+    version = _version("polygraphy")
     if not version:
-        return Check("cuda-python", False, "", "not installed (extra: gpu)")
-    try:
-        api = CudaRuntimeApi()
-    except BackendUnavailableError as exc:
-        return Check("cuda-python", False, version, str(exc))
-    return Check("cuda-python", True, version, f"device 0: {api.device_name()}")
-
-
-def probe_cupy() -> Check:
-    version = next((v for d in ("cupy-cuda12x", "cupy-cuda13x", "cupy") if (v := _version(d))), "")
-    if not version:
-        return Check("cupy", False, "", "not installed (optional)")
-    from workbench.backends.tensorrt.cuda import CupyApi
+        return Check("polygraphy", False, "", "not installed (extra: tensorrt)")
+    from workbench.backends.tensorrt._trt import gpu_tag
     from workbench.errors import BackendUnavailableError
 
     try:
-        return Check("cupy", True, version, f"device 0: {CupyApi().device_name()}")
-    except BackendUnavailableError as exc:
-        return Check("cupy", False, version, str(exc))
+        return Check("polygraphy", True, version, f"CUDA device 0: {gpu_tag()}")
+    except (BackendUnavailableError, OSError) as exc:  # OSError: no CUDA runtime library
+        return Check("polygraphy", False, version, str(exc))
 
 
 def probe_torch() -> Check:
@@ -124,20 +112,14 @@ def collect() -> DoctorReport:
     """Run every probe and decide which backends are usable here."""
     trt = probe_tensorrt()
     smi, gpus = probe_nvidia_smi()
-    cudapy, cupy, torch_c, ort_c = (
-        probe_cuda_python(),
-        probe_cupy(),
-        probe_torch(),
-        probe_onnxruntime(),
-    )
-    checks = [trt, smi, cudapy, cupy, torch_c, ort_c]
-    cuda_mem = cudapy.ok or cupy.ok
+    pg, torch_c, ort_c = probe_polygraphy(), probe_torch(), probe_onnxruntime()
+    checks = [trt, smi, pg, torch_c, ort_c]
     backends = {
         "pytorch-cpu": torch_c.ok,
         "pytorch-cuda": torch_c.ok and "no CUDA device" not in torch_c.detail,
         "onnxruntime-cpu": ort_c.ok and "CPUExecutionProvider" in ort_c.detail,
         "onnxruntime-cuda": ort_c.ok and "CUDAExecutionProvider" in ort_c.detail and bool(gpus),
-        "tensorrt": trt.ok and cuda_mem,
+        "tensorrt": trt.ok and pg.ok,
     }
     return DoctorReport(checks=checks, gpus=gpus, backends=backends)
 
@@ -154,7 +136,7 @@ def format_table(report: DoctorReport) -> str:
     usable = [b for b, ok in report.backends.items() if ok]
     lines += ["", "usable backends: " + (", ".join(usable) or "none")]
     if not report.backends.get("tensorrt"):
-        lines.append("tensorrt unusable: needs the tensorrt wheel, cuda-python (or CuPy) and a GPU")
+        lines.append("tensorrt unusable: needs the tensorrt wheel, polygraphy and a GPU")
     return "\n".join(lines)
 
 

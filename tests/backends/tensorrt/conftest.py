@@ -1,10 +1,13 @@
-"""TensorRT-test fixtures: tokenizer feeds for the tiny model, and the marker skips."""
+"""TensorRT-test fixtures: tokenizer feeds for the tiny model, build requests, marker skips."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from workbench.backends.registry import BuildRequest
 from workbench.data.tokenize import TextTokenizer
 
 TEXTS = [
@@ -19,6 +22,18 @@ TEXTS = [
 ]
 
 
+def request_for(
+    onnx: str | Path, precision: str, cache: Path, table: str = "", max_length: int = 64
+) -> BuildRequest:
+    """The BuildRequest the engine would make for a TensorRT build of ``onnx``."""
+    return BuildRequest(
+        name=f"trt-{precision}", backend="tensorrt", device="cuda", precision=precision,
+        compile=False, cuda_graphs=False, fp32_onnx=str(onnx), torch_model="",
+        tokenizer_file="", max_length=max_length, table_file=table, method="entropy",
+        calibrator="workbench", per_channel=False, exclude=(), cache_dir=str(cache),
+    )  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def tiny_tok(tiny_model) -> TextTokenizer:
     return TextTokenizer.from_model_dir(tiny_model.encoder_dir, tiny_model.max_length)
@@ -30,35 +45,11 @@ def tiny_feeds(tiny_tok) -> list[dict[str, np.ndarray]]:
     return [tiny_tok.encode(TEXTS[i : i + 2]) for i in range(0, len(TEXTS), 2)]
 
 
-def _tensorrt_missing() -> str | None:
-    from workbench.backends.tensorrt._trt import availability
-
-    ok, why = availability()
-    return None if ok else why
-
-
-def _gpu_missing() -> str | None:
-    from workbench.backends.tensorrt.cuda import get_memory_api
-    from workbench.errors import BackendUnavailableError
-
-    try:
-        get_memory_api()
-    except BackendUnavailableError as exc:
-        return str(exc)
-    return None
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Skip ``tensorrt``/``gpu`` tests with a reason where the machine lacks them."""
-    if item.get_closest_marker("tensorrt") and _tensorrt_missing():
-        pytest.skip("TensorRT not installed")
-    if item.get_closest_marker("gpu") and (why := _gpu_missing()):
-        pytest.skip(f"no usable CUDA GPU: {why}")
+    """Skip ``tensorrt`` tests with the reason where TensorRT (or Polygraphy) is absent."""
+    if item.get_closest_marker("tensorrt"):
+        from workbench.backends.tensorrt._trt import availability
 
-
-@pytest.fixture()
-def memory_api():
-    """The real GPU memory API (gpu-marked tests only)."""
-    from workbench.backends.tensorrt.cuda import get_memory_api
-
-    return get_memory_api()
+        ok, why = availability()
+        if not ok:
+            pytest.skip(why)

@@ -16,13 +16,14 @@ def test_doctor_json_reports_every_component(capsys: pytest.CaptureFixture[str])
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     checks = {c["component"]: c for c in report["checks"]}
-    assert set(checks) == {"tensorrt", "nvidia-smi", "cuda-python", "cupy", "torch", "onnxruntime"}
+    assert set(checks) == {"tensorrt", "nvidia-smi", "polygraphy", "torch", "onnxruntime"}
     ort_check = checks["onnxruntime"]
     assert ort_check["ok"] and "CPUExecutionProvider" in ort_check["detail"]
     assert report["backends"]["onnxruntime-cpu"] is True
     trt = checks["tensorrt"]
     if not trt["ok"]:
-        assert trt["detail"].startswith("TensorRT not installed: pip install tensorrt")
+        assert trt["detail"].startswith("TensorRT is not installed: its libraries come only")
+        assert "--extra-index-url https://pypi.nvidia.com" in trt["detail"]
         assert report["backends"]["tensorrt"] is False
     else:
         assert trt["version"][:2] in {"10", "11"}

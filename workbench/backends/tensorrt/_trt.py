@@ -1,54 +1,54 @@
-"""The one place ``tensorrt`` is imported: lazily, with a message that says how to install it.
+"""The one place ``tensorrt`` and Polygraphy are imported: lazily, with how to install them.
 
-Nothing else in ``workbench.backends.tensorrt`` imports TensorRT at module level, so the package
-(and ``workbench --help``) imports on a machine without it.
+Nothing else in ``workbench.backends.tensorrt`` imports either at module level, so
+``import workbench`` and the ONNX Runtime path work on a machine without them.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
+import contextlib
+import ctypes
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
 
-from workbench.errors import BackendUnavailableError
+from workbench.errors import BackendUnavailableError, WorkbenchError
 
-log = logging.getLogger(__name__)
-
-INSTALL_HINT = (
-    "pip install tensorrt (NVIDIA index; or the extra: pip install -e '.[tensorrt]'), "
-    "on a machine with an NVIDIA GPU and driver"
+TRT_HINT = (
+    "TensorRT is not installed: its libraries come only from NVIDIA's package index; "
+    "pip install tensorrt --extra-index-url https://pypi.nvidia.com"
+)
+POLYGRAPHY_HINT = (
+    "Polygraphy is not installed: pip install polygraphy (in the extra: '.[tensorrt]')"
 )
 
 
-@functools.lru_cache(maxsize=1)
-def _import() -> ModuleType:
-    import tensorrt  # the real bindings; never replaced or mocked
-
-    return tensorrt
-
-
 def import_tensorrt() -> ModuleType:
-    """The ``tensorrt`` module, or BackendUnavailableError naming how to install it.
+    """The ``tensorrt`` module, or BackendUnavailableError saying how to install it.
 
     Example::
 
         trt = import_tensorrt()
-        builder = trt.Builder(make_logger(trt))
+        print(trt.__version__)
     """
     try:
-        return _import()
+        import tensorrt
     except ImportError as exc:
-        raise BackendUnavailableError(f"TensorRT not installed: {INSTALL_HINT} ({exc})") from exc
-    except OSError as exc:  # the wheel is there but libnvinfer cannot be loaded
+        raise BackendUnavailableError(f"{TRT_HINT} ({exc})") from exc
+    except OSError as exc:  # the wheel is there but libnvinfer does not load
         raise BackendUnavailableError(
-            f"TensorRT is installed but its libraries do not load ({exc}); check the CUDA "
-            f"driver and LD_LIBRARY_PATH, or reinstall: {INSTALL_HINT}"
+            f"TensorRT is installed but its libraries do not load ({exc}); check the NVIDIA "
+            "driver and LD_LIBRARY_PATH, or reinstall it from https://pypi.nvidia.com"
         ) from exc
+    try:
+        from polygraphy.logger import G_LOGGER  # Polygraphy does the building and running
+    except ImportError as exc:
+        raise BackendUnavailableError(POLYGRAPHY_HINT) from exc
+    G_LOGGER.use_python_logging_system = True  # its messages go to logging, not stdout
+    return tensorrt
 
 
 def availability() -> tuple[bool, str]:
-    """(True, version) when TensorRT imports here, else (False, why not)."""
+    """(True, TensorRT version) when TensorRT and Polygraphy import here, else (False, why)."""
     try:
         trt = import_tensorrt()
     except BackendUnavailableError as exc:
@@ -57,7 +57,7 @@ def availability() -> tuple[bool, str]:
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
-    """``"10.16.1.11"`` -> ``(10, 16, 1, 11)``; non-numeric parts stop the tuple."""
+    """``"10.16.1.11"`` -> ``(10, 16, 1, 11)``; a non-numeric part ends the tuple."""
     parts: list[int] = []
     for piece in version.split("."):
         digits = "".join(ch for ch in piece if ch.isdigit())
@@ -72,27 +72,32 @@ def major_version(trt: ModuleType) -> int:
     return version_tuple(str(trt.__version__))[0]
 
 
-def make_logger(trt: ModuleType) -> Any:
-    """A ``trt.ILogger`` that forwards to Python logging and remembers errors.
+def gpu_tag() -> str:
+    """``"sm90"``: compute capability of CUDA device 0, the boundary engines cannot cross.
 
-    Its ``errors`` list lets a failed build name TensorRT's own reason.
+    Read through Polygraphy's CUDA runtime wrapper (``cudaDeviceGetAttribute`` 75/76).
     """
+    from polygraphy import cuda
 
-    class _Logger(trt.ILogger):  # type: ignore[name-defined]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # pybind trampolines need the base __init__ called
-            self.errors: list[str] = []
+    handle = cuda.wrapper().handle
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    for attr, out in ((75, major), (76, minor)):  # cudaDevAttrComputeCapabilityMajor/Minor
+        status = handle.cudaDeviceGetAttribute(ctypes.byref(out), attr, 0)
+        if status != 0:
+            raise BackendUnavailableError(
+                f"no usable CUDA device (cudaDeviceGetAttribute returned {status}); "
+                "check nvidia-smi and CUDA_VISIBLE_DEVICES"
+            )
+    return f"sm{major.value}{minor.value}"
 
-        def log(self, severity: Any, msg: str) -> None:
-            sev = trt.ILogger.Severity
-            if severity in (sev.INTERNAL_ERROR, sev.ERROR):
-                self.errors.append(str(msg))
-                log.error("TensorRT: %s", msg)
-            elif severity == sev.WARNING:
-                log.warning("TensorRT: %s", msg)
-            elif severity == sev.INFO:
-                log.info("TensorRT: %s", msg)
-            else:
-                log.debug("TensorRT: %s", msg)
 
-    return _Logger()
+@contextlib.contextmanager
+def polygraphy_errors(error: type[WorkbenchError], what: str) -> Iterator[None]:
+    """Turn Polygraphy's exception (its log already holds TensorRT's messages) into ``error``."""
+    from polygraphy.exception import PolygraphyException
+
+    try:
+        yield
+    except PolygraphyException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "see the log above"
+        raise error(f"{what}: {first}") from exc

@@ -1,30 +1,39 @@
-"""TensorRT in the backend registry: FP32, FP16, INT8 implicit (TRT 10) and explicit Q/DQ engines.
+"""TensorRT in the backend registry: FP32, FP16, INT8 explicit (Q/DQ) and implicit (TensorRT 10).
 
-Never faked: where TensorRT is absent, ``unavailable_reason`` says so and the engine
-skips or stops (exit 3) before any work. The calls below follow the documented 10/11 API.
+Never faked: where TensorRT is absent, ``unavailable_reason`` says so (with the install
+hint) and the engine skips or stops with exit 3 before any work.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from workbench.backends.base import Runner
 from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds
-from workbench.errors import BackendUnavailableError, CalibrationError
+from workbench.errors import BackendUnavailableError
 from workbench.fileio import sha256_file
 from workbench.results.records import Int8Coverage
 
+DETAILS = {
+    "fp32": "TensorRT FP32 engine (strongly typed, TF32 off; Polygraphy build)",
+    "fp16": "TensorRT FP16 engine from an FP16 ONNX copy (strongly typed; Polygraphy build)",
+    "int8-explicit": "TensorRT INT8 engine from the workbench's Q/DQ model (strongly typed)",
+    "int8-implicit": "TensorRT INT8 engine, TensorRT's own IInt8EntropyCalibrator2 (10.x)",
+}
+
 
 class TensorRTBackend:
-    """Engines built from the verified FP32 ONNX model (and the workbench's calibration table)."""
+    """Engines built from the verified FP32 ONNX model (and the workbench's calibration)."""
 
     name = "tensorrt"
+    devices: tuple[str, ...] = (
+        "cuda",
+    )  # capability data; per precision: ``build.PLANS`` (needs, versions, INT8)
 
     def precisions(self, device: str) -> tuple[str, ...]:
-        from workbench.backends.tensorrt.precision import PRECISIONS
+        from workbench.backends.tensorrt.build import PRECISIONS
 
-        return PRECISIONS if device == "cuda" else ()
+        return PRECISIONS if device in self.devices else ()
 
     def unavailable_reason(self, device: str) -> str | None:
         from workbench.backends.tensorrt._trt import import_tensorrt
@@ -36,30 +45,10 @@ class TensorRTBackend:
         return None
 
     def build(self, req: BuildRequest, calibration: CalibrationFeeds | None) -> Artifact:
-        from workbench.backends.tensorrt import resolve_calibration
-        from workbench.backends.tensorrt.builder import build_engine
-        from workbench.backends.tensorrt.precision import EngineSpec
-        from workbench.backends.tensorrt.profiles import ShapeProfile
-        from workbench.backends.tensorrt.strategies import ImplicitCalibration
+        from workbench.backends.tensorrt.build import build_engine
 
-        source: Any = None
-        if req.precision == "int8-explicit":
-            if not req.table_file:
-                raise CalibrationError(f"{req.name}: int8-explicit needs a calibration table")
-            from workbench.calibration.table import CalibrationTable
-
-            source = CalibrationTable.load(req.table_file)
-        elif req.precision == "int8-implicit":
-            if calibration is None:
-                raise CalibrationError(f"{req.name}: int8-implicit needs calibration samples")
-            feeds = list(calibration())
-            source = ImplicitCalibration(feeds, shape=tuple(feeds[0]["input_ids"].shape))
-        strategy = resolve_calibration(req.precision, source)
-        n = req.max_length
-        profile = ShapeProfile((1, 1), (32, n), (64, n))
-        built = build_engine(req.fp32_onnx, EngineSpec(req.precision, profile), strategy)
-        path = Path(built.engine_path)
-        return Artifact(str(path), sha256_file(path), f"TensorRT {req.precision} engine")
+        path = build_engine(req, calibration)
+        return Artifact(str(path), sha256_file(path), DETAILS[req.precision])
 
     def open_runner(self, req: BuildRequest, artifact: Artifact, threads: int = 0) -> Runner:
         from workbench.backends.tensorrt.runner import TensorRTRunner
@@ -67,7 +56,14 @@ class TensorRTBackend:
         return TensorRTRunner(artifact.model_path, name=req.name, precision=req.precision)
 
     def int8_audit(self, req: BuildRequest, artifact: Artifact) -> Int8Coverage | None:
-        return None  # the engine inspector audit runs inside TensorRTRunner where TRT exists
+        """From the engine inspector's JSON stored beside the engine at build time."""
+        from workbench.backends.tensorrt.audit import coverage_from_inspector
+        from workbench.backends.tensorrt.build import LAYERS_FILE, PLANS
+
+        if not PLANS[req.precision].int8:
+            return None
+        layers = Path(artifact.model_path).with_name(LAYERS_FILE)
+        return coverage_from_inspector(layers.read_text(encoding="utf-8"))
 
 
 BACKEND = TensorRTBackend()

@@ -1,202 +1,121 @@
-"""Calibration batch feeding and cache I/O: the TensorRT-free half of the implicit calibrator.
+"""TensorRT 10's implicit INT8 calibration: our calibration set as Polygraphy's data loader.
 
-TensorRT swallows exceptions raised in calibrator callbacks and reads them as "no more
-data", so a bug would silently calibrate on a prefix of the set. ``CalibrationFeeder``
-never raises from a callback: it records the error and the batch count, and
-``verify()`` (called by the builder after the build) raises ``CalibrationError`` when
-calibration saw fewer batches than expected or a callback failed.
+TensorRT calibrates a dynamic-shape network at one fixed shape (the calibration profile's
+opt shape), and Polygraphy's ``Calibrator`` stops quietly on a batch that does not match
+the network. So every batch is re-shaped here, before the build, to exactly the model's
+own inputs (names and dtypes read from the ONNX graph: DistilBERT/RoBERTa have no
+``token_type_ids``) at one (batch, sequence) shape; after the build ``check_served``
+refuses an engine that saw fewer batches than the set holds.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from workbench.backends.tensorrt.buffers import MemoryApi, TensorBuffers
-from workbench.closing import Closeable
 from workbench.errors import CalibrationError, InputMismatchError
-from workbench.fileio import atomic_write_bytes
-
-log = logging.getLogger(__name__)
 
 Feed = dict[str, np.ndarray]
-TOKEN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def fixed_shape_batches(feeds: Iterable[Feed], batch: int, seq: int, pad_id: int = 0) -> list[Feed]:
-    """Re-batch tokenizer feeds into batches of exactly (batch, seq): the calibration profile shape.
+def model_inputs(onnx_path: str | Path) -> dict[str, np.dtype]:
+    """The ONNX model's graph inputs, in order, with their NumPy dtypes."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
 
-    Rows are padded (input_ids with ``pad_id``, masks and type ids with 0) or cut to ``seq``.
-    Every sample appears; the last batch is topped up by wrapping around to the first
-    samples, so ``ceil(n / batch)`` batches come out. Each batch owns fresh arrays.
-    """
-    if batch < 1 or seq < 1:
-        raise CalibrationError(f"calibration shape must be positive, got ({batch}, {seq})")
-    rows: dict[str, list[np.ndarray]] = {}
-    for feed in feeds:
-        for name, arr in feed.items():
-            a = np.asarray(arr)
-            if a.ndim != 2:
-                raise InputMismatchError(f"calibration input {name!r} must be 2-D, got {a.shape}")
-            rows.setdefault(name, []).extend(a)
-    if not rows:
-        raise CalibrationError("the calibration set yielded no batches; is it empty?")
-    counts = {name: len(r) for name, r in rows.items()}
-    if len(set(counts.values())) != 1:
-        raise InputMismatchError(f"calibration inputs have different row counts: {counts}")
-    n = next(iter(counts.values()))
-    n_batches = math.ceil(n / batch)
-    out: list[Feed] = []
-    for b in range(n_batches):
-        idx = [(b * batch + i) % n for i in range(batch)]
-        feed_b: Feed = {}
-        for name, r in rows.items():
-            fill = pad_id if name == "input_ids" else 0
-            arr = np.full((batch, seq), fill, dtype=r[0].dtype)
-            for j, i in enumerate(idx):
-                row = r[i][:seq]
-                arr[j, : len(row)] = row
-            feed_b[name] = arr
-        out.append(feed_b)
-    return out
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    inits = {i.name for i in graph.initializer}
+    return {
+        i.name: np.dtype(tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+        for i in graph.input
+        if i.name not in inits
+    }
 
 
-class CalibrationFeeder(Closeable):
-    """Serves calibration batches as device pointers and counts them; a context manager.
+class CalibrationLoader:
+    """Fixed-shape calibration batches of the model's inputs; an iterable Polygraphy re-reads.
+
+    Every sample appears at least once: rows are padded to the longest row of the set
+    (``input_ids`` with the set's own pad id, other inputs with 0) and the last batch is
+    topped up by wrapping around to the first rows.
 
     Example::
 
-        with CalibrationFeeder(batches, get_memory_api()) as feeder:
-            ptrs = feeder.get_batch(["input_ids", "attention_mask", "token_type_ids"])
+        loader = CalibrationLoader(calib.feeds(), model_inputs("model.onnx"))
+        loader.shape  # (16, 48)
     """
 
-    def __init__(self, batches: Sequence[Feed], api: MemoryApi) -> None:
-        if not batches:
-            raise CalibrationError("no calibration batches; build the calibration set first")
-        self.batches = list(batches)
-        self.expected = len(self.batches)
-        self.served = 0
-        self.error: BaseException | None = None
-        self._buffers = TensorBuffers(api)
-        self._api = api
-        self._stream = api.stream_create()
+    input_metadata: Any = None  # Polygraphy sets this; the batches already match the network
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        first = next(iter(self.batches[0].values()))
-        return tuple(first.shape)
-
-    def get_batch(self, names: Sequence[str]) -> list[int] | None:
-        """Device pointers of the next batch in ``names`` order; None at the end or on error."""
-        if self.error is not None or self.served >= self.expected:
-            return None
-        try:
-            feed = self.batches[self.served]
-            missing = [n for n in names if n not in feed]
+    def __init__(self, feeds: Callable[[], Iterable[Feed]], inputs: dict[str, np.dtype]) -> None:
+        rows: dict[str, list[np.ndarray]] = {name: [] for name in inputs}
+        batch = 0
+        for feed in feeds():
+            missing = [n for n in inputs if n not in feed]
             if missing:
                 raise InputMismatchError(
-                    f"TensorRT asks for calibration input(s) {missing}; the batches have "
-                    f"{sorted(feed)} — does the calibration set match the model?"
+                    f"calibration feeds lack the model's input(s) {missing} (they have "
+                    f"{sorted(feed)}); was the calibration set made for this model?"
                 )
-            ptrs = [self._buffers.upload(str(n), feed[str(n)], self._stream) for n in names]
-            self._api.stream_synchronize(self._stream)
-        except Exception as exc:  # TensorRT would swallow it; verify() re-raises
-            self.error = exc
-            log.error("calibration batch %d failed: %s", self.served + 1, exc)
-            return None
-        self.served += 1
-        log.debug("calibration batch %d/%d", self.served, self.expected)
-        return ptrs
+            batch = max(batch, len(feed[next(iter(inputs))]))
+            for name in inputs:
+                rows[name].extend(np.asarray(feed[name]))
+        n = len(next(iter(rows.values()), []))
+        if n == 0:
+            raise CalibrationError("the calibration set yielded no samples; is it empty?")
+        seq = max(len(r) for r in rows[next(iter(inputs))])
+        self.shape = (batch, seq)
+        pad_id = _pad_id(rows)
+        self.batches: list[Feed] = []
+        for start in range(0, n, batch):
+            idx = [(start + i) % n for i in range(batch)]
+            feed = {}
+            for name, dtype in inputs.items():
+                arr = np.full(self.shape, pad_id if name == "input_ids" else 0, dtype=dtype)
+                for j, i in enumerate(idx):
+                    arr[j, : len(rows[name][i])] = rows[name][i]
+                feed[name] = arr
+            self.batches.append(feed)
 
-    def verify(self, cache_used: bool = False) -> None:
-        """Raise CalibrationError if a callback failed or fewer batches than expected were seen."""
-        if self.error is not None:
+    def __iter__(self) -> Iterator[Feed]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def sha256(self) -> str:
+        """Hash of every batch (names, dtypes, shapes, bytes): part of the engine's cache key."""
+        h = hashlib.sha256()
+        for feed in self.batches:
+            for name in sorted(feed):
+                h.update(f"{name}:{feed[name].dtype}:{feed[name].shape}".encode())
+                h.update(np.ascontiguousarray(feed[name]).tobytes())
+        return h.hexdigest()
+
+    def check_served(self, served: int) -> None:
+        """CalibrationError when TensorRT calibrated on fewer batches than the set holds."""
+        if served != len(self.batches):
             raise CalibrationError(
-                f"calibration stopped at batch {self.served + 1}/{self.expected}: {self.error}"
-            ) from self.error
-        if not cache_used and self.served < self.expected:
-            raise CalibrationError(
-                f"TensorRT calibrated on {self.served} of {self.expected} batches; it stopped "
-                "early (see TensorRT's log above) — the INT8 ranges are not trustworthy"
+                f"TensorRT calibrated on {served} of {len(self.batches)} batches (see the "
+                "log above): the INT8 ranges would not be trustworthy"
             )
 
-    def close(self) -> None:
-        """Free the device buffers and the stream (idempotent)."""
-        self._buffers.close()
-        if self._stream:
-            self._api.stream_destroy(self._stream)
-            self._stream = 0
+
+def _pad_id(rows: dict[str, list[np.ndarray]]) -> int:
+    """The set's own pad id: what ``input_ids`` holds where ``attention_mask`` is 0 (else 0)."""
+    for ids, mask in zip(rows.get("input_ids", []), rows.get("attention_mask", []), strict=False):
+        if (mask == 0).any():
+            return int(ids[mask == 0][0])
+    return 0
 
 
-class CalibrationCacheIO:
-    """TensorRT calibration-cache reads/writes through ``workbench.calibration.trt_cache``.
+def make_calibrator(trt: ModuleType, loader: CalibrationLoader, cache: Path) -> Any:
+    """Polygraphy's ``IInt8EntropyCalibrator2`` over ``loader`` (TensorRT 10 only; gone in 11)."""
+    from polygraphy.backend.trt import Calibrator
 
-    ``prepare()`` runs before the build (where errors can be raised normally) and decides
-    what ``read()`` hands TensorRT: the bytes of a seed ``CalibrationTable`` written in
-    TensorRT's format, a validated existing cache file, or None (calibrate). ``write()``
-    stores TensorRT's cache atomically and parses it back into ``self.table``.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        trt_version: str,
-        expected_tensors: Sequence[str] | None = None,
-        seed_table: Any = None,
-    ) -> None:
-        self.path = Path(path)
-        self.trt_version = trt_version
-        self.expected_tensors = list(expected_tensors) if expected_tensors else None
-        self.seed_table = seed_table
-        self.table: Any = None
-        self.error: BaseException | None = None
-        self._bytes: bytes | None = None
-        self.cache_used = False
-
-    def prepare(self) -> None:
-        """Validate an existing cache or write the seed table (errors raise here, not in TRT)."""
-        from workbench.calibration.trt_cache import read_trt_cache, write_trt_cache
-
-        if self.seed_table is not None:
-            write_trt_cache(self.seed_table, self.path, trt_version=self.trt_version)
-        if self.path.is_file():
-            self.table = read_trt_cache(self.path, expected_tensors=self.expected_tensors)
-            self._bytes = self.path.read_bytes()
-            log.info("using calibration cache %s (%d tensors)", self.path, _table_len(self.table))
-
-    def read(self) -> bytes | None:
-        """What ``read_calibration_cache`` returns: validated cache bytes or None."""
-        self.cache_used = self._bytes is not None
-        return self._bytes
-
-    def write(self, data: bytes) -> None:
-        """What ``write_calibration_cache`` does; never raises (errors kept for ``verify``)."""
-        try:
-            from workbench.calibration.trt_cache import read_trt_cache
-
-            atomic_write_bytes(self.path, data)
-            self.table = read_trt_cache(self.path, expected_tensors=None)
-            self._bytes = data
-            log.info("wrote calibration cache %s", self.path)
-        except Exception as exc:  # re-raised by verify(), outside TensorRT
-            self.error = exc
-
-    def verify(self) -> None:
-        """Raise CalibrationError if writing or parsing TensorRT's cache failed."""
-        if self.error is not None:
-            raise CalibrationError(
-                f"TensorRT's calibration cache could not be stored/parsed at {self.path}: "
-                f"{self.error}"
-            ) from self.error
-
-
-def _table_len(table: Any) -> int:
-    try:
-        return len(table)
-    except TypeError:
-        return -1
+    return Calibrator(loader, cache=str(cache), BaseClass=trt.IInt8EntropyCalibrator2)

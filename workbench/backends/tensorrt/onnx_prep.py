@@ -1,8 +1,8 @@
-"""ONNX-side preparation for strongly typed builds: FP16 casting and the TRT-cache -> Q/DQ bridge.
+"""FP16 for strongly typed builds: an FP16 copy of the ONNX model (graph I/O kept FP32).
 
-TensorRT 11 takes precision from the model, so FP16 means an FP16 ONNX model (I/O kept
-FP32) and INT8 means a Q/DQ model. Both are produced here with ONNX tooling and checked
-with ONNX Runtime on CPU; neither needs TensorRT.
+Strongly typed networks (TensorRT 11; 10.12 deprecated the FP16 builder flag) take their
+precision from the model, so FP16 means an FP16 ONNX model. Made with ONNX Runtime's
+float16 converter and checked with ONNX Runtime on CPU; no TensorRT needed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import BackendUnavailableError, CalibrationError, ModelError
+from workbench.errors import BackendUnavailableError, ModelError
 from workbench.fileio import atomic_write_with
 
 log = logging.getLogger(__name__)
@@ -83,61 +83,3 @@ def toposort(graph: Any) -> None:
         raise ModelError("the ONNX graph has a cycle; it cannot be sorted for TensorRT")
     del graph.node[:]
     graph.node.extend(nodes[i] for i in order)
-
-
-def onnx_tensor_names(path: str | Path) -> list[str]:
-    """Every value name in an ONNX graph (inputs, outputs, node outputs), in graph order."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    names = [i.name for i in graph.input]
-    for node in graph.node:
-        names.extend(o for o in node.output if o)
-    return list(dict.fromkeys(names))
-
-
-def _table_names(table: Any) -> set[str]:
-    amax = getattr(table, "amax", None)  # workbench.calibration.table.CalibrationTable
-    return set(amax) if isinstance(amax, dict) else set()
-
-
-def trt_cache_to_qdq(
-    cache_path: str | Path,
-    fp32_onnx: str | Path,
-    out_path: str | Path,
-    per_channel: bool = False,
-    exclude: Sequence[str] = (),
-    allow_partial: bool = False,
-) -> Path:
-    """Turn a TensorRT 10 calibration cache into a Q/DQ ONNX model TensorRT 11 can build.
-
-    A cache that covers under 90 % of the model's quantizable activations is refused
-    (CalibrationError naming the coverage) unless ``allow_partial``.
-
-    The cache is read with ``workbench.calibration.trt_cache.read_trt_cache`` into a
-    ``CalibrationTable``; ``workbench.calibration.qdq.write_qdq_model`` inserts the Q/DQ nodes.
-
-    Example::
-
-        trt_cache_to_qdq("calib.cache", "model.onnx", "model.qdq.onnx")
-    """
-    from workbench.calibration.qdq import write_qdq_model
-    from workbench.calibration.trt_cache import check_cache_coverage, read_trt_cache
-
-    table = read_trt_cache(cache_path, expected_tensors=None)
-    onnx_names = set(onnx_tensor_names(fp32_onnx))
-    in_table = _table_names(table)
-    if not in_table & onnx_names:
-        raise CalibrationError(
-            f"none of the {len(in_table)} tensors in {cache_path} is in {fp32_onnx}; "
-            "was the cache made from another model?"
-        )
-    log.info(
-        "TRT cache %s: %d of %d tensors match ONNX values (the rest are TensorRT-internal)",
-        cache_path,
-        len(in_table & onnx_names),
-        len(in_table),
-    )
-    check_cache_coverage(table, fp32_onnx, str(cache_path), allow_partial)
-    write_qdq_model(fp32_onnx, table, out_path, per_channel=per_channel, exclude=tuple(exclude))
-    return Path(out_path)
