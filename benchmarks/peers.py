@@ -75,9 +75,10 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
         from workbench.calibration.table import calibrate
 
         exclude: list[str] = []
-        if kind == "workbench-searched":  # fused graph, chosen method/granularity, float list
-            chosen = json.loads(Path(search_json).read_text())["search"]["chosen"]
-            onnx_path = str(fuse_bert(onnx_path, num_heads=chosen["num_heads"]).path)
+        if kind == "workbench-searched":  # chosen graph, method/granularity, float list
+            chosen = json.loads(Path(search_json).read_text())["search"]["best"]
+            if chosen["graph"] == "fused":
+                onnx_path = str(fuse_bert(onnx_path, num_heads=chosen["num_heads"]).path)
             method, per_channel = chosen["method"], chosen["per_channel"]
             exclude = cf._patterns(chosen["float_nodes"])
         else:
@@ -88,6 +89,17 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
         unshare_dequantize(shared, out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": peak}))
+
+
+def searched_refusal(chosen: dict | None) -> str | None:
+    """Why the search's choice (``search.best`` of cpu_fused_int8.json) is no peer row, or None:
+    only a static build without recovery passes is a calibration to compare."""
+    if not chosen:
+        return "the search JSON has no chosen build"
+    if chosen["kind"] != "static" or chosen["recovery"]:
+        label = " ".join([chosen["kind"], chosen["graph"], *chosen["recovery"]])
+        return f"the search chose {label}: not a static calibration (no peer counterpart)"
+    return None
 
 
 def ort_static(onnx_path: str, feeds: list[dict], out: str, method: str) -> None:
@@ -318,15 +330,18 @@ def run(args: argparse.Namespace) -> None:
     )
     tmp = Path(tempfile.mkdtemp(prefix="wb-peers-"))
     full = _npz(s.calib_feeds, args.calib_n, tmp / "full.npz")  # every build: these rows
+    skipped = {}
     have_search = Path(args.search_json).is_file() and not args.data_file
-    if have_search:  # the child needs ONNX node names and heads (older files: module paths)
+    if have_search:  # the child needs the chosen build's ONNX node names and heads
         info = json.loads(Path(args.search_json).read_text())
-        chosen = info["search"]["chosen"]
-        by_path = {g.module_path: g.onnx_node for g in node_groups(s.onnx_path, 128)}
-        chosen.setdefault("num_heads", s.num_heads)
-        chosen.setdefault("float_nodes", [by_path[p] for p in chosen["float"]])
-        args.search_json = str(tmp / "search.json")
-        Path(args.search_json).write_text(json.dumps(info))
+        chosen = (info.get("search") or {}).get("best")
+        why_not = searched_refusal(chosen)
+        if why_not:
+            skipped["workbench-searched"], have_search = why_not, False
+        else:
+            chosen["num_heads"] = s.num_heads
+            args.search_json = str(tmp / "search.json")
+            Path(args.search_json).write_text(json.dumps(info))
     kinds = [f"workbench-{m}-{g}" for m in ("max", "entropy") for g in ("pc", "pt")]
     if have_search:
         kinds.append("workbench-searched")
@@ -338,7 +353,6 @@ def run(args: argparse.Namespace) -> None:
         out = str(tmp / f"{kind}.onnx")
         calib[kind] = _child(kind, s.onnx_path, full, out, args.search_json)
         builds.append(cf.Build(kind, "onnxruntime", out, "int8-static", kind))
-    skipped = {}
     why = modelopt_missing(args.modelopt_python)
     for label, mm in (("modelopt-default-entropy", False), ("modelopt-matmul-max", True)):
         if why:
@@ -351,8 +365,8 @@ def run(args: argparse.Namespace) -> None:
             print(f"{label} failed: {calib[label]['error']}")
             continue
         builds.append(cf.Build(label, "onnxruntime", out, "int8-static", label))
-    if skipped:
-        print(f"ModelOpt skipped: {why}")
+    for label, reason in skipped.items():
+        print(f"{label} skipped: {reason}")
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}
     ref = cf.logits_of(builds[0], s)
     rows = {b.name: {**cf.quality(b, s, ref, macs), **calib.get(b.name, {})} for b in builds}

@@ -49,7 +49,11 @@ RECOVERY_OPTIONS = (
     ),
     RecoveryOption("bias-correction", "workbench.calibration.bias_correction", ("static",), "qdq"),
     RecoveryOption(
-        "per-token-worst-4", "workbench.calibration.per_token", ("static",), "qdq", worst=4
+        "per-token-worst-4",
+        "workbench.calibration.per_token",
+        ("static", "dynamic"),
+        "qdq",
+        worst=4,
     ),
 )
 
@@ -117,9 +121,13 @@ class CandidateBuilder:
 
         base = self.base(c.graph)
         if c.kind == "dynamic":
-            for name in c.recovery:
-                base = str(self._fp32_stage(_option(name), base, c))
-            return quantize_dynamic_int8(base, c.per_channel, tuple(c.float_nodes)).path
+            options = [_option(name) for name in c.recovery]
+            for opt in (o for o in options if o.stage == "fp32"):
+                base = str(self._fp32_stage(opt, base, c))
+            token = next((o for o in options if o.stage == "qdq"), None)
+            if token is None:
+                return quantize_dynamic_int8(base, c.per_channel, tuple(c.float_nodes)).path
+            return self._dynamic_per_token(token, base, c)
         made_by = [sha256_file(base), c.method, c.per_channel, sorted(c.float_nodes)]
         made_by += [list(c.recovery), list(self.ranking) if c.recovery else []]
         key = sha256_json(made_by)[:16]
@@ -140,6 +148,34 @@ class CandidateBuilder:
         for tmp in self.folder.glob(f"{key}.*.onnx"):  # intermediates: only the model stays
             tmp.unlink()
         return path
+
+    def _dynamic_per_token(self, opt: RecoveryOption, base: str, c: Candidate) -> Path:
+        """Dynamic INT8 with the worst layers' activations quantized per token (one scale per
+        row) instead of ORT's one scale per tensor, padding included."""
+        from workbench.backends.onnxruntime.build import quantize_dynamic_int8
+
+        worst = self._worst(opt, base, c)
+        made_by = [sha256_file(base), c.per_channel, sorted(c.float_nodes), opt.name, worst]
+        path = self.folder / f"{sha256_json(made_by)[:16]}.onnx"
+        if path.is_file():
+            return path
+        dyn = quantize_dynamic_int8(base, c.per_channel, (*c.float_nodes, *worst)).path
+        mod = importlib.import_module(opt.module)
+        return Path(mod.dynamic_matmuls(Path(dyn), worst, path, granularity="per-token"))
+
+    def _worst(self, opt: RecoveryOption, fp32: str, c: Candidate) -> list[str]:
+        """The ``opt.worst`` most harmful MatMuls (the ranking) with a constant weight."""
+        from workbench.calibration.graph import load_onnx
+
+        g = load_onnx(fp32, load_external_data=False).graph
+        inits = {i.name for i in g.initializer}
+        weighted = {
+            n.name
+            for n in g.node
+            if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits
+        }
+        ok = [n for n in self.ranking if n in weighted and n not in c.float_nodes]
+        return ok[: opt.worst]
 
     def _smoothed(
         self, opt: RecoveryOption, base: str, c: Candidate
@@ -168,13 +204,7 @@ class CandidateBuilder:
         mod = importlib.import_module(opt.module)
         out = self.folder / f"{key}.{opt.name}.onnx"
         if opt.worst:
-            from workbench.calibration.graph import load_onnx
-
-            g = load_onnx(fp32, load_external_data=False).graph
-            inits = {i.name for i in g.initializer}
-            weighted = {n.name for n in g.node if len(n.input) > 1 and n.input[1] in inits}
-            ok = [n for n in self.ranking if n in weighted and n not in c.float_nodes]
-            worst = ok[: opt.worst]
+            worst = self._worst(opt, fp32, c)
             return Path(mod.dynamic_matmuls(qdq, worst, out, granularity="per-token"))
         return Path(mod.bias_correct(qdq, Path(fp32), list(self.calibration()), out))
 

@@ -1,0 +1,52 @@
+"""The search's dynamic INT8 candidate with per-token activations for its worst layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tests.calibration.conftest import random_texts
+from tests.calibration.recovery_helpers import agreement, feeds_of, logits
+from workbench.experiment.search_builds import CandidateBuilder, available_recoveries
+from workbench.experiment.search_core import DYNAMIC, Candidate
+
+
+def _optimized_ops(path, tmp_path) -> dict[str, str]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return {n.name: n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+
+
+def test_dynamic_build_quantizes_its_worst_matmuls_per_token(tiny_onnx, tiny_tokenizer, tmp_path):
+    g = onnx.load(str(tiny_onnx)).graph
+    inits = {i.name for i in g.initializer}
+    weighted = [n.name for n in g.node if n.op_type == "MatMul" and n.input[1] in inits]
+    gemm = next(n.name for n in g.node if n.op_type == "Gemm")
+    builder = CandidateBuilder(str(tiny_onnx), {}, tmp_path / "c", "unused", lambda: [])
+    # a Gemm first in the ranking is skipped (only MatMuls go per-token); a float node too
+    builder.ranking = (gemm, weighted[0], *weighted[1:6])
+    c = Candidate(DYNAMIC, True, (weighted[0],), "dynamic", "plain", ("per-token-worst-4",))
+    path = builder.build(c)
+    assert builder.build(c) == path  # cached by what made it
+    ops = _optimized_ops(path, tmp_path)
+    worst = weighted[1:5]
+    assert {n for n, op in ops.items() if op == "MatMulInteger"} >= set(worst)
+    assert ops[weighted[0]] == "MatMul"  # kept in float
+    # the other weighted MatMuls: ORT's fused dynamic op (renamed by quantize_dynamic)
+    n_rest = sum(op == "DynamicQuantizeMatMul" for op in ops.values())
+    assert n_rest >= len(weighted) - 5 > 0
+    feeds = feeds_of(tiny_tokenizer, random_texts(128, seed=7), batch=32)
+    ref, got = logits(tiny_onnx, feeds), logits(path, feeds)
+    plain = logits(builder.build(Candidate(DYNAMIC, True, (weighted[0],), "dynamic")), feeds)
+    assert np.isfinite(got).all()
+    assert np.abs(got - ref).mean() < 2 * np.abs(plain - ref).mean() + 1e-6
+    assert agreement(got, ref) > 0.9
+
+
+@pytest.mark.parametrize("kind", ["static", "dynamic"])
+def test_per_token_is_offered_for_both_kinds(kind):
+    assert ("per-token-worst-4",) in available_recoveries(kind)
