@@ -190,6 +190,17 @@ def builds(s: Setup, method: str) -> list[Build]:
     return out + [Build(n, "onnxruntime", m, p, d) for n, m, p, d in made]
 
 
+def candidates(specs: list[str]) -> list[Build]:
+    """``--candidate NAME=MODEL.onnx`` rows: a build found elsewhere, judged and timed here."""
+    out = []
+    for spec in specs:
+        name, _, model = spec.partition("=")
+        if not name or not Path(model).is_file():
+            raise SystemExit(f"--candidate {spec!r}: pass NAME=PATH to an existing ONNX model")
+        out.append(Build(name, "onnxruntime", model, "int8", f"candidate {Path(model).name}"))
+    return out
+
+
 def searched(bs: list[Build], s: Setup, args) -> dict | None:
     """``workbench search`` on the demo (run here, or a finished one): its choice joins ``bs``.
     Its gate half is this benchmark's gate split (same halving), so the row is selection-free."""
@@ -348,6 +359,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--search-dir", help="reuse a finished `workbench search --shipped demo`")
     ap.add_argument("--second-model", help="folder: train a tiny BERT there and search it too")
     ap.add_argument("--max-float", type=int, default=4)
+    ap.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL.onnx",
+        help="another ONNX Runtime INT8 model of the default classifier to judge and time here",
+    )
     ap.add_argument("--out", default=str(RESULTS / "cpu_fused_int8.json"))
     add_overwrite_flag(ap)
     args = ap.parse_args(argv)
@@ -369,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         args.n_test,
         max_train=SMOKE_TRAIN if args.smoke else None,
     )
-    bs = builds(s, args.method)
+    bs = builds(s, args.method) + candidates(args.candidate)
     search_info = searched(bs, s, args)
     second = second_model(args.second_model, args.max_float) if args.second_model else None
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}

@@ -31,7 +31,8 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     from workbench.experiment.search_builds import available_recoveries
 
     n_rec = len(available_recoveries("static"))  # none + each installed recovery option
-    assert len(rec.configurations) == 2 * (2 * 2 * n_rec + 2)  # graphs x (static + dynamic)
+    n_dyn = len(available_recoveries("dynamic"))  # none + per-token for the worst layers
+    assert len(rec.configurations) == 2 * (2 * 2 * n_rec + 2 * n_dyn)  # graphs x kinds
     if n_rec > 1:  # every recovery option was a candidate, measured
         assert {r for t in rec.trials for r in t.recovery} == {
             r for (r,) in available_recoveries("static")[1:]
