@@ -175,6 +175,16 @@ def test_peers_smoke(tmp_path: Path) -> None:
     assert all(r["p50_ms_b1"] > 0 for r in data["rows"])
 
 
+def test_peers_takes_the_searched_row_only_from_a_static_calibration() -> None:
+    from benchmarks import peers
+
+    best = {"kind": "static", "graph": "fused", "recovery": [], "method": "max"}
+    assert peers.searched_refusal(best) is None
+    assert "dynamic plain" in peers.searched_refusal({**best, "kind": "dynamic", "graph": "plain"})
+    assert "bias-correction" in peers.searched_refusal({**best, "recovery": ["bias-correction"]})
+    assert "no chosen build" in peers.searched_refusal(None)
+
+
 @pytest.mark.slow
 def test_calibration_bias_smoke(tmp_path: Path, tiny_model, tiny_onnx) -> None:
     from benchmarks import calibration_bias
