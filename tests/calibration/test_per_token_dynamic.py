@@ -50,3 +50,15 @@ def test_dynamic_build_quantizes_its_worst_matmuls_per_token(tiny_onnx, tiny_tok
 @pytest.mark.parametrize("kind", ["static", "dynamic"])
 def test_per_token_is_offered_for_both_kinds(kind):
     assert ("per-token-worst-4",) in available_recoveries(kind)
+
+
+def test_no_matmul_to_make_per_token_gives_the_plain_build(tiny_onnx, tmp_path):
+    """A ranking with no MatMul of constant weight (here only the Gemm head): the option
+    changes nothing rather than failing the search."""
+    g = onnx.load(str(tiny_onnx)).graph
+    gemm = next(n.name for n in g.node if n.op_type == "Gemm")
+    builder = CandidateBuilder(str(tiny_onnx), {}, tmp_path / "c", "unused", lambda: [])
+    builder.ranking = (gemm,)
+    plain = builder.build(Candidate(DYNAMIC, True, (), "dynamic"))
+    token = builder.build(Candidate(DYNAMIC, True, (), "dynamic", "plain", ("per-token-worst-4",)))
+    assert token == plain

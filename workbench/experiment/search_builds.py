@@ -155,6 +155,8 @@ class CandidateBuilder:
         from workbench.backends.onnxruntime.build import quantize_dynamic_int8
 
         worst = self._worst(opt, base, c)
+        if not worst:  # no MatMul with a constant weight left to make per-token
+            return quantize_dynamic_int8(base, c.per_channel, tuple(c.float_nodes)).path
         made_by = [sha256_file(base), c.per_channel, sorted(c.float_nodes), opt.name, worst]
         path = self.folder / f"{sha256_json(made_by)[:16]}.onnx"
         if path.is_file():
@@ -205,6 +207,8 @@ class CandidateBuilder:
         out = self.folder / f"{key}.{opt.name}.onnx"
         if opt.worst:
             worst = self._worst(opt, fp32, c)
+            if not worst:  # no MatMul with a constant weight: nothing to make per-token
+                return qdq
             return Path(mod.dynamic_matmuls(qdq, worst, out, granularity="per-token"))
         return Path(mod.bias_correct(qdq, Path(fp32), list(self.calibration()), out))
 
