@@ -175,6 +175,18 @@ def test_peers_smoke(tmp_path: Path) -> None:
     assert all(r["p50_ms_b1"] > 0 for r in data["rows"])
 
 
+def test_cpu_fused_int8_candidate_rows(tmp_path: Path) -> None:
+    from benchmarks import cpu_fused_int8 as cf
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    (b,) = cf.candidates([f"strict-pick={model}"])
+    assert (b.name, b.backend, b.model) == ("strict-pick", "onnxruntime", str(model))
+    for bad in (f"={model}", "x=" + str(tmp_path / "missing.onnx"), "no-equals-sign"):
+        with pytest.raises(SystemExit, match="NAME=PATH"):
+            cf.candidates([bad])
+
+
 def test_peers_takes_the_searched_row_only_from_a_static_calibration() -> None:
     from benchmarks import peers
 
