@@ -123,3 +123,26 @@ def test_bias_correction_refuses_a_float_model(tiny_onnx, calib_feeds, tmp_path)
     with pytest.raises(ConfigError, match="no quantized"):
         bias_correct(tiny_onnx, tiny_onnx, calib_feeds, tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_refusal_names_a_model_without_biases(tiny_onnx, tmp_path):
+    """The search asks first: a BERT graph has biased layers; strip every bias and it has none."""
+    from workbench.calibration.bias_correction import refusal
+
+    assert refusal(tiny_onnx) is None
+    model = onnx.load(str(tiny_onnx))
+    inits = {i.name for i in model.graph.initializer}
+    matmuls = {n.output[0] for n in model.graph.node if n.op_type == "MatMul"}
+    keep = []
+    for n in model.graph.node:  # MatMul -> Add(bias) becomes MatMul -> Identity
+        if n.op_type == "Add" and set(n.input) & matmuls and set(n.input) & inits:
+            src = next(i for i in n.input if i in matmuls)
+            n = helper.make_node("Identity", [src], list(n.output), name=n.name)
+        elif n.op_type == "Gemm" and len(n.input) > 2:
+            del n.input[2]
+        keep.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    stripped = tmp_path / "nobias.onnx"
+    onnx.save(model, str(stripped))
+    assert "no MatMul/Gemm with a constant bias" in refusal(stripped)

@@ -106,6 +106,24 @@ def bias_correct(
     return atomic_write_with(out_path, write)
 
 
+def refusal(fp32_model: Path | str) -> str | None:
+    """Why bias correction cannot apply to ``fp32_model`` (None when it can): it needs at least
+    one MatMul/Gemm with a constant weight whose output takes a constant bias (ModernBERT's
+    linear layers, for one, have no biases)."""
+    from workbench.calibration.graph import load_onnx
+
+    g = load_onnx(fp32_model, load_external_data=False).graph
+    inits = {i.name for i in g.initializer}
+    adds = {o: n for n in g.node if n.op_type == "Add" for o in n.input}
+    for n in g.node:
+        if n.op_type == "Gemm" and len(n.input) > 2 and n.input[2] in inits:
+            return None
+        add = adds.get(n.output[0]) if n.op_type == "MatMul" else None
+        if add is not None and any(i in inits for i in add.input if i != n.output[0]):
+            return None
+    return "the model has no MatMul/Gemm with a constant bias to correct"
+
+
 def _shift_bias(model, node, t: _Target, shift: np.ndarray, inits: dict) -> None:
     """``bias − shift`` into the target's own initializer (created on first use)."""
     from onnx import numpy_helper

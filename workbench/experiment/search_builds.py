@@ -201,11 +201,31 @@ def search_space(
             graphs.remove("fused")
             not_searched.append(f"fused graph: {reason}")
     recoveries = {k: available_recoveries(k) if opts.recovery else ((),) for k in opts.kinds}
+    if opts.recovery:
+        recoveries, refused = _applicable(recoveries, builder.onnx)
+        not_searched += refused
     space = SearchSpace(
         opts.methods, (True, False), tuple(ranking), opts.max_float, kinds=tuple(opts.kinds),
         graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes, timing_rounds=3,
     )  # fmt: skip
     return space, not_searched
+
+
+def _applicable(
+    recoveries: dict[str, tuple[tuple[str, ...], ...]], model: str
+) -> tuple[dict[str, tuple[tuple[str, ...], ...]], list[str]]:
+    """Drop the recovery options whose module says they cannot apply to ``model``."""
+    refused: dict[str, str] = {}
+    for o in RECOVERY_OPTIONS:
+        mod = importlib.import_module(o.module) if importlib.util.find_spec(o.module) else None
+        check = getattr(mod, "refusal", None)
+        reason = check(model) if check is not None else None
+        if reason is not None:
+            refused[o.name] = reason
+    kept = {
+        k: tuple(c for c in combos if not set(c) & set(refused)) for k, combos in recoveries.items()
+    }
+    return kept, [f"{name}: {why}" for name, why in refused.items()]
 
 
 def _write_qdq(base: str, table: CalibrationTable, out: Path, c: Candidate) -> None:
