@@ -206,6 +206,12 @@ class RunResult:
         raise ResultsError(f"run {self.run_id} has no build {name!r}; it has: {names}")
 
 
+def hardware(run: RunResult, build: BuildResult) -> str:
+    """What a latency number depends on: the device, and the host CPU and core count."""
+    gpu = f", GPU {run.provenance.gpu}" if build.device != "cpu" and run.provenance.gpu else ""
+    return f"device {build.device}, CPU {run.provenance.cpu} ×{run.provenance.cpu_count} cores{gpu}"
+
+
 def save_record(record: Any, path: str | Path) -> Path:
     """Write a record as JSON atomically."""
     return atomic_write_json(path, to_dict(record))
