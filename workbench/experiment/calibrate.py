@@ -128,8 +128,9 @@ def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
     """Sample the set; its representativeness vs the traffic (else the test split) goes into the
     manifest and into the run directory for the report."""
     from workbench.data.calibset import build_calibration_set, with_report
-    from workbench.data.representativeness import TextProfile, save_report
+    from workbench.data.representativeness import TextProfile
     from workbench.experiment.rundir import calibration_set_name
+    from workbench.results.representativeness import save_report
 
     target = TextProfile.from_texts(ws.texts, ws.tokenizer, ws.test["label"])
     target_name = "test split"
