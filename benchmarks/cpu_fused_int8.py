@@ -255,7 +255,7 @@ def logits_of(b: Build, s: Setup) -> np.ndarray:
 def quality(b: Build, s: Setup, ref: np.ndarray, total_macs: dict[str, int]) -> dict:
     """Accuracy, agreement, fidelity and the paired-bootstrap drop vs ORT FP32; INT8 coverage."""
     from workbench.evaluate.fidelity import fidelity
-    from workbench.gate import stats
+    from workbench.results import stats
 
     t0 = time.perf_counter()
     lg = logits_of(b, s)

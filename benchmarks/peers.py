@@ -161,7 +161,7 @@ def placement(model: str) -> dict:
 
 def ties(rows: dict[str, dict], preds: dict[str, np.ndarray], labels: np.ndarray) -> dict:
     """Each peer vs its workbench counterpart: paired-bootstrap accuracy difference (pts)."""
-    from workbench.gate import stats
+    from workbench.results import stats
 
     out = {}
     for peer, wb in COUNTERPART.items():

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.evaluate.paired import PairedConfig, PairedTarget, measure_paired
-from workbench.gate.rules import FAIL, INCONCLUSIVE, PASS, speed_verdict
+from workbench.gate.rules import speed_verdict
+from workbench.results.gate import FAIL, INCONCLUSIVE, PASS
 from workbench.results.serde import to_dict
 
 RESULTS = Path(__file__).parent / "results"

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tests.calibration.conftest import random_texts
-from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
 from workbench.calibration.stats import quantizable_tensors
 from workbench.calibration.table import CalibrationTable
 from workbench.calibration.trt_cache import read_trt_cache
 from workbench.errors import ConfigError, DataError
 from workbench.experiment.compare import compare_methods
+from workbench.results.calibration import COMPARISON_FILE, CalibrationComparison
 from workbench.results.records import SCHEMA_VERSION, load_record
 
 

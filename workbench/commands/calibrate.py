@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             return _artifacts(ws, out.table_file, methods, run_dir, args)
     finally:
         claim.release()
-    from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
+    from workbench.results.calibration import COMPARISON_FILE, CalibrationComparison
     from workbench.results.records import load_record
 
     rec = load_record(CalibrationComparison, run_dir / COMPARISON_FILE)

@@ -122,8 +122,8 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 def _run_build(args: argparse.Namespace) -> int:
     from workbench.data.calibset import PoolFilters, build_calibration_set, with_report
-    from workbench.data.representativeness import save_report
     from workbench.data.sources import default_pool, load_target
+    from workbench.results.representativeness import save_report
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from workbench.errors import ConfigError
 
 if TYPE_CHECKING:
-    from workbench.gate.decision import GateDecision
+    from workbench.results.gate import GateDecision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

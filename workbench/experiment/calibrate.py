@@ -128,8 +128,9 @@ def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
     """Sample the set; its representativeness vs the traffic (else the test split) goes into the
     manifest and into the run directory for the report."""
     from workbench.data.calibset import build_calibration_set, with_report
-    from workbench.data.representativeness import TextProfile, save_report
+    from workbench.data.representativeness import TextProfile
     from workbench.experiment.rundir import calibration_set_name
+    from workbench.results.representativeness import save_report
 
     target = TextProfile.from_texts(ws.texts, ws.tokenizer, ws.test["label"])
     target_name = "test split"
@@ -177,8 +178,8 @@ def _collect(onnx: str, calib: CalibrationSet, ws: Workspace, progress: Callable
 def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, collected) -> None:
     """Every method side by side (calibration_comparison.json + calibration/ for the report);
     ``collected`` is (statistics, their wall time in s) or (None, None) to collect them here."""
-    from workbench.calibration.records import COMPARISON_FILE
     from workbench.experiment.compare import OUT_DIR, compare_methods
+    from workbench.results.calibration import COMPARISON_FILE
 
     c = ws.exp.calibration
     ckey = sha256_json(

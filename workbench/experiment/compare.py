@@ -25,19 +25,19 @@ import numpy as np
 
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 from workbench.calibration.methods import fake_quant, sqnr_db
-from workbench.calibration.records import (
-    COMPARISON_FILE,
-    CalibrationComparison,
-    MethodComparison,
-    TensorComparison,
-    TensorHistogram,
-)
 from workbench.calibration.stats import TensorStats
 from workbench.calibration.table import CalibrationTable, check_methods, tables_from_stats
 from workbench.calibration.tap import ActivationTap
 from workbench.calibration.trt_cache import write_trt_cache
 from workbench.errors import DataError
 from workbench.fileio import sha256_file
+from workbench.results.calibration import (
+    COMPARISON_FILE,
+    CalibrationComparison,
+    MethodComparison,
+    TensorComparison,
+    TensorHistogram,
+)
 from workbench.results.records import SCHEMA_VERSION, save_record
 
 log = logging.getLogger(__name__)

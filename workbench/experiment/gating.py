@@ -9,7 +9,7 @@ from workbench.errors import ConfigError
 from workbench.results.spec import Experiment
 
 if TYPE_CHECKING:
-    from workbench.gate.decision import GateDecision
+    from workbench.results.gate import GateDecision
 
 
 def gate_run(run_dir: Path, exp: Experiment) -> list[GateDecision]:

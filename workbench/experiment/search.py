@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from workbench.experiment.progress import Stages
     from workbench.experiment.search_core import Candidate, Trial
     from workbench.experiment.workspace import Workspace
-    from workbench.gate.decision import GateDecision
+    from workbench.results.gate import GateDecision
     from workbench.results.policy import GatePolicy
 
 log = logging.getLogger(__name__)
@@ -286,7 +286,7 @@ class _Searcher:
         """Predictions of ``model`` vs FP32 on ``split``, judged by ``gate.judge_labelled``."""
         from workbench.experiment.sensitivity import model_logits
         from workbench.gate import Labelled, judge_labelled
-        from workbench.gate.pairs import Predictions
+        from workbench.results.predictions import Predictions
 
         pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
         idx = np.arange(len(split.labels), dtype=np.int64)

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import ResultsError
-from workbench.gate import stats
-from workbench.gate.decision import GATE_FILE, GateDecision, hardware, load_decision
-from workbench.gate.pairs import Predictions, load_predictions, load_test_texts
 from workbench.report import latency
-from workbench.results.records import BuildResult, LatencyResult, RunResult, load_run
+from workbench.results import stats
+from workbench.results.gate import GATE_FILE, GateDecision, load_decision
+from workbench.results.predictions import Predictions, load_predictions, load_test_texts
+from workbench.results.records import BuildResult, LatencyResult, RunResult, hardware, load_run
 
 log = logging.getLogger(__name__)
 
