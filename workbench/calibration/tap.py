@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -53,11 +53,15 @@ class TapRunner(Protocol):
 
 OpenRunner = Callable[[Path, int], TapRunner]
 """Opens a runner on an ONNX file with ``intra_op_threads`` (0: the library's default)."""
+R = TypeVar("R", bound=TapRunner)
 
 
 def open_tapped(
-    model: Any, names: Sequence[str], open_runner: OpenRunner, intra_op_threads: int = 0
-) -> TapRunner:
+    model: Any,
+    names: Sequence[str],
+    open_runner: Callable[[Path, int], R],
+    intra_op_threads: int = 0,
+) -> R:
     """A runner (from ``open_runner``) on ``model`` (an ``onnx.ModelProto``) with ``names`` added
     as graph outputs. ``model`` is consumed (cleared once written) so only the runner holds
     the weights.

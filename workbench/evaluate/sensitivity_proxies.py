@@ -21,6 +21,7 @@ from workbench.calibration.table import CalibrationTable
 from workbench.evaluate.scorer import score_feeds
 
 if TYPE_CHECKING:
+    from workbench.backends.onnxruntime.runner import OrtRunner
     from workbench.evaluate.sensitivity import NodeGroup, SensitivitySpec
 
 Feed = dict[str, np.ndarray]
@@ -121,7 +122,7 @@ def _first_samples(feeds: Sequence[Feed], limit: int) -> Iterator[Feed]:
         yield {k: v[:take] for k, v in feed.items()}
 
 
-def tapped_runner(fp32_onnx: str | Path, names: list[str], threads: int = 0):  # -> Runner
+def tapped_runner(fp32_onnx: str | Path, names: list[str], threads: int = 0) -> OrtRunner:
     """An FP32 CPU runner on ``fp32_onnx`` with the intermediate tensors ``names`` as outputs
     (calibration's graph tap, opened as an ONNX Runtime runner)."""
     from workbench.backends.onnxruntime.runner import open_ort_runner
