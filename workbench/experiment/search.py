@@ -225,7 +225,7 @@ class _Searcher:
     def score_unlabelled(self, model: Path, split: _Split) -> tuple[bool, float]:
         """Unlabelled rows: pass when the disagreement bound (the gate's traffic rule) and the
         agreement limit hold; the metric is agreement with FP32."""
-        from workbench.experiment.sensitivity import model_logits
+        from workbench.evaluate.scorer import model_logits
         from workbench.gate.traffic import cp_upper
 
         pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
@@ -240,7 +240,7 @@ class _Searcher:
 
     def certify(self, c: Candidate, split: _Split, n_search: int) -> TrafficCheckOnSplit:
         """The gate's certification rule on held-out traffic (PASS or INCONCLUSIVE)."""
-        from workbench.experiment.sensitivity import model_logits
+        from workbench.evaluate.scorer import model_logits
         from workbench.gate.traffic import certify
 
         pred = model_logits(self.build(c), split.feeds, self.threads).argmax(axis=1)
@@ -284,7 +284,7 @@ class _Searcher:
         self, model: Path, split: _Split, policy: GatePolicy
     ) -> tuple[GateDecision, np.ndarray]:
         """Predictions of ``model`` vs FP32 on ``split``, judged by ``gate.judge_labelled``."""
-        from workbench.experiment.sensitivity import model_logits
+        from workbench.evaluate.scorer import model_logits
         from workbench.gate import Labelled, judge_labelled
         from workbench.results.predictions import Predictions
 
@@ -330,7 +330,7 @@ def _tables(folder: Path, methods: tuple[str, ...]) -> dict[str, CalibrationTabl
 def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
     """Without traffic: halve the test split (seeded) into search and gate halves. With traffic:
     search on half the traffic (seeded), judge on the whole test split and the other half."""
-    from workbench.experiment.sensitivity import model_logits
+    from workbench.evaluate.scorer import model_logits
 
     texts, pairs, labels = ws.texts, ws.pairs, ws.labels  # type: ignore[attr-defined]
     rng = np.random.default_rng(ws.exp.seed)  # type: ignore[attr-defined]
@@ -360,7 +360,7 @@ def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
 
 
 def _labelled(ws: object, idx, texts, pairs, labels, onnx: str) -> _Split:
-    from workbench.experiment.sensitivity import model_logits
+    from workbench.evaluate.scorer import model_logits
 
     feeds = [
         ws.tokenizer.encode(  # type: ignore[attr-defined]
@@ -389,7 +389,7 @@ def _settled(
 
 
 def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> list[str]:
-    from workbench.experiment.sensitivity import SensitivitySpec, layer_sensitivity, proxy_ranking
+    from workbench.evaluate.sensitivity import SensitivitySpec, layer_sensitivity, proxy_ranking
 
     if kind == "proxy":
         return proxy_ranking(onnx, table, split.feeds, SensitivitySpec(proxy_samples=128))
@@ -456,7 +456,7 @@ def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def _module(node: str) -> str:
-    from workbench.experiment.sensitivity import module_path
+    from workbench.evaluate.sensitivity import module_path
 
     return module_path(node)
 

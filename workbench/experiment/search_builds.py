@@ -145,21 +145,23 @@ class CandidateBuilder:
         self, opt: RecoveryOption, base: str, c: Candidate
     ) -> tuple[str, CalibrationTable]:
         """SmoothQuant-style scale migration, then the method's table recalibrated on it."""
+        from workbench.backends.onnxruntime.runner import open_ort_runner
         from workbench.calibration.table import calibrate
 
         smoothed = self._fp32_stage(opt, base, c)
-        table = calibrate(smoothed, list(self.calibration()), c.method)
+        table = calibrate(smoothed, list(self.calibration()), c.method, open_runner=open_ort_runner)
         return str(smoothed), table
 
     def _fp32_stage(self, opt: RecoveryOption, base: str, c: Candidate) -> Path:
         """SmoothQuant: per-channel maxima of the LayerNorm outputs, then the migration."""
+        from workbench.backends.onnxruntime.runner import open_ort_runner
         from workbench.calibration.stats import channel_absmax
 
         mod = importlib.import_module(opt.module)
         out = self.folder / f"{sha256_json([sha256_file(base), opt.name])[:16]}.fp32.onnx"
         if not out.is_file():
             sites = mod.smoothing_sites(base)
-            absmax = channel_absmax(base, sites, self.calibration())
+            absmax = channel_absmax(base, sites, self.calibration(), open_runner=open_ort_runner)
             mod.smooth_model(Path(base), absmax, opt.alpha, out)
         return out
 
@@ -176,7 +178,10 @@ class CandidateBuilder:
             ok = [n for n in self.ranking if n in weighted and n not in c.float_nodes]
             worst = ok[: opt.worst]
             return Path(mod.dynamic_matmuls(qdq, worst, out, granularity="per-token"))
-        return Path(mod.bias_correct(qdq, Path(fp32), list(self.calibration()), out))
+        from workbench.backends.onnxruntime.runner import open_ort_runner
+
+        feeds = list(self.calibration())
+        return Path(mod.bias_correct(qdq, Path(fp32), feeds, out, open_runner=open_ort_runner))
 
 
 def search_space(
