@@ -186,11 +186,11 @@ def test_gpu_builds_map_every_linear_and_the_layer_stack(family_run: FamilyRun) 
     and the per-layer compile finds the family's layer stack."""
     import torch
 
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.backends.pytorch.hf import inspect_hf_folder, load_hf_classifier
     from workbench.backends.pytorch.lowp import QuantLinear, set_simulate
     from workbench.backends.pytorch.lowp_map import linear_inputs, quantize_from_table
     from workbench.backends.pytorch.runner import layer_stack
-    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.table import calibrate
     from workbench.experiment.spec import load_experiment
     from workbench.experiment.workspace import Workspace

@@ -179,8 +179,8 @@ def _collect(onnx: str, calib: CalibrationSet, ws: Workspace, progress: Callable
 def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, collected) -> None:
     """Every method side by side (calibration_comparison.json + calibration/ for the report);
     ``collected`` is (statistics, their wall time in s) or (None, None) to collect them here."""
-    from workbench.results.calibration import COMPARISON_FILE
     from workbench.evaluate.calibration_methods import OUT_DIR, compare_methods
+    from workbench.results.calibration import COMPARISON_FILE
 
     c = ws.exp.calibration
     ckey = sha256_json(
