@@ -166,8 +166,6 @@ def _workspace_spec(args: argparse.Namespace):
     """gpu.toml's experiment on this machine: workspace, table (cached) and the spec."""
     import tempfile
 
-    from workbench.experiment.calibrate import prepare_calibration
-    from workbench.experiment.progress import Stages
     from workbench.experiment.spec import load_experiment, shipped_experiment
     from workbench.experiment.workspace import Workspace
     from workbench.fileio import cache_root
@@ -176,10 +174,10 @@ def _workspace_spec(args: argparse.Namespace):
     exclude, per_channel = tuple(args.exclude), not args.per_tensor
     cal = replace(exp.calibration, method=args.method, exclude=exclude, per_channel=per_channel)
     model = replace(exp.model, finetune=True) if args.finetune else exp.model
-    ws = Workspace.open(replace(exp, calibration=cal, model=model, builds=()))
+    ws = Workspace.from_experiment(replace(exp, calibration=cal, model=model, builds=()))
     root = str(cache_root() / "calibration_sets")
     with tempfile.TemporaryDirectory() as run_dir:
-        out = prepare_calibration(ws, Path(run_dir), root, Stages(False), compare=False)
+        out = ws.calibrate(run_dir, root, compare=False)
     spec = TwoBackendSpec(
         torch_model=ws.torch_model_dir,
         fp32_onnx=ws.export.onnx_path,

@@ -21,11 +21,11 @@ import numpy as np
 from workbench.backends.registry import BuildRequest
 from workbench.errors import ConfigError
 from workbench.experiment.builds import plan_builds, reference_build
-from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
+from workbench.experiment.calibrate import CalibrationOutcome
 from workbench.experiment.measure import BuildMeasurement, measure_build, measure_speedups
 from workbench.experiment.progress import Stages
 from workbench.experiment.rundir import claim_run_dir, default_run_id, preflight
-from workbench.experiment.workspace import Workspace, apply_quick
+from workbench.experiment.workspace import Workspace
 from workbench.fileio import cache_root
 from workbench.results.records import (
     SCHEMA_VERSION,
@@ -59,12 +59,11 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     opts = options or RunOptions()
     run_id = opts.run_id or default_run_id(exp)  # named after [name], checked like --run-id
     preflight(exp, opts.reports_root, opts.calibration_root, run_id)  # before any stage
-    exp = apply_quick(exp) if exp.quick else exp
     builds, skipped = plan_builds(exp, opts.skip_unavailable)
     check_gate_names(exp, builds)
     st = Stages(opts.progress)
     with st.stage("load data and model"):
-        ws = Workspace.open(exp)
+        ws = Workspace.from_experiment(exp)
     ws.exp = replace(ws.exp, builds=tuple(builds))
     claim = claim_run_dir(opts.reports_root, run_id)  # locked; an earlier run's files removed
     try:
@@ -106,7 +105,7 @@ def _measure_all(
     needs_table = any(b.precision.startswith("int8") or b.precision == "fp8" for b in builds)
     if needs_table or exp.calibration.compare:
         fp8 = any(b.precision == "fp8" for b in builds)
-        calib = prepare_calibration(ws, run_dir, opts.calibration_root, st, fp8=fp8)
+        calib = ws.calibrate(run_dir, opts.calibration_root, stages=st, fp8=fp8)
     from workbench.evaluate.accuracy import save_test_samples
 
     save_test_samples(run_dir, ws.texts, ws.labels)
