@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",

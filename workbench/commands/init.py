@@ -192,7 +192,8 @@ def preflight_experiment(exp: Experiment) -> int:
 
     builds, _ = plan_builds(exp, skip_unavailable=True)
     check_gate_names(exp, builds)
-    ws = Workspace.from_experiment(replace(exp, calibration=replace(exp.calibration, n=1)), quick=False)
+    one = replace(exp, calibration=replace(exp.calibration, n=1))
+    ws = Workspace.from_experiment(one, quick=False)  # as written: no --quick subsets
     pool = usable_pool_size(ws.pool)
     if pool < 1:
         raise ConfigError(f"{exp.source}: the calibration pool has no usable (non-empty) rows")
