@@ -79,24 +79,15 @@ def attention_matmuls(fp32_onnx: str | Path) -> list[str]:
 
 
 def _request(spec: TwoBackendSpec, backend: str, exclude: Sequence[str]):
-    from workbench.backends.registry import BuildRequest
+    from workbench.backends.registry import BuildRequest, ModelFiles
+    from workbench.results.spec import BuildSpec, CalibrationSpec
 
-    return BuildRequest(
-        name=f"{backend}-int8-static",
-        backend=backend,
-        device="cpu",
-        precision="int8-static",
-        compile=False,
-        cuda_graphs=False,
-        fp32_onnx=spec.fp32_onnx,
-        torch_model=spec.torch_model,
-        tokenizer_file=spec.tokenizer_file,
-        max_length=spec.max_length,
+    files = ModelFiles(spec.fp32_onnx, spec.torch_model, spec.tokenizer_file, spec.max_length)
+    return BuildRequest.of(
+        BuildSpec(backend, "int8-static", "cpu", name=f"{backend}-int8-static"),
+        CalibrationSpec(method="", per_channel=spec.per_channel, exclude=tuple(exclude)),
+        files,
         table_file=spec.table_file,
-        method="",
-        calibrator="workbench",
-        per_channel=spec.per_channel,
-        exclude=tuple(exclude),
         cache_dir=spec.cache_dir,
     )
 

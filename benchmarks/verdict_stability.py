@@ -63,7 +63,7 @@ def demo_rule(work_dir: Path) -> SpeedRule:
     specs = {b.name: b for b in plan_builds(exp, skip_unavailable=True)[0]}
     targets = []
     for name in (base, cand):
-        req = build_request(ws, specs[name], calib, ws.export.onnx_path)
+        req = build_request(ws, specs[name], calib)
         targets.append(PairedTarget(req, get_backend(req.backend).build(req, calib.feeds())))
     assert exp.gate.policy is not None and exp.gate.policy.min_speedup is not None
     return SpeedRule(*targets, shape, exp.gate.policy.min_speedup, exp.evaluate.threads)

@@ -112,7 +112,7 @@ def _measure_all(
     reference = reference_build(exp, builds)
     measured: dict[str, BuildMeasurement] = {}
     for b in sorted(builds, key=lambda b: b.name != reference):  # reference first
-        req = build_request(ws, b, calib, export.onnx_path)
+        req = build_request(ws, b, calib)
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
     speedups = measure_speedups(ws, measured, st)
     ref_logits = measured[reference].logits
@@ -166,29 +166,14 @@ def check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
             )
 
 
-def build_request(
-    ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None, onnx_path: str
-) -> BuildRequest:
+def build_request(ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None) -> BuildRequest:
     """What the backend registry needs to build ``b`` in this Workspace."""
-    c = ws.exp.calibration
-    return BuildRequest(
-        name=b.name,
-        backend=b.backend,
-        device=b.device,
-        precision=b.precision,
-        compile=b.compile,
-        cuda_graphs=b.cuda_graphs,
-        fp32_onnx=onnx_path,
-        torch_model=ws.torch_model_dir,
-        tokenizer_file=ws.model.tokenizer_file,
-        max_length=ws.exp.data.max_length,
+    return BuildRequest.of(
+        b,
+        ws.exp.calibration,
+        ws.model_files,
         table_file=_table_for(b, calib),
-        method=c.method,
-        calibrator=c.calibrator,
-        per_channel=c.per_channel,
-        exclude=c.exclude,
         cache_dir=str(cache_root() / "builds"),
-        graph=b.graph,
     )
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from workbench.backends.base import Feed
     from workbench.backends.onnxruntime.export import ExportInfo
+    from workbench.backends.registry import ModelFiles
     from workbench.experiment.calibrate import CalibrationOutcome
     from workbench.experiment.progress import Stages
 
@@ -206,6 +207,18 @@ class Workspace:
             seed=self.exp.seed,
         )
         return str(art.path)
+
+    @property
+    def model_files(self) -> ModelFiles:
+        """What every build starts from (exports the FP32 ONNX model on first use)."""
+        from workbench.backends.registry import ModelFiles
+
+        return ModelFiles(
+            fp32_onnx=self.export.onnx_path,
+            torch_model=self.torch_model_dir,
+            tokenizer_file=self.model.tokenizer_file,
+            max_length=self.exp.data.max_length,
+        )
 
     @cached_property
     def export(self) -> ExportInfo:
