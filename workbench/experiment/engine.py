@@ -166,6 +166,27 @@ def check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
             )
 
 
+def preflight_experiment(exp: Experiment) -> int:
+    """What ``run`` checks before expensive work: builds and gate names, model, data, labels,
+    sizes. Returns the calibration pool's usable (deduplicated) size."""
+    from workbench.data.calibset import usable_pool_size
+
+    builds, _ = plan_builds(exp, skip_unavailable=True)
+    check_gate_names(exp, builds)
+    one = replace(exp, calibration=replace(exp.calibration, n=1))
+    ws = Workspace.from_experiment(one, quick=False)  # as written: no --quick subsets
+    pool = usable_pool_size(ws.pool)
+    if pool < 1:
+        raise ConfigError(f"{exp.source}: the calibration pool has no usable (non-empty) rows")
+    from workbench.evaluate.sanity import token_warnings
+
+    tok, texts, pairs = ws.tokenizer, ws.texts, ws.pairs
+    for w in token_warnings(tok.content_lengths(texts, pairs), tok.lengths(texts, pairs),
+                            tok.max_length):  # fmt: skip
+        log.warning(w)  # the run will say it again; worth knowing before it starts
+    return pool
+
+
 def build_request(ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None) -> BuildRequest:
     """What the backend registry needs to build ``b`` in this Workspace."""
     return BuildRequest.of(
