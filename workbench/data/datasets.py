@@ -16,7 +16,7 @@ from workbench.errors import DataError
 from workbench.fileio import sha256_file, sha256_json, sha256_strings
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from datasets import Dataset, Features
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +197,12 @@ def _read_hf_folder(p: Path, pick_split: bool) -> Table:
     return _named_classes(pd.DataFrame(ds.to_dict()), ds.features)
 
 
-def _named_classes(df: pd.DataFrame, features: object) -> Table:
+def _named_classes(df: pd.DataFrame, features: Features) -> Table:
+    """ClassLabel ids as their names; the names' order kept in ``Table.class_names``."""
     from datasets import ClassLabel
 
     names: dict[str, list[str]] = {}
-    for name, feat in dict(features).items():  # type: ignore[call-overload]
+    for name, feat in features.items():
         if isinstance(feat, ClassLabel) and name in df.columns:
             df[name] = [None if v is None else feat.int2str(int(v)) for v in df[name]]
             names[name] = list(feat.names)
