@@ -49,7 +49,9 @@ def test_from_experiment_applies_quick_as_asked(folder: Path) -> None:
     """The one setup entry: --quick's subsets when asked (or when the file says quick = true);
     ``quick=False`` opens the experiment as written, whatever the file says."""
     body = '[data]\ntest = "val.csv"\n[evaluate]\niterations = 40\n'
-    exp = load_experiment(_exp(folder, "quick = true\n" + body))
+    quick = folder / "quick.toml"
+    quick.write_text('quick = true\n[model]\npath = "model"\n' + body, encoding="utf-8")
+    exp = load_experiment(quick)
     assert Workspace.from_experiment(exp).exp.evaluate.iterations == 10
     assert Workspace.from_experiment(exp, quick=False).exp.evaluate.iterations == 40
     plain = load_experiment(_exp(folder, body))
