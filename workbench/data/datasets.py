@@ -1,4 +1,5 @@
-"""Labelled text datasets: the shipped Rotten Tomatoes default, user files, and splits."""
+"""Labelled text datasets (the shipped Rotten Tomatoes default, user files, splits) and the one
+file reader, ``read_table``, that every data file of the package goes through."""
 
 from __future__ import annotations
 
