@@ -1,5 +1,5 @@
 """Labelled text datasets (the shipped Rotten Tomatoes default, user files, splits) and the one
-file reader, ``read_table``, that every data file of the package goes through."""
+file reader, ``read_table``, for every user data file (labelled data, traffic, pools)."""
 
 from __future__ import annotations
 
