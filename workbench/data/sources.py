@@ -142,6 +142,8 @@ def load_pool(
         name, path, sha = "dataframe", "", ""
     elif isinstance(source, str | Path):
         p = Path(source)
+        if not p.exists():
+            raise DataError(f"{p} does not exist; pass an existing data file or Dataset directory")
         table = read_table(p, pick_split=True)
         if len(table.frame) == 0:
             raise DataError(f"{p} has no rows; it needs at least one text")
