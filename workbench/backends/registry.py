@@ -15,6 +15,7 @@ from typing import Protocol
 from workbench.backends.base import Feed, Runner
 from workbench.errors import ConfigError
 from workbench.results.records import Int8Coverage
+from workbench.results.spec import BuildSpec, CalibrationSpec
 
 MODULES = {
     "onnxruntime": "workbench.backends.onnxruntime.backend",
@@ -25,8 +26,23 @@ CalibrationFeeds = Callable[[], Iterable[Feed]]
 
 
 @dataclass(frozen=True)
+class ModelFiles:
+    """The model every build of a run starts from (the Workspace's ``model_files``)."""
+
+    fp32_onnx: str  # the verified FP32 ONNX model
+    torch_model: str  # prepared-classifier dir or HF folder ("" for .onnx sources)
+    tokenizer_file: str
+    max_length: int
+
+
+@dataclass(frozen=True)
 class BuildRequest:
-    """Everything a backend needs to build one precision of the user's model (JSON-able)."""
+    """Everything a backend needs to build one precision of the user's model (JSON-able).
+
+    Flat on purpose: its JSON is part of every build's cache key. Make one with ``of``::
+
+        req = BuildRequest.of(build_spec, exp.calibration, ws.model_files, table_file=t)
+    """
 
     name: str
     backend: str
@@ -45,6 +61,38 @@ class BuildRequest:
     exclude: tuple[str, ...]
     cache_dir: str  # where built artifacts are kept (content-addressed by the engine)
     graph: str = "plain"  # "fused": built on ORT's fused BERT graph (fused_graph.py)
+
+    @classmethod
+    def of(
+        cls,
+        build: BuildSpec,
+        calibration: CalibrationSpec,
+        model: ModelFiles,
+        *,
+        table_file: str = "",
+        cache_dir: str = "",
+    ) -> BuildRequest:
+        """``build`` of ``model`` with ``calibration``'s options: the one place the fields are
+        filled in (``table_file``: the calibration table, "" when the build needs none)."""
+        return cls(
+            name=build.name,
+            backend=build.backend,
+            device=build.device,
+            precision=build.precision,
+            compile=build.compile,
+            cuda_graphs=build.cuda_graphs,
+            fp32_onnx=model.fp32_onnx,
+            torch_model=model.torch_model,
+            tokenizer_file=model.tokenizer_file,
+            max_length=model.max_length,
+            table_file=table_file,
+            method=calibration.method,
+            calibrator=calibration.calibrator,
+            per_channel=calibration.per_channel,
+            exclude=calibration.exclude,
+            cache_dir=cache_dir,
+            graph=build.graph,
+        )
 
 
 @dataclass(frozen=True)

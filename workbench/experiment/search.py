@@ -81,17 +81,16 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
     """Search, verify on the gate split, write search.json and the chosen build's artifacts."""
     from workbench.experiment.progress import Stages
     from workbench.experiment.rundir import check_not_busy, lock_dir
-    from workbench.experiment.workspace import Workspace, apply_quick
+    from workbench.experiment.workspace import Workspace
 
     check_search_options(exp, opts)  # every argument check, before anything is written
-    exp = apply_quick(exp) if exp.quick else exp
     cal = replace(exp.calibration, method=opts.methods[0], compare=tuple(opts.methods))
     exp = replace(exp, calibration=cal)
     st, t0 = Stages(opts.progress), time.perf_counter()
     out = Path(opts.out_dir)
     check_not_busy(out)  # another search writing there: refuse before loading anything
     with st.stage("load data and model"):
-        ws = Workspace.open(exp)
+        ws = Workspace.from_experiment(exp)
         ws.export  # noqa: B018 (the ONNX export, cached; not written into out)
     with lock_dir(out, "--out", "search"):  # held to the end: a second search into out is refused
         return _search(ws, opts, out, st, t0)
@@ -125,10 +124,8 @@ def _search(
     ws: Workspace, opts: SearchOptions, out: Path, st: Stages, t0: float
 ) -> tuple[SearchRecord, Path]:
     """The search proper, inside the locked ``out`` folder."""
-    from workbench.experiment.calibrate import prepare_calibration
-
     exp, onnx = ws.exp, ws.export.onnx_path
-    calib = prepare_calibration(ws, out, opts.calibration_root, st, compare=False)
+    calib = ws.calibrate(out, opts.calibration_root, stages=st, compare=False)
     tables = _tables(Path(calib.table_file).parent, opts.methods)
     search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
