@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from workbench.backends.registry import check_supported, get_backend
+from workbench.backends.registry import capabilities, check_supported, get_backend
 from workbench.errors import BackendUnavailableError, ConfigError
 from workbench.experiment.spec import default_build_name
+from workbench.results.precision import precision
 from workbench.results.records import SkippedBuild
 from workbench.results.spec import BuildSpec, Experiment
 
@@ -30,7 +31,7 @@ def auto_builds(exp: Experiment) -> tuple[BuildSpec, ...]:
     FP16/BF16 and FP8/INT8 (from the calibration table), each compiled (per layer, so
     quantization fuses into its producers) with CUDA graphs; TensorRT adds its FP16 and
     INT8-explicit engines; onnxruntime-gpu adds ORT CUDA FP32, FP16 and the Q/DQ model."""
-    out = [_spec(*b) for b in CPU_BUILDS if not (b[0] == "pytorch" and exp.model.kind == "onnx")]
+    out = [_spec(*b) for b in CPU_BUILDS if _has_module(exp, b[0])]
     if exp.model.kind != "onnx" and get_backend("pytorch").unavailable_reason("cuda") is None:
         out += [_spec(*b, fast=True) for b in CUDA_BUILDS]
     if get_backend("onnxruntime").unavailable_reason("cuda") is None:  # onnxruntime-gpu
@@ -38,6 +39,11 @@ def auto_builds(exp: Experiment) -> tuple[BuildSpec, ...]:
     if get_backend("tensorrt").unavailable_reason("cuda") is None:
         out += [_spec(*b) for b in TRT_BUILDS]
     return tuple(out)
+
+
+def _has_module(exp: Experiment, backend: str) -> bool:
+    """False when ``backend`` builds from the PyTorch module and the model is an .onnx file."""
+    return exp.model.kind != "onnx" or not capabilities(backend).needs_torch_module
 
 
 def _spec(backend: str, device: str, precision: str, fast: bool = False) -> BuildSpec:
@@ -58,7 +64,7 @@ def plan_builds(
             from workbench.backends.onnxruntime.fused_graph import check_fusable
 
             check_fusable(exp.model.kind, exp.model.path, b.name)
-        if b.backend == "pytorch" and exp.model.kind == "onnx":
+        if not _has_module(exp, b.backend):
             raise ConfigError(
                 f"build {b.name}: an .onnx model has no PyTorch module; use backend = onnxruntime"
             )
@@ -77,7 +83,8 @@ def plan_builds(
 
 
 def reference_build(exp: Experiment, builds: list[BuildSpec]) -> str:
-    """The build fidelity is measured against: [evaluate] reference, else the first FP32 one."""
+    """The build fidelity is measured against: [evaluate] reference, else the first FP32 one
+    (on CPU, of a backend that runs the model as trained, when there is one)."""
     names = [b.name for b in builds]
     if exp.evaluate.reference:
         if exp.evaluate.reference not in names:
@@ -86,6 +93,6 @@ def reference_build(exp: Experiment, builds: list[BuildSpec]) -> str:
                 f"builds: {', '.join(names)}"
             )
         return exp.evaluate.reference
-    fp32 = [b for b in builds if b.precision == "fp32"]
-    cpu_torch = [b for b in fp32 if b.backend == "pytorch" and b.device == "cpu"]
-    return (cpu_torch or fp32 or builds)[0].name
+    fp32 = [b for b in builds if precision(b.precision).dtype == "fp32"]
+    preferred = [b for b in fp32 if capabilities(b.backend).reference and b.device == "cpu"]
+    return (preferred or fp32 or builds)[0].name

@@ -281,13 +281,14 @@ def _prepare_task(cell: SweepCell, out: str, key: str) -> str:
     from workbench.experiment.calibrate import prepare_calibration
     from workbench.experiment.progress import Stages
     from workbench.experiment.workspace import Workspace, apply_quick
+    from workbench.results.precision import precision
 
     exp = apply_quick(cell.experiment) if cell.experiment.quick else cell.experiment
     where = cell.experiment.source.split(" cell [")[0]
     ws = Workspace.open(replace(exp, source=f"{where} (stages shared by cells, group {key})"))
     _ = ws.export  # trains the default classifier if needed, exports ONNX (both cached)
-    int8 = [b for b in exp.builds if b.precision.startswith("int8") or b.precision == "fp8"]
-    if int8 or not exp.builds or exp.calibration.compare:
+    calibrated = [b for b in exp.builds if precision(b.precision).calibrated]
+    if calibrated or not exp.builds or exp.calibration.compare:
         scratch = Path(out) / "prepare" / key
         scratch.mkdir(parents=True, exist_ok=True)
         root = str(Path(out) / CALIBRATION_SETS)
