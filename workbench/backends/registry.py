@@ -19,9 +19,9 @@ from workbench.backends.base import Feed, Runner
 from workbench.errors import ConfigError
 from workbench.results.records import Int8Coverage
 
-MODULES = {
-    "onnxruntime": "workbench.backends.onnxruntime.backend",
+MODULES = {  # one line per backend shipped here
     "pytorch": "workbench.backends.pytorch.backend",
+    "onnxruntime": "workbench.backends.onnxruntime.backend",
     "tensorrt": "workbench.backends.tensorrt.backend",
 }
 CalibrationFeeds = Callable[[], Iterable[Feed]]
