@@ -47,11 +47,6 @@ class Precision:
         """Its matmuls run in INT8 (what the INT8 notes, audit and report talk about)."""
         return self.dtype == "int8"
 
-    @property
-    def quantized(self) -> bool:
-        """Quantized (INT8 or FP8 with scales), not merely cast to a float format."""
-        return bool(self.ranges)
-
 
 def _float(name: str, summary: str) -> Precision:
     return Precision(name, name, summary=summary)
