@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from workbench.errors import ConfigError
-from workbench.results.precision import precision, precision_names
+from workbench.results.precision import find_precision, precision_names
 from workbench.results.spec import (
     CALIBRATORS,
     DEVICES,
@@ -154,9 +154,7 @@ def check_experiment(exp: Experiment) -> None:
         check_methods([c.method, *c.compare])
     except ConfigError as exc:
         raise ConfigError(f"{src}: [calibration] {exc}") from None
-    if c.calibrator == "ort" and any(
-        b.graph == "fused" and precision(b.precision).ranges == "static" for b in exp.builds
-    ):
+    if c.calibrator == "ort" and any(b.graph == "fused" and _static(b) for b in exp.builds):
         raise ConfigError(
             f"{src}: static INT8 on the fused graph uses the workbench's calibration table; "
             "set [calibration] calibrator = 'workbench' or remove graph = 'fused'"
@@ -166,6 +164,12 @@ def check_experiment(exp: Experiment) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{src}: build names must be unique; repeated: {', '.join(dupes)}")
+
+
+def _static(b: BuildSpec) -> bool:
+    """Its precision fixes activation ranges at build time (from a calibration table)."""
+    p = find_precision(b.precision)
+    return p is not None and p.ranges == "static"
 
 
 def _check_evaluate(src: str, e: EvaluateSpec, max_length: int) -> None:
