@@ -147,3 +147,10 @@ def test_unregistered_names_are_refused_with_the_registered_ones_listed(toy, fol
     unregister_precision("fp32-copy")
     with pytest.raises(ConfigError, match="precision = 'fp32-copy' is unknown; did you mean"):
         load_experiment(folder / "e.toml")
+
+
+def test_a_backend_listing_an_unregistered_precision_is_refused():
+    with pytest.raises(ConfigError, match=r"unregistered precision.*fp32-copy.*register_precision"):
+        register_backend(CopyBackend())
+    with pytest.raises(ConfigError, match="ships with the workbench"):
+        register_backend(type("Ort", (CopyBackend,), {"name": "onnxruntime"})())

@@ -137,8 +137,17 @@ def capabilities(name: str) -> Capabilities:
 
 def register_backend(backend: Backend) -> None:
     """Make ``backend`` known in this process (a plugin, a test's toy backend)."""
+    from workbench.results.precision import find_precision
+
     if backend.name in MODULES:
         raise ConfigError(f"backend {backend.name!r} ships with the workbench; pick another name")
+    caps = backend.capabilities
+    unknown = sorted({p for d in caps.devices for p in caps.builds(d) if not find_precision(p)})
+    if unknown:
+        raise ConfigError(
+            f"backend {backend.name!r} builds unregistered precision(s) {', '.join(unknown)}; "
+            "register_precision them first (workbench.results.precision)"
+        )
     _LOADED[backend.name] = backend
 
 
