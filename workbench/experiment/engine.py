@@ -27,6 +27,7 @@ from workbench.experiment.progress import Stages
 from workbench.experiment.rundir import claim_run_dir, default_run_id, preflight
 from workbench.experiment.workspace import Workspace
 from workbench.fileio import cache_root
+from workbench.results.precision import precision
 from workbench.results.records import (
     SCHEMA_VERSION,
     BuildResult,
@@ -102,9 +103,9 @@ def _measure_all(
     with st.stage("prepare model"):
         export = ws.export
     calib = None
-    needs_table = any(b.precision.startswith("int8") or b.precision == "fp8" for b in builds)
-    if needs_table or exp.calibration.compare:
-        fp8 = any(b.precision == "fp8" for b in builds)
+    precisions = [precision(b.precision) for b in builds]
+    if any(p.calibrated for p in precisions) or exp.calibration.compare:
+        fp8 = any(p.table == "fp8" for p in precisions)
         calib = ws.calibrate(run_dir, opts.calibration_root, stages=st, fp8=fp8)
     from workbench.evaluate.accuracy import save_test_samples
 
@@ -125,6 +126,7 @@ def _measure_all(
     from workbench.provenance import collect_provenance
 
     preds = {n: m.logits.argmax(axis=1).tolist() for n, m in measured.items()}
+    weights = {n: m.artifact.weights for n, m in measured.items()}
     return RunResult(
         schema_version=SCHEMA_VERSION,
         run_id=run_id,
@@ -132,7 +134,7 @@ def _measure_all(
         test_set_sha256=ws.test_sha256,
         labels=list(ws.model.labels),
         reference_build=reference,
-        builds=cross_backend_agreement(annotate(results, _gate_shape(exp)), preds),
+        builds=cross_backend_agreement(annotate(results, _gate_shape(exp), weights), preds),
         calibration=calib.summary if calib else None,
         provenance=collect_provenance(
             seeds={"split": exp.seed, "calibration": exp.seed}, gpu=_gpu_name(measured)
@@ -201,7 +203,7 @@ def build_request(ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None)
 def _table_for(b: BuildSpec, calib: CalibrationOutcome | None) -> str:
     if calib is None:
         return ""
-    return calib.fp8_table_file if b.precision == "fp8" else calib.table_file
+    return calib.fp8_table_file if precision(b.precision).table == "fp8" else calib.table_file
 
 
 def _result(
