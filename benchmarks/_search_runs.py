@@ -35,7 +35,7 @@ def search_halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def judge_row(labels: np.ndarray, ref_logits: np.ndarray, logits: np.ndarray, policy) -> Any:
     """The gate's verdict (``GateDecision``) on ``logits`` vs the FP32 reference."""
     from workbench.gate import Labelled, judge_labelled
-    from workbench.gate.pairs import Predictions
+    from workbench.results.predictions import Predictions
 
     idx = np.arange(len(labels), dtype=np.int64)
     y = np.asarray(labels, dtype=np.int64)

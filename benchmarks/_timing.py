@@ -28,25 +28,18 @@ def isolated_spec(
     max_seconds_per_shape: float = 30.0,
 ) -> LatencySpec:
     """A CPU ``LatencySpec`` for an already-built ``model`` (ONNX file or PyTorch classifier)."""
-    from workbench.backends.registry import Artifact, BuildRequest
+    from workbench.backends.registry import Artifact, BuildRequest, ModelFiles
+    from workbench.results.spec import BuildSpec, CalibrationSpec
 
-    request = BuildRequest(
-        name=f"{backend}-{precision}",
-        backend=backend,
-        device="cpu",
-        precision=precision,
-        compile=False,
-        cuda_graphs=False,
-        fp32_onnx=model if backend == "onnxruntime" else "",
-        torch_model=model if backend == "pytorch" else "",
-        tokenizer_file=tokenizer_file,
-        max_length=max(seq for _, seq in shapes),
-        table_file="",
-        method="",
-        calibrator="workbench",
-        per_channel=True,
-        exclude=(),
-        cache_dir="",
+    request = BuildRequest.of(
+        BuildSpec(backend, precision, "cpu", name=f"{backend}-{precision}"),
+        CalibrationSpec(method=""),
+        ModelFiles(
+            fp32_onnx=model if backend == "onnxruntime" else "",
+            torch_model=model if backend == "pytorch" else "",
+            tokenizer_file=tokenizer_file,
+            max_length=max(seq for _, seq in shapes),
+        ),
     )
     return LatencySpec(
         request=request,

@@ -123,10 +123,11 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     extra: dict[str, Any] = {}
     if args.worker == "ours":
+        from workbench.backends.onnxruntime.runner import open_ort_runner
         from workbench.calibration.stats import collect_statistics
         from workbench.calibration.table import tables_from_stats
 
-        stats = collect_statistics(args.onnx, iter(feeds))
+        stats = collect_statistics(args.onnx, iter(feeds), open_runner=open_ort_runner)
         extra["statistics_s"] = (time.perf_counter_ns() - t0) / 1e9
         tables = tables_from_stats(stats, ["entropy"], "")
         n_tensors = len(tables["entropy"].amax)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     before = load_average()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner, open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate_methods
     from workbench.data.calibset import PoolFilters, build_calibration_set
@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             rep = cs.manifest.representativeness
             assert rep is not None
             tables, _ = calibrate_methods(
-                onnx_path, cs.batches(tok, 16), args.methods.split(","), cs.manifest_sha256
+                onnx_path,
+                cs.batches(tok, 16),
+                args.methods.split(","),
+                cs.manifest_sha256,
+                open_runner=open_ort_runner,
             )
             entry = {
                 "verdict": rep.verdict,

@@ -143,6 +143,7 @@ def qdq_build(
 ):
     """Calibrate ``base`` with ``method`` and write its Q/DQ model (cached by name in the run)."""
     from workbench.backends.onnxruntime.fusion import unshare_dequantize
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
     from workbench.fileio import cache_root, sha256_json
@@ -150,7 +151,13 @@ def qdq_build(
     key = sha256_json([base, method, per_channel, private, s.calib_sha, list(exclude)])[:16]
     out = cache_root() / "bench-fused" / key / "model.onnx"
     if not out.is_file():
-        table = calibrate(base, s.calib_feeds, method, calibration_set_sha256=s.calib_sha)
+        table = calibrate(
+            base,
+            s.calib_feeds,
+            method,
+            calibration_set_sha256=s.calib_sha,
+            open_runner=open_ort_runner,
+        )
         shared = out.with_suffix(".shared.onnx")
         write_qdq_model(base, table, shared, per_channel, exclude=_patterns(exclude))
         if private:
@@ -174,13 +181,20 @@ def builds(s: Setup, method: str) -> list[Build]:
     """PyTorch and ORT FP32, then every ORT build a user gets from ``[[build]]`` tables (the
     backend registry: ``ort-int8-static`` is the demo's gated build today; ``-fused`` builds
     run on the fused graph), static INT8 from the workbench's own ``method`` table."""
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.table import calibrate
     from workbench.fileio import cache_root, sha256_json
 
     key = sha256_json([s.onnx_path, method, s.calib_sha])[:16]
     table_file = cache_root() / "bench-fused" / key / f"{method}.json"
     if not table_file.is_file():
-        table = calibrate(s.onnx_path, s.calib_feeds, method, calibration_set_sha256=s.calib_sha)
+        table = calibrate(
+            s.onnx_path,
+            s.calib_feeds,
+            method,
+            calibration_set_sha256=s.calib_sha,
+            open_runner=open_ort_runner,
+        )
         table.save(table_file)
     out = [
         Build("torch-fp32", "pytorch", s.model_dir, "fp32", "PyTorch eager FP32"),
@@ -266,7 +280,7 @@ def logits_of(b: Build, s: Setup) -> np.ndarray:
 def quality(b: Build, s: Setup, ref: np.ndarray, total_macs: dict[str, int]) -> dict:
     """Accuracy, agreement, fidelity and the paired-bootstrap drop vs ORT FP32; INT8 coverage."""
     from workbench.evaluate.fidelity import fidelity
-    from workbench.gate import stats
+    from workbench.results import stats
 
     t0 = time.perf_counter()
     lg = logits_of(b, s)
@@ -375,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         args.rounds, args.iterations, args.n_test, args.calib_n = 1, 2, args.n_test or 40, 16
     if args.quick:
         args.rounds, args.iterations, args.n_test = 2, 20, args.n_test or 500
-    from workbench.experiment.sensitivity import node_groups
+    from workbench.evaluate.sensitivity import node_groups
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 

@@ -37,6 +37,7 @@ def _builds(
     calib_n: int, max_train: int | None = None
 ) -> tuple[list[tuple[str, str, str, str]], str]:
     from workbench.backends.onnxruntime.build import quantize_dynamic_int8
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
     from workbench.data.calibset import build_calibration_set
@@ -55,7 +56,7 @@ def _builds(
         source_path=data.source_path,
         source_sha256=data.source_sha256,
     )
-    table = calibrate(onnx_path, cs.batches(tok), method="entropy")
+    table = calibrate(onnx_path, cs.batches(tok), method="entropy", open_runner=open_ort_runner)
     static = cache_root() / "bench" / "int8-static.onnx"
     write_qdq_model(onnx_path, table, static)
     dynamic = quantize_dynamic_int8(onnx_path).path

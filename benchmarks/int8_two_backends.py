@@ -79,24 +79,15 @@ def attention_matmuls(fp32_onnx: str | Path) -> list[str]:
 
 
 def _request(spec: TwoBackendSpec, backend: str, exclude: Sequence[str]):
-    from workbench.backends.registry import BuildRequest
+    from workbench.backends.registry import BuildRequest, ModelFiles
+    from workbench.results.spec import BuildSpec, CalibrationSpec
 
-    return BuildRequest(
-        name=f"{backend}-int8-static",
-        backend=backend,
-        device="cpu",
-        precision="int8-static",
-        compile=False,
-        cuda_graphs=False,
-        fp32_onnx=spec.fp32_onnx,
-        torch_model=spec.torch_model,
-        tokenizer_file=spec.tokenizer_file,
-        max_length=spec.max_length,
+    files = ModelFiles(spec.fp32_onnx, spec.torch_model, spec.tokenizer_file, spec.max_length)
+    return BuildRequest.of(
+        BuildSpec(backend, "int8-static", "cpu", name=f"{backend}-int8-static"),
+        CalibrationSpec(method="", per_channel=spec.per_channel, exclude=tuple(exclude)),
+        files,
         table_file=spec.table_file,
-        method="",
-        calibrator="workbench",
-        per_channel=spec.per_channel,
-        exclude=tuple(exclude),
         cache_dir=spec.cache_dir,
     )
 
@@ -166,8 +157,6 @@ def _workspace_spec(args: argparse.Namespace):
     """gpu.toml's experiment on this machine: workspace, table (cached) and the spec."""
     import tempfile
 
-    from workbench.experiment.calibrate import prepare_calibration
-    from workbench.experiment.progress import Stages
     from workbench.experiment.spec import load_experiment, shipped_experiment
     from workbench.experiment.workspace import Workspace
     from workbench.fileio import cache_root
@@ -176,10 +165,10 @@ def _workspace_spec(args: argparse.Namespace):
     exclude, per_channel = tuple(args.exclude), not args.per_tensor
     cal = replace(exp.calibration, method=args.method, exclude=exclude, per_channel=per_channel)
     model = replace(exp.model, finetune=True) if args.finetune else exp.model
-    ws = Workspace.open(replace(exp, calibration=cal, model=model, builds=()))
+    ws = Workspace.from_experiment(replace(exp, calibration=cal, model=model, builds=()))
     root = str(cache_root() / "calibration_sets")
     with tempfile.TemporaryDirectory() as run_dir:
-        out = prepare_calibration(ws, Path(run_dir), root, Stages(False), compare=False)
+        out = ws.calibrate(run_dir, root, compare=False)
     spec = TwoBackendSpec(
         torch_model=ws.torch_model_dir,
         fp32_onnx=ws.export.onnx_path,

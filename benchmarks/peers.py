@@ -71,6 +71,7 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
         ort_static(onnx_path, feeds, out, "max" if kind == "ort-minmax" else "entropy")
     else:  # workbench-<method>-<pc|pt> or workbench-searched
         from workbench.backends.onnxruntime.fusion import fuse_bert, unshare_dequantize
+        from workbench.backends.onnxruntime.runner import open_ort_runner
         from workbench.calibration.qdq import write_qdq_model
         from workbench.calibration.table import calibrate
 
@@ -84,7 +85,7 @@ def calibrate_one(kind: str, onnx_path: str, calib_npz: str, out: str, search_js
         else:
             _, method, gran = kind.split("-")
             per_channel = gran == "pc"
-        table = calibrate(onnx_path, feeds, method)
+        table = calibrate(onnx_path, feeds, method, open_runner=open_ort_runner)
         shared = write_qdq_model(onnx_path, table, out + ".shared.onnx", per_channel, exclude)
         unshare_dequantize(shared, out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -173,7 +174,7 @@ def placement(model: str) -> dict:
 
 def ties(rows: dict[str, dict], preds: dict[str, np.ndarray], labels: np.ndarray) -> dict:
     """Each peer vs its workbench counterpart: paired-bootstrap accuracy difference (pts)."""
-    from workbench.gate import stats
+    from workbench.results import stats
 
     out = {}
     for peer, wb in COUNTERPART.items():
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from workbench.experiment.sensitivity import node_groups
+    from workbench.evaluate.sensitivity import node_groups
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from workbench.evaluate.paired import PairedConfig, PairedTarget, measure_paired
-from workbench.gate.rules import FAIL, INCONCLUSIVE, PASS, speed_verdict
+from workbench.gate.rules import speed_verdict
+from workbench.results.gate import FAIL, INCONCLUSIVE, PASS
 from workbench.results.serde import to_dict
 
 RESULTS = Path(__file__).parent / "results"
@@ -50,24 +51,20 @@ def demo_rule(work_dir: Path) -> SpeedRule:
     own functions: Workspace, calibration, build requests, the backend registry."""
     from workbench.backends.registry import get_backend
     from workbench.experiment.builds import plan_builds
-    from workbench.experiment.calibrate import prepare_calibration
     from workbench.experiment.engine import build_request
     from workbench.experiment.measure import gated_pairs
-    from workbench.experiment.progress import Stages
     from workbench.experiment.spec import load_experiment, shipped_experiment
     from workbench.experiment.workspace import Workspace
 
     exp = load_experiment(shipped_experiment("demo"))
     exp = replace(exp, calibration=replace(exp.calibration, compare=()))
     base, cand, shape = gated_pairs(exp)[0]
-    ws = Workspace.open(exp)
-    calib = prepare_calibration(
-        ws, work_dir, str(work_dir / "calibration_sets"), Stages(False), compare=False
-    )
+    ws = Workspace.from_experiment(exp)
+    calib = ws.calibrate(work_dir, str(work_dir / "calibration_sets"), compare=False)
     specs = {b.name: b for b in plan_builds(exp, skip_unavailable=True)[0]}
     targets = []
     for name in (base, cand):
-        req = build_request(ws, specs[name], calib, ws.export.onnx_path)
+        req = build_request(ws, specs[name], calib)
         targets.append(PairedTarget(req, get_backend(req.backend).build(req, calib.feeds())))
     assert exp.gate.policy is not None and exp.gate.policy.min_speedup is not None
     return SpeedRule(*targets, shape, exp.gate.policy.min_speedup, exp.evaluate.threads)

@@ -20,12 +20,18 @@ from benchmarks.int8_two_backends import (
 @pytest.fixture(scope="module")
 def spec_and_texts(tiny_model, tiny_onnx, tmp_path_factory):
     from tests.calibration.conftest import random_texts
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.table import calibrate
     from workbench.data.tokenize import TextTokenizer
 
     tok = TextTokenizer.from_model_dir(tiny_model.encoder_dir, tiny_model.max_length)
     calib = random_texts(64, seed=11)
-    table = calibrate(tiny_onnx, (tok.encode(calib[i : i + 16]) for i in range(0, 64, 16)), "max")
+    table = calibrate(
+        tiny_onnx,
+        (tok.encode(calib[i : i + 16]) for i in range(0, 64, 16)),
+        "max",
+        open_runner=open_ort_runner,
+    )
     out = tmp_path_factory.mktemp("two-backends")
     spec = TwoBackendSpec(
         torch_model=str(tiny_model.path),

@@ -25,13 +25,17 @@ def feeds(tiny_model):
 def test_ort_peer_quantizes_what_the_workbench_quantizes(tiny_onnx, feeds, tmp_path, method):
     import onnx
 
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
 
     out = tmp_path / f"ort-{method}.onnx"
     ort_static(str(tiny_onnx), feeds, str(out), method)
     ours = write_qdq_model(
-        tiny_onnx, calibrate(tiny_onnx, feeds, method), tmp_path / "wb.onnx", True
+        tiny_onnx,
+        calibrate(tiny_onnx, feeds, method, open_runner=open_ort_runner),
+        tmp_path / "wb.onnx",
+        True,
     )
     assert placement(str(out)) == placement(str(ours))
     g = onnx.load(str(out)).graph

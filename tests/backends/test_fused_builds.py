@@ -22,10 +22,11 @@ def feeds(tiny_model):
 
 @pytest.fixture(scope="module")
 def table_file(tiny_onnx, feeds, tmp_path_factory) -> str:
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.table import calibrate
 
     out = tmp_path_factory.mktemp("table") / "max.json"
-    return str(calibrate(tiny_onnx, feeds[:2], "max").save(out))
+    return str(calibrate(tiny_onnx, feeds[:2], "max", open_runner=open_ort_runner).save(out))
 
 
 def _request(tiny_model, tiny_onnx, table_file, precision: str, graph: str, cache: Path):

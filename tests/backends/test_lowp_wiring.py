@@ -13,6 +13,7 @@ def test_same_table_and_same_float_layers_as_qdq(tmp_path, precision):
 
     from tests.tiny_bert import make_tiny_hf_classifier
     from workbench.backends.onnxruntime.export import export_classifier
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.backends.pytorch.backend import load_module, quantized_module
     from workbench.backends.pytorch.hf import inspect_hf_folder
     from workbench.backends.pytorch.lowp import set_simulate
@@ -27,7 +28,12 @@ def test_same_table_and_same_float_layers_as_qdq(tmp_path, precision):
     module = load_module(folder)
     onnx = export_classifier(module, tok, info.content_key, model_input_names(module)).onnx_path
     texts = [f"the film number {i} was {'good' if i % 2 else 'dull'} and long" for i in range(32)]
-    table = calibrate(onnx, [tok.encode(texts[i : i + 8]) for i in range(0, 32, 8)], method="max")
+    table = calibrate(
+        onnx,
+        [tok.encode(texts[i : i + 8]) for i in range(0, 32, 8)],
+        method="max",
+        open_runner=open_ort_runner,
+    )
     table.save(tmp_path / "t.json")
     exclude = ("layer.1/output/dense",)
     req = BuildRequest(

@@ -105,8 +105,8 @@ def test_registry_builds_fp16_on_cuda_only(tiny_onnx, tmp_path) -> None:
     from workbench.fileio import sha256_file
 
     backend = get_backend("onnxruntime")
-    assert {"fp32", "fp16", "int8-static"} <= set(backend.precisions("cuda"))
-    assert "fp16" not in backend.precisions("cpu")
+    assert {"fp32", "fp16", "int8-static"} <= set(backend.capabilities.builds("cuda"))
+    assert "fp16" not in backend.capabilities.builds("cpu")
     art = backend.build(request(tiny_onnx, tmp_path, "fp16"), None)
     assert art.model_path.startswith(str(tmp_path / "ort-fp16"))
     assert art.model_sha256 == sha256_file(art.model_path) != sha256_file(tiny_onnx)

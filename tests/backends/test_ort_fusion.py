@@ -49,11 +49,11 @@ def test_fusion_replaces_attention_and_keeps_logits(tiny_onnx, fused, feeds) -> 
 def test_qdq_on_fused_model_quantizes_every_projection(fused, feeds, tmp_path) -> None:
     from workbench.backends.onnxruntime.build import int8_coverage
     from workbench.backends.onnxruntime.fusion import unshare_dequantize
-    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner, open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
 
-    table = calibrate(fused.path, feeds[:2], "max")
+    table = calibrate(fused.path, feeds[:2], "max", open_runner=open_ort_runner)
     shared = write_qdq_model(fused.path, table, tmp_path / "q.onnx", per_channel=False)
     qdq = unshare_dequantize(shared, tmp_path / "q.ort.onnx")
     opt = tmp_path / "q.opt.onnx"
@@ -89,11 +89,11 @@ def test_unshared_qdq_lets_ort_run_qkv_in_int8(tiny_onnx, feeds, tmp_path) -> No
     """The shared Q/DQ of Q/K/V leaves those MatMuls float in ORT; private pairs fix that."""
     from workbench.backends.onnxruntime.build import int8_coverage
     from workbench.backends.onnxruntime.fusion import unshare_dequantize
-    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner, open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
 
-    table = calibrate(tiny_onnx, feeds[:2], "max")
+    table = calibrate(tiny_onnx, feeds[:2], "max", open_runner=open_ort_runner)
     shared = write_qdq_model(tiny_onnx, table, tmp_path / "q.onnx", per_channel=True)
     private = unshare_dequantize(shared, tmp_path / "q.ort.onnx")
     cov, out = {}, {}

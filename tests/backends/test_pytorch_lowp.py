@@ -212,6 +212,7 @@ def _hook_amax(model, feed) -> dict[str, float]:
 
 # --------------------------------------------------------- table -> module mapping
 def test_linear_amax_from_table_covers_every_linear(tiny_model, tiny_onnx, tiny_feeds):
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.backends.pytorch.lowp_map import (
         linear_amax_from_table,
         linear_inputs,
@@ -220,7 +221,7 @@ def test_linear_amax_from_table_covers_every_linear(tiny_model, tiny_onnx, tiny_
     from workbench.backends.pytorch.model import load_torch_classifier
     from workbench.calibration.table import calibrate
 
-    table = calibrate(tiny_onnx, tiny_feeds, "max")
+    table = calibrate(tiny_onnx, tiny_feeds, "max", open_runner=open_ort_runner)
     amax = linear_amax_from_table(table, tiny_onnx)
     model = load_torch_classifier(tiny_model)
     # every Linear that runs; the encoder's pooler is never called by MeanPoolClassifier
@@ -246,10 +247,11 @@ def test_linear_amax_from_table_covers_every_linear(tiny_model, tiny_onnx, tiny_
 def test_linear_amax_from_table_rejects_foreign_table(tiny_onnx, tiny_feeds, tmp_path):
     from dataclasses import replace
 
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.backends.pytorch.lowp_map import linear_amax_from_table
     from workbench.calibration.table import calibrate
 
-    table = calibrate(tiny_onnx, tiny_feeds[:1], "max")
+    table = calibrate(tiny_onnx, tiny_feeds[:1], "max", open_runner=open_ort_runner)
     with pytest.raises(CalibrationError, match="different model"):
         linear_amax_from_table(replace(table, model_sha256="0" * 64), tiny_onnx)
     with pytest.raises(CalibrationError, match="none of"):
@@ -262,6 +264,7 @@ def test_shared_linear_gets_the_widest_range_of_its_calls(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.backends.pytorch.lowp_map import (
         linear_amax_from_table,
         linear_inputs,
@@ -288,6 +291,6 @@ def test_shared_linear_gets_the_widest_range_of_its_calls(tmp_path):
     assert module_path_of_node(nodes[2].name) == "enc.layers.0.query"
     assert linear_inputs(path) == {"enc.layers.0.query": ["x", "h3"]}
     x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
-    table = calibrate(path, [{"x": x}], "max")
+    table = calibrate(path, [{"x": x}], "max", open_runner=open_ort_runner)
     amax = linear_amax_from_table(table, path)
     assert amax["enc.layers.0.query"] == pytest.approx(3 * np.abs(x).max(), rel=1e-5)

@@ -9,6 +9,7 @@ from onnx import helper
 
 from tests.calibration.conftest import random_texts
 from tests.calibration.recovery_helpers import agreement, feeds_of, logits, session
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.bias_correction import bias_correct
 from workbench.calibration.qdq import write_qdq_model
 from workbench.calibration.table import calibrate
@@ -27,7 +28,9 @@ def test_feeds(tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def qdq(tiny_onnx, calib_feeds, tmp_path_factory):
-    table = calibrate(tiny_onnx, calib_feeds, "percentile-99.9")  # clipping shifts the means
+    table = calibrate(
+        tiny_onnx, calib_feeds, "percentile-99.9", open_runner=open_ort_runner
+    )  # clipping shifts the means
     return write_qdq_model(tiny_onnx, table, tmp_path_factory.mktemp("bc") / "q.onnx", False)
 
 
@@ -83,7 +86,14 @@ def _mean_errors(model, fp32, names, feeds, tmp_path) -> dict[str, float]:
 def test_bias_correction_reduces_mean_error(
     tiny_onnx, qdq, calib_feeds, test_feeds, tmp_path, sequential
 ):
-    out = bias_correct(qdq, tiny_onnx, calib_feeds, tmp_path / "bc.onnx", sequential=sequential)
+    out = bias_correct(
+        qdq,
+        tiny_onnx,
+        calib_feeds,
+        tmp_path / "bc.onnx",
+        sequential=sequential,
+        open_runner=open_ort_runner,
+    )
     names = _bias_outputs(qdq)
     assert len(names) == 13  # 6 biased MatMuls per layer x 2 + the head Gemm
     before = _mean_errors(qdq, tiny_onnx, names, test_feeds, tmp_path)
@@ -106,8 +116,19 @@ def test_layer_by_layer_runs_in_rounds_by_depth(tiny_onnx, qdq, calib_feeds, tmp
             i.name: numpy_helper.to_array(i) for i in g.initializer if "bias_corrected" in i.name
         }
 
-    seq = biases(bias_correct(qdq, tiny_onnx, calib_feeds, tmp_path / "s.onnx"))
-    one = biases(bias_correct(qdq, tiny_onnx, calib_feeds, tmp_path / "o.onnx", sequential=False))
+    seq = biases(
+        bias_correct(qdq, tiny_onnx, calib_feeds, tmp_path / "s.onnx", open_runner=open_ort_runner)
+    )
+    one = biases(
+        bias_correct(
+            qdq,
+            tiny_onnx,
+            calib_feeds,
+            tmp_path / "o.onnx",
+            sequential=False,
+            open_runner=open_ort_runner,
+        )
+    )
     assert seq.keys() == one.keys() and len(seq) == 13
     first = [n for n in seq if "layer.0/attention/self/" in n]
     assert len(first) == 3
@@ -121,5 +142,30 @@ def test_layer_by_layer_runs_in_rounds_by_depth(tiny_onnx, qdq, calib_feeds, tmp
 
 def test_bias_correction_refuses_a_float_model(tiny_onnx, calib_feeds, tmp_path):
     with pytest.raises(ConfigError, match="no quantized"):
-        bias_correct(tiny_onnx, tiny_onnx, calib_feeds, tmp_path / "x.onnx")
+        bias_correct(
+            tiny_onnx, tiny_onnx, calib_feeds, tmp_path / "x.onnx", open_runner=open_ort_runner
+        )
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_refusal_names_a_model_without_biases(tiny_onnx, tmp_path):
+    """The search asks first: a BERT graph has biased layers; strip every bias and it has none."""
+    from workbench.calibration.bias_correction import refusal
+
+    assert refusal(tiny_onnx) is None
+    model = onnx.load(str(tiny_onnx))
+    inits = {i.name for i in model.graph.initializer}
+    matmuls = {n.output[0] for n in model.graph.node if n.op_type == "MatMul"}
+    keep = []
+    for n in model.graph.node:  # MatMul -> Add(bias) becomes MatMul -> Identity
+        if n.op_type == "Add" and set(n.input) & matmuls and set(n.input) & inits:
+            src = next(i for i in n.input if i in matmuls)
+            n = helper.make_node("Identity", [src], list(n.output), name=n.name)
+        elif n.op_type == "Gemm" and len(n.input) > 2:
+            del n.input[2]
+        keep.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    stripped = tmp_path / "nobias.onnx"
+    onnx.save(model, str(stripped))
+    assert "no MatMul/Gemm with a constant bias" in refusal(stripped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.methods import (
     METHODS,
     amax_entropy,
@@ -143,7 +144,7 @@ def ort_amax(onnx_path, feeds, method, tmp_path, keep=None, **options) -> dict[s
 
 @pytest.fixture(scope="module")
 def tiny_stats(tiny_onnx, unpadded_feeds):
-    return collect_statistics(tiny_onnx, unpadded_feeds)
+    return collect_statistics(tiny_onnx, unpadded_feeds, open_runner=open_ort_runner)
 
 
 @pytest.mark.parametrize("percentile", [99.9, 99.99])

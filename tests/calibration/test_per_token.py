@@ -9,6 +9,7 @@ import pytest
 
 from tests.calibration.conftest import random_texts
 from tests.calibration.recovery_helpers import agreement, feeds_of, logits
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.per_token import dynamic_matmuls
 from workbench.calibration.qdq import write_qdq_model
 from workbench.calibration.table import calibrate
@@ -31,7 +32,7 @@ def test_feeds(tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def qdq(tiny_onnx, calib_feeds, tmp_path_factory):
-    table = calibrate(tiny_onnx, calib_feeds, "max")
+    table = calibrate(tiny_onnx, calib_feeds, "max", open_runner=open_ort_runner)
     return write_qdq_model(tiny_onnx, table, tmp_path_factory.mktemp("pt") / "q.onnx", True)
 
 

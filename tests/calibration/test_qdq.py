@@ -8,6 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.qdq import write_qdq_model
 from workbench.calibration.table import CalibrationTable, calibrate_methods
 from workbench.errors import CalibrationError, ConfigError
@@ -15,7 +16,9 @@ from workbench.errors import CalibrationError, ConfigError
 
 @pytest.fixture(scope="module")
 def tables(tiny_onnx, unpadded_feeds):
-    return calibrate_methods(tiny_onnx, unpadded_feeds, ["entropy", "percentile-99.99"])[0]
+    return calibrate_methods(
+        tiny_onnx, unpadded_feeds, ["entropy", "percentile-99.99"], open_runner=open_ort_runner
+    )[0]
 
 
 @pytest.fixture(scope="module")

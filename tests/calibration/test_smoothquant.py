@@ -18,6 +18,7 @@ from tests.calibration.recovery_helpers import (
     plant_outliers,
     session,
 )
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.qdq import write_qdq_model
 from workbench.calibration.smoothquant import smooth_model, smoothing_sites
 from workbench.calibration.stats import channel_absmax
@@ -51,7 +52,7 @@ def _tapped(path, names, out):
 def test_channel_absmax_matches_numpy_at_real_tokens(outlier_onnx, calib_feeds, tmp_path):
     sites = smoothing_sites(outlier_onnx)
     assert len(sites) == 4  # embeddings LN, attention-output LN x2, layer-0 output LN
-    got = channel_absmax(outlier_onnx, sites, calib_feeds)
+    got = channel_absmax(outlier_onnx, sites, calib_feeds, open_runner=open_ort_runner)
     sess = session(_tapped(outlier_onnx, sites, tmp_path / "tap.onnx"))
     for name in sites:
         want = np.zeros(32, dtype=np.float32)
@@ -65,12 +66,12 @@ def test_channel_absmax_matches_numpy_at_real_tokens(outlier_onnx, calib_feeds, 
 
 def test_smoothed_model_equals_original_in_float(outlier_onnx, calib_feeds, test_feeds, tmp_path):
     sites = smoothing_sites(outlier_onnx)
-    amax = channel_absmax(outlier_onnx, sites, calib_feeds)
+    amax = channel_absmax(outlier_onnx, sites, calib_feeds, open_runner=open_ort_runner)
     out = smooth_model(outlier_onnx, amax, 0.5, tmp_path / "smooth.onnx")
     want, got = logits(outlier_onnx, test_feeds), logits(out, test_feeds)
     assert np.abs(got - want).max(axis=1).max() < 1e-4
     # the MatMul inputs really changed: their outliers are gone
-    after = channel_absmax(out, sites, calib_feeds)
+    after = channel_absmax(out, sites, calib_feeds, open_runner=open_ort_runner)
     for name in sites:
         ratio_before = amax[name].max() / np.median(amax[name])
         ratio_after = after[name].max() / np.median(after[name])
@@ -85,12 +86,20 @@ def test_smoothing_recovers_static_int8_agreement(outlier_onnx, calib_feeds, tes
     layer errors reach the logits, see plant_outliers)."""
     ref = logits(outlier_onnx, test_feeds)
     plain = write_qdq_model(
-        outlier_onnx, calibrate(outlier_onnx, calib_feeds, "max"), tmp_path / "q.onnx", True
+        outlier_onnx,
+        calibrate(outlier_onnx, calib_feeds, "max", open_runner=open_ort_runner),
+        tmp_path / "q.onnx",
+        True,
     )
-    amax = channel_absmax(outlier_onnx, smoothing_sites(outlier_onnx), calib_feeds)
+    amax = channel_absmax(
+        outlier_onnx, smoothing_sites(outlier_onnx), calib_feeds, open_runner=open_ort_runner
+    )
     smooth = smooth_model(outlier_onnx, amax, 0.5, tmp_path / "s.onnx")
     smooth_q = write_qdq_model(
-        smooth, calibrate(smooth, calib_feeds, "max"), tmp_path / "sq.onnx", True
+        smooth,
+        calibrate(smooth, calib_feeds, "max", open_runner=open_ort_runner),
+        tmp_path / "sq.onnx",
+        True,
     )
     q_plain, q_smooth = logits(plain, test_feeds), logits(smooth_q, test_feeds)
     err_plain, err_smooth = np.abs(q_plain - ref).mean(), np.abs(q_smooth - ref).mean()
@@ -106,7 +115,12 @@ def test_fused_graph_is_smoothed_exactly(outlier_onnx, calib_feeds, test_feeds, 
     norms = {n.output[0]: n.op_type for n in onnx.load(str(fused)).graph.node}
     sites = smoothing_sites(fused)
     assert {norms[s] for s in sites} == {"SkipLayerNormalization", "EmbedLayerNormalization"}
-    out = smooth_model(fused, channel_absmax(fused, sites, calib_feeds), 0.5, tmp_path / "s.onnx")
+    out = smooth_model(
+        fused,
+        channel_absmax(fused, sites, calib_feeds, open_runner=open_ort_runner),
+        0.5,
+        tmp_path / "s.onnx",
+    )
     assert np.abs(logits(out, test_feeds) - logits(fused, test_feeds)).max() < 1e-4
 
 

@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.methods import compute_amax
 from workbench.calibration.stats import TensorStats, collect_statistics, quantizable_tensors
 from workbench.errors import CalibrationError, InputMismatchError
@@ -44,7 +45,7 @@ def test_quantizable_tensors_are_matmul_activation_inputs(tiny_onnx):
 
 def test_max_and_histogram_equal_numpy_on_same_activations(tiny_onnx, unpadded_feeds, tmp_path):
     names = quantizable_tensors(tiny_onnx)
-    stats = collect_statistics(tiny_onnx, unpadded_feeds)
+    stats = collect_statistics(tiny_onnx, unpadded_feeds, open_runner=open_ort_runner)
     raw = raw_activations(tiny_onnx, names, unpadded_feeds, tmp_path)
     for n in names:
         x = raw[n]
@@ -83,8 +84,12 @@ def test_streaming_is_exact_for_synthetic_arrays():
 
 
 def test_one_batch_of_64_equals_64_batches_of_1(tiny_onnx, tiny_tokenizer, calib_texts):
-    big = collect_statistics(tiny_onnx, [tiny_tokenizer.encode(calib_texts)])
-    single = collect_statistics(tiny_onnx, (tiny_tokenizer.encode([t]) for t in calib_texts))
+    big = collect_statistics(
+        tiny_onnx, [tiny_tokenizer.encode(calib_texts)], open_runner=open_ort_runner
+    )
+    single = collect_statistics(
+        tiny_onnx, (tiny_tokenizer.encode([t]) for t in calib_texts), open_runner=open_ort_runner
+    )
     for n, a in big.items():
         b = single[n]
         assert a.count == b.count and a.n_samples == b.n_samples == 64
@@ -99,7 +104,7 @@ def test_padded_positions_are_excluded(tiny_onnx, tiny_tokenizer, calib_texts):
     feed = tiny_tokenizer.encode(texts, pad_to=tiny_tokenizer.max_length)
     lengths = feed["attention_mask"].sum(axis=1)
     assert (lengths < feed["input_ids"].shape[1]).all()
-    stats = collect_statistics(tiny_onnx, [feed])
+    stats = collect_statistics(tiny_onnx, [feed], open_runner=open_ort_runner)
     hidden = 32
     names = quantizable_tensors(tiny_onnx)
     assert stats[names[0]].count == lengths.sum() * hidden  # [B, S, H] embeddings output
@@ -116,38 +121,50 @@ def test_nan_names_tensor_and_sample(log_model):
     mask = np.ones_like(ok)
     feeds = [{"input_ids": ok, "attention_mask": mask}, {"input_ids": bad, "attention_mask": mask}]
     with pytest.raises(CalibrationError, match=r"'act'.*sample 3"):
-        collect_statistics(log_model, feeds)
+        collect_statistics(log_model, feeds, open_runner=open_ort_runner)
     masked = mask.copy()
     masked[1, 2:] = 0  # the bad value sits at a padded position: ignored
-    stats = collect_statistics(log_model, [feeds[0], {"input_ids": bad, "attention_mask": masked}])
+    stats = collect_statistics(
+        log_model,
+        [feeds[0], {"input_ids": bad, "attention_mask": masked}],
+        open_runner=open_ort_runner,
+    )
     assert stats["act"].count == 8 + 4 + 2
 
 
 def test_inf_raises(log_model):
     ids = np.full((1, 3), 100, dtype=np.int64)  # Log(0) = -inf
     with pytest.raises(CalibrationError, match="NaN/Inf"):
-        collect_statistics(log_model, [{"input_ids": ids, "attention_mask": np.ones_like(ids)}])
+        collect_statistics(
+            log_model,
+            [{"input_ids": ids, "attention_mask": np.ones_like(ids)}],
+            open_runner=open_ort_runner,
+        )
 
 
 def test_empty_calibration_set(tiny_onnx):
     with pytest.raises(CalibrationError, match="empty"):
-        collect_statistics(tiny_onnx, [])
+        collect_statistics(tiny_onnx, [], open_runner=open_ort_runner)
 
 
 def test_input_names_that_do_not_match(tiny_onnx, unpadded_feeds):
     renamed = {"ids": unpadded_feeds[0]["input_ids"], "mask": unpadded_feeds[0]["attention_mask"]}
     with pytest.raises(InputMismatchError, match="input_ids"):
-        collect_statistics(tiny_onnx, [renamed])
+        collect_statistics(tiny_onnx, [renamed], open_runner=open_ort_runner)
 
 
 def test_unknown_tensor_name(tiny_onnx, unpadded_feeds):
     with pytest.raises(InputMismatchError, match="no tensor"):
-        collect_statistics(tiny_onnx, unpadded_feeds, tensor_names=["not-a-tensor"])
+        collect_statistics(
+            tiny_onnx, unpadded_feeds, tensor_names=["not-a-tensor"], open_runner=open_ort_runner
+        )
 
 
 def test_run_size_does_not_change_statistics(tiny_onnx, unpadded_feeds):
-    big = collect_statistics(tiny_onnx, unpadded_feeds)
-    small = collect_statistics(tiny_onnx, unpadded_feeds, max_output_mb=0.01)  # 1 row a run
+    big = collect_statistics(tiny_onnx, unpadded_feeds, open_runner=open_ort_runner)
+    small = collect_statistics(
+        tiny_onnx, unpadded_feeds, max_output_mb=0.01, open_runner=open_ort_runner
+    )  # 1 row a run
     for n, a in big.items():
         assert small[n].count == a.count
         assert small[n].absmax == pytest.approx(a.absmax, rel=1e-5)

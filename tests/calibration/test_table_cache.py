@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.stats import quantizable_tensors
 from workbench.calibration.table import CalibrationTable, calibrate, calibrate_methods
 from workbench.calibration.trt_cache import read_trt_cache, trt_version_code, write_trt_cache
@@ -14,7 +15,11 @@ from workbench.fileio import sha256_file
 @pytest.fixture(scope="module")
 def tables(tiny_onnx, unpadded_feeds):
     tables, _ = calibrate_methods(
-        tiny_onnx, unpadded_feeds, ["entropy", "max"], calibration_set_sha256="abc"
+        tiny_onnx,
+        unpadded_feeds,
+        ["entropy", "max"],
+        calibration_set_sha256="abc",
+        open_runner=open_ort_runner,
     )
     return tables
 
@@ -29,11 +34,11 @@ def test_table_has_provenance_and_round_trips(tables, tiny_onnx, tmp_path):
 
 
 def test_calibrate_single_method(tiny_onnx, unpadded_feeds, tables):
-    t = calibrate(tiny_onnx, unpadded_feeds[:2], method="max")
+    t = calibrate(tiny_onnx, unpadded_feeds[:2], method="max", open_runner=open_ort_runner)
     assert t.method == "max" and t.n_samples == 16
     assert all(t.amax[n] <= tables["max"].amax[n] for n in t.amax)
     with pytest.raises(ConfigError, match="did you mean"):
-        calibrate(tiny_onnx, unpadded_feeds, method="percentil-99.9")
+        calibrate(tiny_onnx, unpadded_feeds, method="percentil-99.9", open_runner=open_ort_runner)
 
 
 def test_table_load_refuses_garbage(tmp_path):

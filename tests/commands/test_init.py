@@ -147,13 +147,13 @@ def test_n_from_the_deduplicated_pool_and_runs_default_n_matches(user, tmp_path,
 def test_quick_run_adapts_its_own_n_to_a_small_pool(user, tmp_path, capsys):
     """--quick lowers n to 64 itself; a 40-row pool then adapts instead of being refused."""
     from workbench.experiment.spec import load_experiment
-    from workbench.experiment.workspace import Workspace, apply_quick
+    from workbench.experiment.workspace import Workspace
 
     out = tmp_path / "exp.toml"
     args = ["--model", str(user / "model"), "--data", str(user / "data.csv"), "--out", str(out)]
     assert _init(capsys, *args)[0] == 0
     out.write_text(out.read_text().replace("n = 40", "n = 512"))
-    ws = Workspace.open(apply_quick(load_experiment(out)))
+    ws = Workspace.from_experiment(load_experiment(out), quick=True)
     assert ws.exp.calibration.n == 40
 
 

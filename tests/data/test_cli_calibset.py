@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from workbench.cli import main
-from workbench.data.representativeness import load_report
+from workbench.results.representativeness import load_report
 
 
 def test_build_with_test_target_writes_set_and_report(tmp_path, capsys):

@@ -9,15 +9,13 @@ from workbench.data.calibset import PoolFilters, build_calibration_set, with_rep
 from workbench.data.representativeness import (
     NOT_REPRESENTATIVE,
     REPRESENTATIVE,
-    RepresentativenessReport,
     TextProfile,
     assess,
-    load_report,
     psi,
     psi_bins,
-    save_report,
 )
 from workbench.errors import DataError
+from workbench.results.representativeness import RepresentativenessReport, load_report, save_report
 
 
 @pytest.fixture(scope="module")

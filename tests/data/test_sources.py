@@ -48,6 +48,36 @@ def test_saved_dataset_dir_and_arrow_file(rt, tmp_path):
     assert not list((tmp_path / "saved").glob("cache-*"))  # the source is never written to
     pool2 = load_pool(arrow)
     assert pool2.dataset["text"] == ds["text"]
+    assert pool2.label_names == rt.label_names  # the ClassLabel order from the Arrow metadata
+    assert pool2.dataset["label"] == ds["label"]
+
+
+def test_one_reader_for_labelled_files_pools_and_split_folders(rt, tmp_path):
+    """Labelled data and pools read the same files; a folder of several splits is refused as
+    labelled data (which split?) and gives its train split as a pool."""
+    from datasets import DatasetDict
+
+    from workbench.data.datasets import load_labelled_file
+
+    ds = rt.dataset.select(range(120))
+    DatasetDict({"train": ds, "test": rt.dataset.select(range(120, 160))}).save_to_disk(
+        str(tmp_path / "dd")
+    )
+    assert load_pool(tmp_path / "dd").dataset["text"] == ds["text"]
+    with pytest.raises(DataError, match="holds several splits"):
+        load_labelled_file(tmp_path / "dd")
+    ds.save_to_disk(str(tmp_path / "one"))
+    arrow = next((tmp_path / "one").glob("data-*.arrow"))
+    labelled = load_labelled_file(arrow)
+    assert labelled.label_names == sorted(rt.label_names)  # names, as from any other file
+    assert len(load_labelled_file(tmp_path / "one")) == len(labelled)
+    txt = tmp_path / "t.txt"
+    txt.write_text("caf\u00e9 one\n\nsecond\n", encoding="utf-8")
+    assert load_pool(txt).dataset["text"] == ["caf\u00e9 one", "second"]
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataError, match="could not be read"):
+        load_pool(bad)
 
 
 def test_dataframe_list_and_int_labels(rt, tok, tmp_path):

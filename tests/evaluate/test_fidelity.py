@@ -60,14 +60,14 @@ def test_fidelity_rejects_mismatched_or_nan() -> None:
 
 
 def test_fidelity_of_a_real_int8_build(tiny_onnx, tiny_model, tmp_path) -> None:
-    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner, open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
     from workbench.data.tokenize import TextTokenizer
 
     tok = TextTokenizer.from_model_dir(tiny_model.encoder_dir, tiny_model.max_length)
     feeds = [tok.encode(random_texts(16, seed=s)) for s in range(4)]
-    table = calibrate(tiny_onnx, feeds[:2], "max")
+    table = calibrate(tiny_onnx, feeds[:2], "max", open_runner=open_ort_runner)
     qdq = write_qdq_model(tiny_onnx, table, tmp_path / "q.onnx", per_channel=True)
 
     def logits(path):

@@ -76,7 +76,7 @@ def plant_bad_layer(src: Path, out: Path, fit_feeds) -> Path:
 @pytest.fixture(scope="session")
 def planted(tiny_onnx, tiny_model, tmp_path_factory) -> Planted:
     from workbench.data.tokenize import TextTokenizer
-    from workbench.experiment.sensitivity import model_logits
+    from workbench.evaluate.scorer import model_logits
 
     tok = TextTokenizer.from_model_dir(tiny_model.encoder_dir, tiny_model.max_length)
     feeds = [tok.encode(random_texts(16, seed=100 + s)) for s in range(14)]

@@ -8,8 +8,8 @@ import pytest
 
 from workbench.calibration.trt_cache import read_trt_cache
 from workbench.cli import main
-from workbench.commands.calibrate import parse_methods
 from workbench.errors import ConfigError
+from workbench.experiment.calibrate_methods import parse_methods
 
 
 def test_parse_methods_expands_percentile():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tests.calibration.conftest import random_texts
-from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
 from workbench.calibration.stats import quantizable_tensors
 from workbench.calibration.table import CalibrationTable
 from workbench.calibration.trt_cache import read_trt_cache
 from workbench.errors import ConfigError, DataError
-from workbench.experiment.compare import compare_methods
+from workbench.evaluate.calibration_methods import compare_methods
+from workbench.results.calibration import COMPARISON_FILE, CalibrationComparison
 from workbench.results.records import SCHEMA_VERSION, load_record
 
 
@@ -73,7 +73,7 @@ def test_compared_model_is_the_static_builds_file_in_the_cache(
     """One number per quantity: the `max` row evaluates the very Q/DQ file the ORT static
     build runs (same sha256), kept once in the cache, not in the run folder."""
     from workbench.backends.onnxruntime.backend import qdq_model
-    from workbench.experiment.compare import best_method
+    from workbench.evaluate.calibration_methods import best_method
     from workbench.fileio import sha256_file
 
     feeds, labels = test_set

@@ -54,8 +54,8 @@ def _run(exp: Path, run_id: str, *extra: str) -> Path:
 
 @pytest.mark.slow
 def test_default_run_folder_is_small_and_refers_to_the_cache(experiment, tmp_path):
-    from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
     from workbench.fileio import cache_root, sha256_file
+    from workbench.results.calibration import COMPARISON_FILE, CalibrationComparison
     from workbench.results.records import load_record, load_run
 
     run_dir = _run(experiment, "small")
@@ -75,8 +75,8 @@ def test_default_run_folder_is_small_and_refers_to_the_cache(experiment, tmp_pat
 
 @pytest.mark.slow
 def test_keep_models_copies_them_into_the_run(experiment):
-    from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
     from workbench.fileio import sha256_file
+    from workbench.results.calibration import COMPARISON_FILE, CalibrationComparison
     from workbench.results.records import load_record, load_run
 
     run_dir = _run(experiment, "kept", "--keep-models")

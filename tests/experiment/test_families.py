@@ -186,6 +186,7 @@ def test_gpu_builds_map_every_linear_and_the_layer_stack(family_run: FamilyRun) 
     and the per-layer compile finds the family's layer stack."""
     import torch
 
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.backends.pytorch.hf import inspect_hf_folder, load_hf_classifier
     from workbench.backends.pytorch.lowp import QuantLinear, set_simulate
     from workbench.backends.pytorch.lowp_map import linear_inputs, quantize_from_table
@@ -196,7 +197,7 @@ def test_gpu_builds_map_every_linear_and_the_layer_stack(family_run: FamilyRun) 
 
     ws = Workspace.open(load_experiment(family_run.experiment))
     feeds = [ws.tokenizer.encode(ws.texts[i : i + 16]) for i in range(0, 48, 16)]
-    table = calibrate(ws.export.onnx_path, feeds, "max")
+    table = calibrate(ws.export.onnx_path, feeds, "max", open_runner=open_ort_runner)
     model = load_hf_classifier(inspect_hf_folder(family_run.model))
     stack = layer_stack(model)
     assert stack is not None and type(stack[0]).__name__ != "ModuleList"

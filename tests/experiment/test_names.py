@@ -45,8 +45,6 @@ def test_sets_named_after_two_experiments_share_their_tables(user_experiment, tm
     """Same data, other [name] (e.g. two sweep cells): two set folders, one table entry."""
     from dataclasses import replace
 
-    from workbench.experiment.calibrate import prepare_calibration
-    from workbench.experiment.progress import Stages
     from workbench.experiment.spec import load_experiment
     from workbench.experiment.workspace import Workspace
 
@@ -54,10 +52,10 @@ def test_sets_named_after_two_experiments_share_their_tables(user_experiment, tm
     exp = replace(exp, calibration=replace(exp.calibration, n=32, compare=()))
     out = []
     for name in ("grid[method=max]", "grid[method=mse]"):
-        ws = Workspace.open(replace(exp, name=name))
+        ws = Workspace.from_experiment(replace(exp, name=name))
         run_dir = tmp_path / name
         run_dir.mkdir()
-        out.append(prepare_calibration(ws, run_dir, str(tmp_path / "sets"), Stages(False)))
+        out.append(ws.calibrate(run_dir, str(tmp_path / "sets")))
     assert [o.calib_set.dir.name for o in out] == [
         "grid-method-max-stratified-n32-s0",
         "grid-method-mse-stratified-n32-s0",

@@ -94,19 +94,18 @@ def test_exclude_patterns_match_exactly_one_node() -> None:
 def test_search_on_planted_model_keeps_bad_layer_float_and_passes_gate(planted) -> None:
     """Real builds and real latency: the chosen build excludes the planted layer and passes
     the accuracy gate on a split the search never saw."""
-    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.backends.onnxruntime.runner import OrtRunner, open_ort_runner
     from workbench.calibration.qdq import write_qdq_model
     from workbench.calibration.table import calibrate
     from workbench.evaluate.latency import measure_latency
-    from workbench.experiment.sensitivity import (
-        SensitivitySpec,
-        layer_sensitivity,
-        model_logits,
-        score_logits,
-    )
+    from workbench.evaluate.scorer import model_logits
+    from workbench.evaluate.sensitivity import SensitivitySpec, layer_sensitivity, score_logits
     from workbench.fileio import sha256_json
 
-    tables = {m: calibrate(planted.onnx_path, planted.calib, m) for m in ("max", "entropy")}
+    tables = {
+        m: calibrate(planted.onnx_path, planted.calib, m, open_runner=open_ort_runner)
+        for m in ("max", "entropy")
+    }
     sens = layer_sensitivity(
         planted.onnx_path,
         tables["max"],

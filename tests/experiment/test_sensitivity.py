@@ -14,14 +14,15 @@ from workbench.errors import DataError
 
 @pytest.fixture(scope="module")
 def table(planted):
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.table import calibrate
 
-    return calibrate(planted.onnx_path, planted.calib, "max")
+    return calibrate(planted.onnx_path, planted.calib, "max", open_runner=open_ort_runner)
 
 
 @pytest.fixture(scope="module")
 def result(planted, table):
-    from workbench.experiment.sensitivity import SensitivitySpec, layer_sensitivity
+    from workbench.evaluate.sensitivity import SensitivitySpec, layer_sensitivity
 
     calls = []
     res = layer_sensitivity(
@@ -36,7 +37,7 @@ def result(planted, table):
 
 
 def test_module_paths_and_macs(tiny_onnx) -> None:
-    from workbench.experiment.sensitivity import module_path, node_groups
+    from workbench.evaluate.sensitivity import module_path, node_groups
 
     groups = {g.module_path: g for g in node_groups(tiny_onnx, seq_len=128)}
     assert module_path("/inner/encoder/encoder/layer.3/intermediate/dense/MatMul") == (
@@ -65,7 +66,7 @@ def test_planted_layer_ranked_first_and_proxy_flags_it(result) -> None:
 
 
 def test_ranking_deterministic_without_cache(planted, table, result) -> None:
-    from workbench.experiment.sensitivity import SensitivitySpec, layer_sensitivity
+    from workbench.evaluate.sensitivity import SensitivitySpec, layer_sensitivity
 
     again = layer_sensitivity(
         planted.onnx_path,
@@ -83,7 +84,7 @@ def test_ranking_deterministic_without_cache(planted, table, result) -> None:
 
 
 def test_json_round_trip_and_cache_resume(planted, table, result, tmp_path) -> None:
-    from workbench.experiment.sensitivity import (
+    from workbench.evaluate.sensitivity import (
         RESULT_FILE,
         SensitivityResult,
         SensitivitySpec,
@@ -112,7 +113,7 @@ def test_proxy_matches_ort_quantized_output(planted, table) -> None:
     from workbench.calibration.graph import load_onnx
     from workbench.calibration.methods import sqnr_db
     from workbench.calibration.qdq import write_qdq_model
-    from workbench.experiment.sensitivity import (
+    from workbench.evaluate.sensitivity import (
         SensitivitySpec,
         exclude_all_but,
         layer_proxies,
@@ -145,14 +146,14 @@ def test_proxy_matches_ort_quantized_output(planted, table) -> None:
 
 
 def test_bad_split_rejected_before_work(planted, table) -> None:
-    from workbench.experiment.sensitivity import layer_sensitivity
+    from workbench.evaluate.sensitivity import layer_sensitivity
 
     with pytest.raises(DataError, match="one label per sample"):
         layer_sensitivity(planted.onnx_path, table, planted.search, planted.search_labels[:-1])
 
 
 def test_proxy_ranking_puts_planted_layer_first_without_builds(planted, table) -> None:
-    from workbench.experiment.sensitivity import SensitivitySpec, node_groups, proxy_ranking
+    from workbench.evaluate.sensitivity import SensitivitySpec, node_groups, proxy_ranking
 
     order = proxy_ranking(
         planted.onnx_path, table, planted.search, SensitivitySpec(proxy_samples=32)

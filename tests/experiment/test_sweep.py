@@ -273,7 +273,7 @@ def _check_mlflow(sweep, out: Path, mlruns: Path) -> None:
 
 def _check_done_cell(out: Path, c, run) -> None:
     """A finished cell's record against its run and its predictions (recomputed here)."""
-    from workbench.gate.stats import wilson_interval
+    from workbench.results.stats import wilson_interval
 
     assert c.status == "done" and c.error == "" and c.baseline == "ort-fp32"
     assert run.experiment.calibration.method == c.params["calibration.method"]

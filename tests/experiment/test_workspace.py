@@ -45,6 +45,20 @@ def test_labels_matched_by_name_and_small_pool_adapts(folder: Path) -> None:
     assert len(ws.test) == 45
 
 
+def test_from_experiment_applies_quick_as_asked(folder: Path) -> None:
+    """The one setup entry: --quick's subsets when asked (or when the file says quick = true);
+    ``quick=False`` opens the experiment as written, whatever the file says."""
+    body = '[data]\ntest = "val.csv"\n[evaluate]\niterations = 40\n'
+    quick = folder / "quick.toml"
+    quick.write_text('quick = true\n[model]\npath = "model"\n' + body, encoding="utf-8")
+    exp = load_experiment(quick)
+    assert Workspace.from_experiment(exp).exp.evaluate.iterations == 10
+    assert Workspace.from_experiment(exp, quick=False).exp.evaluate.iterations == 40
+    plain = load_experiment(_exp(folder, body))
+    assert Workspace.from_experiment(plain).exp.evaluate.iterations == 40
+    assert Workspace.from_experiment(plain, quick=True).exp.evaluate.iterations == 10
+
+
 def test_explicit_n_larger_than_pool_is_refused_before_training(folder: Path) -> None:
     exp = load_experiment(_exp(folder, '[data]\ntest = "val.csv"\n[calibration]\nn = 100\n'))
     with pytest.raises(ConfigError, match="n = 100 is larger than the calibration pool"):

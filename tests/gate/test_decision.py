@@ -11,7 +11,7 @@ import pytest
 
 from workbench.errors import ResultsError
 from workbench.gate import evaluate_gate, load_decision, parse_policy, write_gate_outputs
-from workbench.gate.decision import GateDecision
+from workbench.results.gate import GateDecision
 
 
 def gate(run: Path, cand_run: Path | None = None, **policy) -> GateDecision:

@@ -8,7 +8,7 @@ import pytest
 
 from workbench.gate import evaluate_gate
 from workbench.gate.policy import parse_policy
-from workbench.gate.rules import INCONCLUSIVE
+from workbench.results.gate import INCONCLUSIVE
 from workbench.results.records import PairedSpeedup, load_run, save_run
 
 

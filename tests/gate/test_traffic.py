@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from workbench.gate.rules import FAIL, PASS, GateCheck
 from workbench.gate.traffic import (
     CERTIFY,
     INCONCLUSIVE,
@@ -17,6 +16,7 @@ from workbench.gate.traffic import (
     paired_difference_ci,
     traffic_accuracy,
 )
+from workbench.results.gate import FAIL, PASS, GateCheck
 
 
 @pytest.mark.parametrize(("k", "n"), [(0, 1500), (3, 1500), (40, 1500), (7, 240), (240, 240)])

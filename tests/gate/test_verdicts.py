@@ -15,11 +15,11 @@ from workbench.gate import (
     judge_labelled,
     load_decision,
     parse_policy,
-    stats,
     write_gate_outputs,
 )
-from workbench.gate.decision import GateDecision
-from workbench.gate.pairs import Predictions
+from workbench.results import stats
+from workbench.results.gate import GateDecision
+from workbench.results.predictions import Predictions
 
 POLICY = {"max_accuracy_drop": 0.01, "min_prediction_agreement": 0.97, "min_samples": 200}
 

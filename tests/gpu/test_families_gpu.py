@@ -23,6 +23,7 @@ PRECISIONS = ["fp16", "fp8", "int8-static", "int8-dynamic"]
 def family(request, tmp_path_factory: pytest.TempPathFactory):
     """(HF info, tokenizer, export path, calibration table, feeds, FP32 CPU logits)."""
     from workbench.backends.onnxruntime.export import export_classifier
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.backends.pytorch.hf import inspect_hf_folder, load_hf_classifier
     from workbench.backends.pytorch.runner import TorchRunner
     from workbench.calibration.table import calibrate
@@ -37,7 +38,7 @@ def family(request, tmp_path_factory: pytest.TempPathFactory):
     )  # fmt: skip
     texts, _ = shipped_texts()
     feeds = [tok.encode(texts[i : i + 16], pad_to=64) for i in range(0, 128, 16)]
-    table = calibrate(exp.onnx_path, feeds[:4], "max")
+    table = calibrate(exp.onnx_path, feeds[:4], "max", open_runner=open_ort_runner)
     with TorchRunner(load_hf_classifier(info)) as cpu:
         ref = np.concatenate([cpu.infer(f)["logits"] for f in feeds[4:]])
     return info, exp.onnx_path, table, feeds[4:], ref

@@ -147,6 +147,6 @@ def test_layer_stack_finds_the_encoder_layers(hf_classifier, mean_pool_classifie
 
 def test_sensitivity_scores_on_the_cpu_without_onnxruntime_gpu():
     from workbench.backends.onnxruntime.cuda import ort_cuda_unavailable_reason
-    from workbench.experiment.sensitivity import eval_device
+    from workbench.evaluate.scorer import eval_device
 
     assert eval_device() == ("cpu" if ort_cuda_unavailable_reason() else "cuda")

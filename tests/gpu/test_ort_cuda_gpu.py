@@ -79,7 +79,7 @@ def test_qdq_model_on_cuda_matches_its_cpu_run_and_stays_float(tiny_onnx, feeds,
 def test_sensitivity_scores_qdq_models_on_the_gpu(tiny_onnx, feeds, tmp_path):
     """With onnxruntime-gpu, search/sensitivity score Q/DQ models on CUDA: same predictions as
     ORT CPU's INT8 run of the same model (up to a rare flip at a near-tie)."""
-    from workbench.experiment.sensitivity import eval_device, model_logits
+    from workbench.evaluate.scorer import eval_device, model_logits
 
     backend = get_backend("onnxruntime")
     req = request(tiny_onnx, tmp_path, "int8-static")

@@ -125,9 +125,9 @@ def test_missing_predictions_are_reported_not_hidden(tmp_path, gated_run):
 
 
 def _calibration_comparison():
-    """A real CalibrationComparison record (workbench/calibration/records.py)."""
+    """A real CalibrationComparison record (workbench/results/calibration.py)."""
     from tests.run_fixtures import provenance
-    from workbench.calibration.records import (
+    from workbench.results.calibration import (
         CalibrationComparison,
         MethodComparison,
         TensorComparison,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -55,6 +56,11 @@ class Runner(Closeable, ABC):
         """Validate ``feed`` against ``input_specs``, then run the model."""
         return self._infer(self.validate_feed(feed))
 
+    def infer_validated(self, feed: Feed) -> dict[str, np.ndarray]:
+        """Run a feed ``validate_feed`` already returned: timing loops keep the checks out
+        of the timed region."""
+        return self._infer(feed)
+
     def validate_feed(self, feed: Feed) -> Feed:
         """Return the feed restricted to the model's inputs, cast to their dtypes."""
         specs = self.input_specs
@@ -91,3 +97,36 @@ class Runner(Closeable, ABC):
 
     def close(self) -> None:
         """Release the backend's resources (sessions, engines, device buffers)."""
+
+
+class DeviceRunner(Protocol):
+    """A runner that also runs device-resident inputs (PyTorch on CUDA): what CUDA-event
+    timing, stream throughput and GPU memory measurement need beyond the ``Runner``
+    contract. Backends whose capabilities say ``cuda_event_timing`` open these."""
+
+    name: str
+    device: str
+    cuda_graphs: bool
+
+    @property
+    def input_specs(self) -> list[TensorSpec]: ...
+
+    def validate_feed(self, feed: Feed) -> Feed: ...
+
+    def infer_validated(self, feed: Feed) -> dict[str, np.ndarray]: ...
+
+    def to_device(self, feed: Feed) -> dict[str, Any]:
+        """Copy a validated feed to the runner's device."""
+        ...
+
+    def run_device(self, tensors: dict[str, Any], slot: int = 0) -> Any:
+        """Outputs for device-resident inputs, without host copies or synchronisation."""
+        ...
+
+    def graph_inputs(self, batch: int, seq: int, slot: int = 0) -> dict[str, Any]:
+        """The static input buffers of a captured CUDA graph."""
+        ...
+
+    def prepare_shape(self, batch: int, seq: int, slots: int = 1) -> None:
+        """Compile / capture ahead of timing."""
+        ...

@@ -17,7 +17,8 @@ identical ones).
 
 Example::
 
-    bias_correct(Path("m.qdq.onnx"), Path("m.onnx"), feeds, Path("m.qdq.bc.onnx"))
+    bias_correct(Path("m.qdq.onnx"), Path("m.onnx"), feeds, Path("m.qdq.bc.onnx"),
+                 open_runner=open_ort_runner)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
-from workbench.calibration.tap import ActivationTap
+from workbench.calibration.tap import ActivationTap, OpenRunner
 from workbench.errors import CalibrationError, ConfigError
 from workbench.fileio import atomic_write_with
 
@@ -57,14 +58,16 @@ def bias_correct(
     feeds: Iterable[Feed],
     out_path: Path,
     *,
+    open_runner: OpenRunner,
     sequential: bool = True,
 ) -> Path:
     """Write a copy of ``qdq_model`` whose quantized layers' biases absorb their mean output
-    error against ``fp32_model`` on ``feeds``; returns ``out_path``.
+    error against ``fp32_model`` on ``feeds``; returns ``out_path``. ``open_runner`` opens the
+    runners that measure them (``backends.onnxruntime.runner.open_ort_runner``).
 
     Example::
 
-        bias_correct(qdq, fp32, calib_feeds, out / "model.bc.onnx")
+        bias_correct(qdq, fp32, calib_feeds, out / "model.bc.onnx", open_runner=open_ort_runner)
     """
     import onnx
 
@@ -78,7 +81,7 @@ def bias_correct(
             f"{qdq_model} has no quantized MatMul/Gemm with a constant bias; pass a Q/DQ model "
             "written by write_qdq_model"
         )
-    fp_means = _channel_means(fp32_model, [t.output for t in targets], feeds)
+    fp_means = _channel_means(fp32_model, [t.output for t in targets], feeds, open_runner)
     missing = [t.output for t in targets if t.output not in fp_means]
     if missing:
         raise ConfigError(
@@ -92,7 +95,7 @@ def bias_correct(
             batch = [t for t in targets if depth is None or t.depth == depth]
             current = Path(tmp) / "current.onnx"
             onnx.save(model, str(current))
-            q_means = _channel_means(current, [t.output for t in batch], feeds)
+            q_means = _channel_means(current, [t.output for t in batch], feeds, open_runner)
             for t in batch:
                 shift = q_means[t.output] - fp_means[t.output]
                 _shift_bias(model, by_name[t.bias_node], t, shift, inits)
@@ -104,6 +107,24 @@ def bias_correct(
         onnx.save(model, path)
 
     return atomic_write_with(out_path, write)
+
+
+def refusal(fp32_model: Path | str) -> str | None:
+    """Why bias correction cannot apply to ``fp32_model`` (None when it can): it needs at least
+    one MatMul/Gemm with a constant weight whose output takes a constant bias (ModernBERT's
+    linear layers, for one, have no biases)."""
+    from workbench.calibration.graph import load_onnx
+
+    g = load_onnx(fp32_model, load_external_data=False).graph
+    inits = {i.name for i in g.initializer}
+    adds = {o: n for n in g.node if n.op_type == "Add" for o in n.input}
+    for n in g.node:
+        if n.op_type == "Gemm" and len(n.input) > 2 and n.input[2] in inits:
+            return None
+        add = adds.get(n.output[0]) if n.op_type == "MatMul" else None
+        if add is not None and any(i in inits for i in add.input if i != n.output[0]):
+            return None
+    return "the model has no MatMul/Gemm with a constant bias to correct"
 
 
 def _shift_bias(model, node, t: _Target, shift: np.ndarray, inits: dict) -> None:
@@ -170,11 +191,13 @@ def _targets(model) -> list[_Target]:
     return out
 
 
-def _channel_means(model: Path, names: list[str], feeds: list[Feed]) -> dict[str, np.ndarray]:
+def _channel_means(
+    model: Path, names: list[str], feeds: list[Feed], open_runner: OpenRunner
+) -> dict[str, np.ndarray]:
     """Per-channel (last axis) means of ``names`` at real tokens over ``feeds``."""
     sums: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
-    with ActivationTap(model, names) as tap:
+    with ActivationTap(model, names, open_runner=open_runner) as tap:
         for feed in feeds:
             for chunk in tap.chunks(feed):
                 for name, rows in tap.token_rows(chunk):

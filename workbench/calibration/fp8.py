@@ -9,7 +9,7 @@ the method recorded as ``fp8-<choice>``.
 
 Example::
 
-    stats = collect_statistics("model.onnx", batches)
+    stats = collect_statistics("model.onnx", batches, open_runner=open_ort_runner)
     tables = fp8_tables_from_stats(stats, ["max", "mse"], sha256_file("model.onnx"))
     tables["fp8-mse"].save(run_dir / "calibration_fp8-mse.json")
 """

@@ -16,7 +16,7 @@ Decomposed LayerNorms (opset < 17 exports) are not recognised and are left alone
 Example::
 
     sites = smoothing_sites("model.onnx")
-    amax = channel_absmax("model.onnx", sites, feeds)
+    amax = channel_absmax("model.onnx", sites, feeds, open_runner=open_ort_runner)
     smooth_model(Path("model.onnx"), amax, 0.5, Path("model.smooth.onnx"))
 """
 

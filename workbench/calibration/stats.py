@@ -11,7 +11,8 @@ never grows with the number of samples.
 
 Example::
 
-    stats = collect_statistics("model.onnx", calibset.batches(tokenizer, 16))
+    stats = collect_statistics("model.onnx", calibset.batches(tokenizer, 16),
+                               open_runner=open_ort_runner)
     amax = {name: compute_amax(s, "entropy") for name, s in stats.items()}
 """
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx, quantizable_tensors
-from workbench.calibration.tap import ActivationTap, _Chunk
+from workbench.calibration.tap import ActivationTap, OpenRunner, _Chunk
 from workbench.errors import CalibrationError
 
 __all__ = [
@@ -157,6 +158,7 @@ def collect_statistics(
     tensor_names: list[str] | None = None,
     num_bins: int = 2048,
     *,
+    open_runner: OpenRunner,
     max_output_mb: float = 64.0,
     max_tokens_per_run: int | None = None,
     intra_op_threads: int = 0,
@@ -166,17 +168,24 @@ def collect_statistics(
     ``tensor_names`` defaults to ``quantizable_tensors(onnx_path)``. Batches are split into
     runs whose requested outputs take at most ``max_output_mb``; the statistics of one run
     are folded in on a second thread while ONNX Runtime computes the next, so at most two
-    runs' outputs are alive: memory does not grow with the number of samples.
+    runs' outputs are alive: memory does not grow with the number of samples. ``open_runner``
+    opens the FP32 runner (``backends.onnxruntime.runner.open_ort_runner``).
 
     Example::
 
-        stats = collect_statistics(info.onnx_path, (tok.encode(t) for t in text_batches))
+        stats = collect_statistics(info.onnx_path, (tok.encode(t) for t in text_batches),
+                                   open_runner=open_ort_runner)
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
     n_batches = 0
     tap = ActivationTap(
-        onnx_path, tensor_names, max_tokens_per_run, intra_op_threads, max_output_mb
+        onnx_path,
+        tensor_names,
+        max_tokens_per_run,
+        intra_op_threads,
+        max_output_mb,
+        open_runner=open_runner,
     )
     stats = {n: TensorStats(n, num_bins) for n in tap.tensor_names}
 
@@ -207,6 +216,8 @@ def channel_absmax(
     fp32_onnx: str | Path,
     tensor_names: list[str],
     feeds: Iterable[dict[str, np.ndarray]],
+    *,
+    open_runner: OpenRunner,
 ) -> dict[str, np.ndarray]:
     """Per-channel (last axis) abs-max of each tensor at real token positions, one pass.
 
@@ -215,10 +226,11 @@ def channel_absmax(
 
     Example::
 
-        amax = channel_absmax("model.onnx", smoothing_sites("model.onnx"), feeds)
+        amax = channel_absmax("model.onnx", smoothing_sites("model.onnx"), feeds,
+                              open_runner=open_ort_runner)
     """
     out: dict[str, np.ndarray] = {}
-    with ActivationTap(fp32_onnx, list(tensor_names)) as tap:
+    with ActivationTap(fp32_onnx, list(tensor_names), open_runner=open_runner) as tap:
         for feed in feeds:
             for chunk in tap.chunks(feed):
                 for name, rows in tap.token_rows(chunk):

@@ -3,7 +3,8 @@
 Example::
 
     table = calibrate("model.onnx", calibset.batches(tok, 16), "entropy",
-                      calibration_set_sha256=calibset.manifest_sha256)
+                      calibration_set_sha256=calibset.manifest_sha256,
+                      open_runner=open_ort_runner)
     table.save(run_dir / "calibration_entropy.json")
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from workbench.calibration.methods import METHODS, compute_amax, unknown_method_message
 from workbench.calibration.stats import TensorStats, collect_statistics
+from workbench.calibration.tap import OpenRunner
 from workbench.errors import CalibrationError, ConfigError, ResultsError
 from workbench.fileio import atomic_write_json, sha256_file
 from workbench.results.serde import from_dict, to_dict
@@ -127,15 +129,19 @@ def calibrate_methods(
     methods: Sequence[str] = METHODS,
     calibration_set_sha256: str = "",
     num_bins: int = 2048,
+    *,
+    open_runner: OpenRunner,
 ) -> tuple[dict[str, CalibrationTable], dict[str, TensorStats]]:
-    """One statistics pass, then a table per method; also returns the statistics.
+    """One statistics pass (on the runner ``open_runner`` opens), then a table per method;
+    also returns the statistics.
 
     Example::
 
-        tables, stats = calibrate_methods("model.onnx", batches, ["entropy", "max"])
+        tables, stats = calibrate_methods("model.onnx", batches, ["entropy", "max"],
+                                          open_runner=open_ort_runner)
     """
     check_methods(methods)
-    stats = collect_statistics(onnx_path, batches, num_bins=num_bins)
+    stats = collect_statistics(onnx_path, batches, num_bins=num_bins, open_runner=open_runner)
     tables = tables_from_stats(stats, methods, sha256_file(onnx_path), calibration_set_sha256)
     return tables, stats
 
@@ -145,14 +151,19 @@ def calibrate(
     batches: Iterable[dict[str, np.ndarray]],
     method: str = "entropy",
     calibration_set_sha256: str = "",
+    *,
+    open_runner: OpenRunner,
 ) -> CalibrationTable:
     """Calibrate ``onnx_path`` on ``batches`` with one method.
 
     Example::
 
-        table = calibrate("model.onnx", (tok.encode(b) for b in text_batches), "percentile-99.99")
+        table = calibrate("model.onnx", (tok.encode(b) for b in text_batches), "percentile-99.99",
+                          open_runner=open_ort_runner)
     """
-    tables, _ = calibrate_methods(onnx_path, batches, [method], calibration_set_sha256)
+    tables, _ = calibrate_methods(
+        onnx_path, batches, [method], calibration_set_sha256, open_runner=open_runner
+    )
     return tables[method]
 
 

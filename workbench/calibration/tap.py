@@ -5,9 +5,13 @@ Batches are split into runs whose outputs fit ``max_output_mb``; two tiny probe 
 learn which axes of each tensor follow batch and sequence, so ``attention_mask`` can
 drop padded positions (including both axes of attention probabilities).
 
+The runner comes from the caller (``open_runner``, e.g.
+``workbench.backends.onnxruntime.runner.open_ort_runner``): calibration sits below the
+backends, so it receives a runner factory rather than importing one.
+
 Example::
 
-    with ActivationTap("model.onnx", ["t1", "t2"]) as tap:
+    with ActivationTap("model.onnx", ["t1", "t2"], open_runner=open_ort_runner) as tap:
         for act in tap.run(feed):
             print(act.name, act.values.size)
 """
@@ -17,10 +21,11 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -32,6 +37,44 @@ log = logging.getLogger(__name__)
 Feed = dict[str, np.ndarray]
 MASK_INPUT = "attention_mask"
 _PROBE_SHAPES = ((2, 5), (3, 7))  # (batch, seq): co-prime so every axis kind is recognisable
+
+
+class TapRunner(Protocol):
+    """What the tap needs of a runner: ``workbench.backends.base.Runner`` satisfies it."""
+
+    @property
+    def input_specs(self) -> Sequence[Any]:  # items with a ``name``
+        ...
+
+    def infer(self, feed: Feed) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+OpenRunner = Callable[[Path, int], TapRunner]
+"""Opens a runner on an ONNX file with ``intra_op_threads`` (0: the library's default)."""
+R = TypeVar("R", bound=TapRunner)
+
+
+def open_tapped(
+    model: Any,
+    names: Sequence[str],
+    open_runner: Callable[[Path, int], R],
+    intra_op_threads: int = 0,
+) -> R:
+    """A runner (from ``open_runner``) on ``model`` (an ``onnx.ModelProto``) with ``names`` added
+    as graph outputs. ``model`` is consumed (cleared once written) so only the runner holds
+    the weights.
+
+    Example::
+
+        runner = open_tapped(load_onnx("m.onnx"), ["t1"], open_ort_runner)
+    """
+    with tempfile.TemporaryDirectory(prefix="wb-calib-") as tmp:
+        path = Path(tmp) / "tapped.onnx"
+        _augment(model, list(names), path)
+        model.Clear()
+        return open_runner(path, intra_op_threads)
 
 
 @dataclass(frozen=True)
@@ -93,7 +136,7 @@ class ActivationTap:
 
     Example::
 
-        with ActivationTap("model.onnx", ["t1", "t2"]) as tap:
+        with ActivationTap("model.onnx", ["t1"], open_runner=open_ort_runner) as tap:
             for act in tap.run(feed):
                 print(act.name, act.values.size)
     """
@@ -105,9 +148,9 @@ class ActivationTap:
         max_tokens_per_run: int | None = None,
         intra_op_threads: int = 0,
         max_output_mb: float = 64.0,
+        *,
+        open_runner: OpenRunner,
     ) -> None:
-        from workbench.backends.onnxruntime.runner import OrtRunner
-
         model = load_onnx(onnx_path)
         wanted = tensor_names if tensor_names is not None else quantizable_from_model(model)
         names = list(dict.fromkeys(wanted))
@@ -125,13 +168,7 @@ class ActivationTap:
         self.max_tokens_per_run = max_tokens_per_run
         self.max_output_mb = max_output_mb
         self.samples_seen = 0
-        with tempfile.TemporaryDirectory(prefix="wb-calib-") as tmp:
-            path = Path(tmp) / "augmented.onnx"
-            _augment(model, names, path)
-            del model
-            self._runner = OrtRunner(
-                path, name="calibration-tap", intra_op_threads=intra_op_threads
-            )
+        self._runner = open_tapped(model, names, open_runner, intra_op_threads)
         self.input_names = [s.name for s in self._runner.input_specs]
         self._layouts: dict[str, _Layout] | None = None
         self._probe_shapes: dict[str, tuple[int, ...]] = {}

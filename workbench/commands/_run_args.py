@@ -96,7 +96,7 @@ def run_and_print(
         print("gate: not run (no [gate] or --no-gate)")
         return 0, run, Path(run_dir)
     from workbench.commands.gate import print_decision
-    from workbench.gate import load_decision
+    from workbench.results.gate import load_decision
 
     g = run.experiment.gate
     files = [gate_file] + [Path(run_dir) / f"gate-{c}" / "gate.json" for c in g.candidates[1:]]

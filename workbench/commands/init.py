@@ -9,7 +9,6 @@ atomically: a refused ``init`` leaves nothing on disk.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from workbench.results.spec import Experiment
 
-log = logging.getLogger(__name__)
 HEADER = """\
 # Experiment for {model_name}: run it with `workbench run {out_name}`.
 # Relative paths are relative to this file. Every key is documented in docs/experiments.md.
@@ -87,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give your data as --data FILE, or --test FILE [--calibration FILE]")
     _check_arguments(args)
     doc = experiment_document(args, out.resolve().parent)
+    from workbench.experiment.engine import preflight_experiment
+
     pool = preflight_experiment(read_back(doc, out))  # run's own checks; raise on bad input
     doc["calibration"]["n"] = min(doc["calibration"]["n"], pool)
     text = render_document(doc, model_name=Path(args.model).name, out_name=out.name, pool=pool)
@@ -177,32 +177,6 @@ def read_back(doc: dict[str, Any], out: Path, text: str | None = None) -> Experi
     if text is not None and tomllib.loads(text) != doc:
         raise ConfigError(f"internal: the TOML for {out} does not read back as written")
     return parse_experiment(doc, base_dir=out.resolve().parent, source=str(out))
-
-
-def preflight_experiment(exp: Experiment) -> int:
-    """What ``run`` checks before expensive work: builds and gate names, model, data, labels,
-    sizes. Returns the calibration pool's usable (deduplicated) size."""
-    from dataclasses import replace
-
-    from workbench.data.calibset import usable_pool_size
-    from workbench.errors import ConfigError
-    from workbench.experiment.builds import plan_builds
-    from workbench.experiment.engine import check_gate_names
-    from workbench.experiment.workspace import Workspace
-
-    builds, _ = plan_builds(exp, skip_unavailable=True)
-    check_gate_names(exp, builds)
-    ws = Workspace.open(replace(exp, calibration=replace(exp.calibration, n=1)))
-    pool = usable_pool_size(ws.pool)
-    if pool < 1:
-        raise ConfigError(f"{exp.source}: the calibration pool has no usable (non-empty) rows")
-    from workbench.evaluate.sanity import token_warnings
-
-    tok, texts, pairs = ws.tokenizer, ws.texts, ws.pairs
-    for w in token_warnings(tok.content_lengths(texts, pairs), tok.lengths(texts, pairs),
-                            tok.max_length):  # fmt: skip
-        log.warning(w)  # the run will say it again; worth knowing before it starts
-    return pool
 
 
 def _one_line(text: str) -> str:

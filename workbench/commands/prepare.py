@@ -17,23 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workbench.backends.onnxruntime.export import export_onnx
-    from workbench.backends.pytorch.prepare import prepare_classifier
-    from workbench.data.datasets import load_labelled_file, load_rotten_tomatoes, make_splits
-    from workbench.errors import ConfigError
+    from workbench.experiment.prepare import PrepareOptions, prepare_default_model
 
-    if args.max_train is not None and args.max_train < 1:
-        raise ConfigError(f"--max-train {args.max_train}: use 1 or more training samples")
-    data = (
-        load_labelled_file(args.data, args.text_column, args.label_column)
-        if args.data
-        else load_rotten_tomatoes()
+    opts = PrepareOptions(
+        data_file=args.data or "",
+        text_column=args.text_column,
+        label_column=args.label_column,
+        base_model=args.base_model,
+        finetune=args.finetune,
+        max_train=args.max_train,
     )
-    splits = make_splits(data)
-    art = prepare_classifier(
-        splits, base_model=args.base_model, finetune=args.finetune, max_train=args.max_train
-    )
-    info = export_onnx(art)
+    art, info = prepare_default_model(opts)
     print(f"model: {art.path}\nhead: {art.head_kind} {art.training}")
     print(f"onnx: {info.onnx_path} (ORT vs torch max-abs {info.max_abs_err:.2e})")
     return 0

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from workbench.commands.calibrate import parse_methods
+    from workbench.experiment.calibrate_methods import parse_methods
     from workbench.experiment.search import SearchOptions, run_search
     from workbench.experiment.spec import load_experiment, shipped_experiment
     from workbench.results.fmt import signed

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from workbench.data.representativeness import RepresentativenessReport, TextProfile, assess
+from workbench.data.representativeness import TextProfile, assess
 from workbench.data.sampling import check_strategy, dedupe_mask, sample_indices
 from workbench.data.shapes import batch_plan, length_histogram, length_stats, suggest_profile
 from workbench.data.tokenize import Feed, TextTokenizer
@@ -36,6 +36,7 @@ from workbench.fileio import (
     sha256_json,
     sha256_strings,
 )
+from workbench.results.representativeness import RepresentativenessReport
 from workbench.results.serde import from_dict, to_dict
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""Labelled text datasets: the shipped Rotten Tomatoes default, user files, and splits."""
+"""Labelled text datasets (the shipped Rotten Tomatoes default, user files, splits) and the one
+file reader, ``read_table``, for every user data file (labelled data, traffic, pools)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from workbench.errors import DataError
 from workbench.fileio import sha256_file, sha256_json, sha256_strings
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from datasets import Dataset, Features
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def load_labelled_file(
     a label column. ``label_names`` fixes the label order (e.g. the test file's for a
     calibration file); otherwise labels are sorted by their text."""
     p = Path(path)
-    df = _read_frame(p)
+    df = read_table(p).frame
     cols = [(text_column, "text_column"), (label_column, "label_column")]
     if text_pair_column:
         cols.append((text_pair_column, "text_pair_column"))
@@ -119,30 +120,68 @@ def _label_text(value: object) -> str:
     return str(value).strip()
 
 
-def _read_frame(p: Path) -> pd.DataFrame:
+TABLE_FORMATS = ".csv, .tsv, .jsonl, .parquet, .arrow, .txt or a saved datasets folder"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A data file as a DataFrame; ``class_names`` keeps a saved dataset's ClassLabel order."""
+
+    frame: pd.DataFrame
+    class_names: dict[str, list[str]]  # column -> label names in id order (values are names)
+
+
+def read_table(path: str | Path, *, pick_split: bool = False) -> Table:
+    """The one data-file reader: CSV/TSV (optionally .gz/.bz2), JSON/JSONL, Parquet, Arrow,
+    TXT (one text per line) or a ``Dataset.save_to_disk`` folder. A folder of several splits
+    is refused, or with ``pick_split`` its "train" split (else the first) is read. Any problem
+    is a one-line DataError naming the file and the fix."""
+    p = Path(path)
     if p.is_dir():
-        return _read_hf_folder(p)
+        return _read_hf_folder(p, pick_split)
     if not p.is_file():
         raise DataError(
             f"dataset file {p} does not exist; pass an existing CSV/JSONL/Parquet file "
             "or a saved datasets folder"
         )
+    if p.stat().st_size == 0:
+        raise DataError(f"{p} is empty; it needs at least one text")
     suffixes = "".join(p.suffixes).lower()
     try:
         if suffixes.endswith((".csv", ".csv.gz", ".csv.bz2", ".tsv")):
-            return pd.read_csv(p, sep="\t" if suffixes.endswith(".tsv") else ",")
+            return Table(pd.read_csv(p, sep="\t" if suffixes.endswith(".tsv") else ","), {})
         if suffixes.endswith((".jsonl", ".json")):
-            return pd.read_json(p, lines=suffixes.endswith(".jsonl"))
+            return Table(pd.read_json(p, lines=suffixes.endswith(".jsonl")), {})
         if suffixes.endswith(".parquet"):
-            return pd.read_parquet(p)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
+            return Table(pd.read_parquet(p), {})
+        if suffixes.endswith(".arrow"):
+            return _read_arrow(p)
+        if suffixes.endswith(".txt"):
+            return Table(pd.DataFrame({"text": p.read_text(encoding="utf-8").splitlines()}), {})
+    except (ValueError, OSError, pd.errors.ParserError) as exc:  # UnicodeDecodeError too
         raise DataError(f"{p} could not be read ({exc}); check the file's format") from exc
-    raise DataError(f"{p}: unknown format {suffixes!r}; use .csv, .tsv, .jsonl or .parquet")
+    raise DataError(f"{p}: unknown format {suffixes!r}; use {TABLE_FORMATS}")
 
 
-def _read_hf_folder(p: Path) -> pd.DataFrame:
+def _read_arrow(p: Path) -> Table:
+    """An Arrow stream (what ``save_to_disk`` writes) or file; ClassLabels from its metadata."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(p)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+    except pa.ArrowInvalid:
+        with pa.memory_map(str(p)) as source:
+            table = pa.ipc.open_file(source).read_all()
+    from datasets import Features
+
+    features = Features.from_arrow_schema(table.schema)
+    return _named_classes(table.to_pandas(), features)
+
+
+def _read_hf_folder(p: Path, pick_split: bool) -> Table:
     """A folder written by ``Dataset.save_to_disk`` (ClassLabel ints become their names)."""
-    from datasets import ClassLabel, Dataset, load_from_disk
+    from datasets import DatasetDict, load_from_disk
 
     try:
         ds = load_from_disk(str(p))
@@ -150,13 +189,25 @@ def _read_hf_folder(p: Path) -> pd.DataFrame:
         raise DataError(
             f"{p} is not a saved datasets folder ({exc}); save one with Dataset.save_to_disk"
         ) from exc
-    if not isinstance(ds, Dataset):
-        raise DataError(f"{p} holds several splits ({list(ds)}); point at one split's folder")
-    df = pd.DataFrame(ds.to_dict())
-    for name, feat in ds.features.items():
-        if isinstance(feat, ClassLabel):
-            df[name] = [feat.int2str(int(v)) for v in df[name]]
-    return df
+    if isinstance(ds, DatasetDict):
+        if not pick_split:
+            raise DataError(f"{p} holds several splits ({list(ds)}); point at one split's folder")
+        split = "train" if "train" in ds else next(iter(ds))
+        log.info("%s holds splits %s; using %r", p, list(ds), split)
+        ds = ds[split]
+    return _named_classes(pd.DataFrame(ds.to_dict()), ds.features)
+
+
+def _named_classes(df: pd.DataFrame, features: Features) -> Table:
+    """ClassLabel ids as their names; the names' order kept in ``Table.class_names``."""
+    from datasets import ClassLabel
+
+    names: dict[str, list[str]] = {}
+    for name, feat in features.items():
+        if isinstance(feat, ClassLabel) and name in df.columns:
+            df[name] = [None if v is None else feat.int2str(int(v)) for v in df[name]]
+            names[name] = list(feat.names)
+    return Table(df, names)
 
 
 def _clean(df: pd.DataFrame, text: str, label: str, where: str) -> pd.DataFrame:

@@ -1,23 +1,22 @@
 """Where calibration pools and target samples come from.
 
-Pools: local CSV/TSV/JSONL/Parquet/Arrow/TXT files read with ``datasets.load_dataset``, a saved
-``Dataset`` directory (``load_from_disk``), a pandas DataFrame, a list of strings, or a Dataset.
+Pools: local CSV/TSV/JSONL/Parquet/Arrow/TXT files or a saved ``Dataset`` directory (all read by
+``data.datasets.read_table``), a pandas DataFrame, a list of strings, or a Dataset.
 Targets: a "traffic sample" of raw production texts (``.txt`` one per line, or CSV/JSONL/Parquet
 with a text column), labels optional. Everything comes back with a content hash for manifests.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from workbench.errors import DataError
-from workbench.fileio import cache_root, sha256_file, sha256_strings
+from workbench.fileio import sha256_file, sha256_strings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,18 +24,6 @@ if TYPE_CHECKING:
 
     from workbench.data.representativeness import TextProfile
     from workbench.data.tokenize import TextTokenizer
-
-log = logging.getLogger(__name__)
-
-_FORMATS = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".jsonl": "json",
-    ".json": "json",
-    ".parquet": "parquet",
-    ".arrow": "arrow",
-    ".txt": "text",
-}
 
 
 @dataclass(frozen=True)
@@ -71,67 +58,20 @@ class TrafficSample:
         return len(self.texts)
 
 
-def _format_of(path: Path) -> tuple[str, dict[str, Any]]:
-    suffixes = [s.lower() for s in path.suffixes]
-    for s in reversed(suffixes):
-        if s in _FORMATS:
-            return _FORMATS[s], ({"delimiter": "\t"} if s == ".tsv" else {})
-    raise DataError(
-        f"{path}: unknown format {''.join(suffixes) or '(no suffix)'}; use .csv, .tsv, .jsonl, "
-        ".parquet, .arrow, .txt or a saved Dataset directory"
-    )
-
-
 def _dir_sha256(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file())
     return sha256_strings(f"{p.relative_to(path)}:{sha256_file(p)}" for p in files)
 
 
-def read_dataset_file(path: str | Path) -> Dataset:
-    """A local file (or saved Dataset directory) as one ``datasets.Dataset``; DataError if not."""
-    from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
-
-    p = Path(path)
-    if p.is_dir():
-        try:
-            loaded = load_from_disk(str(p))
-        except (FileNotFoundError, ValueError) as exc:
-            raise DataError(f"{p} is not a saved Dataset directory ({exc})") from exc
-        if isinstance(loaded, DatasetDict):
-            split = "train" if "train" in loaded else next(iter(loaded))
-            log.info("%s holds splits %s; using %r", p, list(loaded), split)
-            loaded = loaded[split]
-        return loaded
-    if not p.is_file():
-        raise DataError(f"{p} does not exist; pass an existing data file or Dataset directory")
-    if p.stat().st_size == 0:
-        raise DataError(f"{p} is empty; it needs at least one text")
-    fmt, kwargs = _format_of(p)
-    try:
-        ds = load_dataset(
-            fmt,
-            data_files=str(p),
-            split="train",
-            cache_dir=str(cache_root() / "hf-datasets"),
-            **kwargs,
-        )
-    except (ValueError, OSError, TypeError) as exc:
-        if "corresponds to no data" in str(exc):
-            raise DataError(f"{p} has no rows; it needs at least one text") from exc
-        raise DataError(f"{p} could not be read as {fmt} ({exc}); check the file") from exc
-    except Exception as exc:  # datasets wraps parser errors in its own DatasetGenerationError
-        if type(exc).__name__ != "DatasetGenerationError":
-            raise
-        raise DataError(f"{p} could not be read as {fmt} ({exc.__cause__ or exc})") from exc
-    if not isinstance(ds, Dataset):
-        raise DataError(f"{p} did not load as a single table")
-    return ds
-
-
 def _normalise(
-    ds: Dataset, text_column: str, label_column: str | None, where: str
+    ds: Dataset,
+    text_column: str,
+    label_column: str | None,
+    where: str,
+    class_names: dict[str, list[str]] | None = None,
 ) -> tuple[Dataset, list[str]]:
-    """Keep text (+label) columns renamed to text/label; drop rows without text."""
+    """Keep text (+label) columns renamed to text/label; drop rows without text. A label column
+    in ``class_names`` (a saved dataset's ClassLabel, read as names) keeps its label order."""
     from datasets import ClassLabel
 
     cols = ds.column_names
@@ -158,13 +98,23 @@ def _normalise(
         return ds, list(feature.names)
     ds = ds.filter(lambda r: r["label"] is not None, keep_in_memory=True)
     values = ds["label"]
+    known = (class_names or {}).get(str(label_column))
+    if known is not None:
+        return _as_classes(ds, known), known
     if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
         names = [str(i) for i in range(int(max(values)) + 1)]
         return ds.cast_column("label", ClassLabel(names=names)), names
     names = sorted({str(v) for v in values})
+    return _as_classes(ds, names), names
+
+
+def _as_classes(ds: Dataset, names: list[str]) -> Dataset:
+    """Label values (names) as the ids of ``names``, typed ClassLabel."""
+    from datasets import ClassLabel
+
     index = {n: i for i, n in enumerate(names)}
     ds = ds.map(lambda r: {"label": index[str(r["label"])]}, keep_in_memory=True)
-    return ds.cast_column("label", ClassLabel(names=names)), names
+    return ds.cast_column("label", ClassLabel(names=names))
 
 
 def load_pool(
@@ -182,6 +132,9 @@ def load_pool(
     import pandas as pd
     from datasets import Dataset
 
+    from workbench.data.datasets import read_table
+
+    classes: dict[str, list[str]] = {}
     if isinstance(source, Dataset):
         ds, name, path, sha = source, "dataset", "", ""
     elif isinstance(source, pd.DataFrame):
@@ -189,7 +142,13 @@ def load_pool(
         name, path, sha = "dataframe", "", ""
     elif isinstance(source, str | Path):
         p = Path(source)
-        ds = read_dataset_file(p)
+        if not p.exists():
+            raise DataError(f"{p} does not exist; pass an existing data file or Dataset directory")
+        table = read_table(p, pick_split=True)
+        if len(table.frame) == 0:
+            raise DataError(f"{p} has no rows; it needs at least one text")
+        ds = Dataset.from_pandas(table.frame.reset_index(drop=True), preserve_index=False)
+        classes = table.class_names
         name, path = p.name.split(".")[0] or "data", str(p)
         sha = _dir_sha256(p) if p.is_dir() else sha256_file(p)
     elif isinstance(source, Sequence):
@@ -200,7 +159,7 @@ def load_pool(
         text_column, label_column = "text", None
     else:
         raise DataError(f"cannot make a pool from {type(source).__name__}; see load_pool's doc")
-    ds, names = _normalise(ds, text_column, label_column, path or name)
+    ds, names = _normalise(ds, text_column, label_column, path or name, classes)
     if not sha:  # in-memory sources: hash the content
         labels = ds["label"] if "label" in ds.column_names else [-1] * len(ds)
         sha = sha256_strings(f"{t}\t{y}" for t, y in zip(ds["text"], labels, strict=True))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.data.datasets import _read_frame, source_sha256
+from workbench.data.datasets import read_table, source_sha256
 from workbench.errors import DataError
 
 DISAGREEMENT_COLUMNS = ("text", "label")
@@ -36,7 +36,7 @@ def load_traffic(path: str | Path, text_column: str = "text") -> Traffic:
         traffic = load_traffic("traffic.csv", "sentence")
     """
     p = Path(path)
-    df = _read_frame(p)
+    df = read_table(p).frame
     if text_column not in df.columns:
         raise DataError(
             f"[data] unlabeled file {p} has no column {text_column!r} (columns: "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.backends.base import Runner
+from workbench.backends.base import Feed, Runner
+from workbench.evaluate.scorer import score_feeds
 from workbench.fileio import atomic_write_with
 from workbench.results.records import AccuracyResult
 
@@ -25,22 +26,28 @@ def predict_logits(
     pairs: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Logits for every text (or text pair), in input order; length-sorted batches keep
-    padding small. ``batch_size`` defaults to the runner's ``eval_batch_size``."""
+    padding small. ``batch_size`` defaults to the runner's ``eval_batch_size``. The batches
+    run through the one scorer (``evaluate.scorer.score_feeds``)."""
     batch_size = batch_size or runner.eval_batch_size
     lengths = tokenizer.lengths(texts, pairs=pairs)  # type: ignore[attr-defined]
     order = np.argsort(lengths, kind="stable")
+    batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+
+    def feeds() -> Iterator[Feed]:
+        for idx in batches:
+            second = None if pairs is None else [pairs[i] for i in idx]
+            yield tokenizer.encode([texts[i] for i in idx], pairs=second)  # type: ignore[attr-defined]
+
     out: np.ndarray | None = None
-    n_batches = (len(texts) + batch_size - 1) // batch_size
-    for b, start in enumerate(range(0, len(texts), batch_size)):
-        idx = order[start : start + batch_size]
-        second = None if pairs is None else [pairs[i] for i in idx]
-        feed = tokenizer.encode([texts[i] for i in idx], pairs=second)  # type: ignore[attr-defined]
-        logits = runner.infer(feed)["logits"]
+    for b, (idx, outputs) in enumerate(
+        zip(batches, score_feeds(runner, feeds(), ["logits"]), strict=True)
+    ):
+        logits = outputs["logits"]
         if out is None:
             out = np.zeros((len(texts), logits.shape[1]), dtype=np.float32)
         out[idx] = logits
         if progress:
-            progress(b + 1, n_batches)
+            progress(b + 1, len(batches))
     assert out is not None  # texts is non-empty (checked by the caller)
     return out
 

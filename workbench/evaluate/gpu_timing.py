@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from workbench.backends.base import Feed
+from workbench.backends.base import DeviceRunner, Feed
 from workbench.errors import BackendUnavailableError, ConfigError
 from workbench.evaluate.latency import summarize_ms
 from workbench.results.records import LatencyResult
-
-if TYPE_CHECKING:
-    from workbench.backends.pytorch.runner import TorchRunner
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +75,7 @@ def _torch() -> Any:
 
 
 def measure_gpu_latency(
-    runner: TorchRunner,
+    runner: DeviceRunner,
     feed: Feed,
     iterations: int = MIN_ITERATIONS,
     warmup: int = 20,
@@ -107,7 +104,7 @@ def measure_gpu_latency(
 
     def once() -> None:
         if include_copies:
-            runner._infer(feed)
+            runner.infer_validated(feed)
         else:
             runner.run_device(device_feed)
 
@@ -127,7 +124,7 @@ def measure_gpu_latency(
 
 
 def measure_stream_throughput(
-    runner: TorchRunner,
+    runner: DeviceRunner,
     feed: Feed,
     streams: int = 4,
     batches: int = 64,
@@ -174,7 +171,7 @@ def measure_stream_throughput(
 class _Slot:
     """One stream's pinned host buffers and device inputs."""
 
-    def __init__(self, runner: TorchRunner, feed: Feed, index: int, torch: Any) -> None:
+    def __init__(self, runner: DeviceRunner, feed: Feed, index: int, torch: Any) -> None:
         self.runner = runner
         self.index = index
         self.stream = torch.cuda.Stream()
@@ -243,7 +240,7 @@ def instances_fit(budget_mb: float, per_instance_mb: float, shared_mb: float = 0
 
 
 def measure_memory(
-    runner: TorchRunner,
+    runner: DeviceRunner,
     feed: Feed,
     budget_mb: float,
     weights_mb: float,

@@ -156,10 +156,10 @@ def _serve() -> None:
     batch, seq = spec.shapes[0]
     with runner:
         feed = runner.validate_feed(fixed_shape_feed(texts, tok, batch, seq))
-        runner._infer(feed)  # first run: allocations, kernel choice
+        runner.infer_validated(feed)  # first run: allocations, kernel choice
         t0 = time.perf_counter_ns()
         for _ in range(spec.warmup):
-            runner._infer(feed)
+            runner.infer_validated(feed)
         run_ms = (time.perf_counter_ns() - t0) / 1e6 / spec.warmup
         print(MARK + json.dumps({"run_ms": run_ms}), flush=True)
         for line in sys.stdin:
@@ -168,7 +168,7 @@ def _serve() -> None:
                 break
             c0, w0 = time.process_time_ns(), time.perf_counter_ns()
             for _ in range(runs):
-                runner._infer(feed)
+                runner.infer_validated(feed)
             w1, c1 = time.perf_counter_ns(), time.process_time_ns()
             print(MARK + json.dumps({"wall_ns": w1 - w0, "cpu_ns": c1 - c0}), flush=True)
 

@@ -70,12 +70,12 @@ def measure_latency(
         raise ConfigError("iterations must be >= 1 and warmup >= 0")
     feed = runner.validate_feed(feed)
     for _ in range(warmup):
-        runner._infer(feed)
+        runner.infer_validated(feed)
     samples = []
     start = time.perf_counter_ns()
     for _ in range(iterations):
         t0 = time.perf_counter_ns()
-        runner._infer(feed)
+        runner.infer_validated(feed)
         samples.append((time.perf_counter_ns() - t0) / 1e6)
         if max_seconds is not None and (time.perf_counter_ns() - start) / 1e9 > max_seconds:
             break

@@ -4,43 +4,61 @@ from __future__ import annotations
 
 import dataclasses
 
-from workbench.backends.registry import check_supported, get_backend
+from workbench.backends.registry import capabilities, check_supported, get_backend
 from workbench.errors import BackendUnavailableError, ConfigError
 from workbench.experiment.spec import default_build_name
+from workbench.results.precision import precision
 from workbench.results.records import SkippedBuild
 from workbench.results.spec import BuildSpec, Experiment
 
-CPU_BUILDS = (
+AUTO_BUILDS = (  # (backend, device, precision), in run order; compiled with CUDA graphs where
+    # the backend's capabilities allow it (``compile_on``)
     ("pytorch", "cpu", "fp32"),
     ("onnxruntime", "cpu", "fp32"),
     ("onnxruntime", "cpu", "int8-static"),
     ("onnxruntime", "cpu", "int8-dynamic"),
-)
-CUDA_BUILDS = (
     ("pytorch", "cuda", "fp16"),
     ("pytorch", "cuda", "bf16"),
     ("pytorch", "cuda", "fp8"),
     ("pytorch", "cuda", "int8-static"),
+    ("onnxruntime", "cuda", "fp32"),  # onnxruntime-gpu
+    ("onnxruntime", "cuda", "fp16"),
+    ("onnxruntime", "cuda", "int8-static"),
+    ("tensorrt", "cuda", "fp16"),
+    ("tensorrt", "cuda", "int8-explicit"),
 )
-TRT_BUILDS = (("tensorrt", "cuda", "fp16"), ("tensorrt", "cuda", "int8-explicit"))
 
 
 def auto_builds(exp: Experiment) -> tuple[BuildSpec, ...]:
     """CPU: PyTorch FP32, ORT FP32, ORT INT8 static and dynamic; a CUDA GPU adds PyTorch
     FP16/BF16 and FP8/INT8 (from the calibration table), each compiled (per layer, so
     quantization fuses into its producers) with CUDA graphs; TensorRT adds its FP16 and
-    INT8-explicit engines; onnxruntime-gpu adds ORT CUDA FP32, FP16 and the Q/DQ model."""
-    out = [_spec(*b) for b in CPU_BUILDS if not (b[0] == "pytorch" and exp.model.kind == "onnx")]
-    if exp.model.kind != "onnx" and get_backend("pytorch").unavailable_reason("cuda") is None:
-        out += [_spec(*b, fast=True) for b in CUDA_BUILDS]
-    if get_backend("onnxruntime").unavailable_reason("cuda") is None:  # onnxruntime-gpu
-        out += [_spec("onnxruntime", "cuda", p) for p in ("fp32", "fp16", "int8-static")]
-    if get_backend("tensorrt").unavailable_reason("cuda") is None:
-        out += [_spec(*b) for b in TRT_BUILDS]
+    INT8-explicit engines; onnxruntime-gpu adds ORT CUDA FP32, FP16 and the Q/DQ model.
+
+    CPU builds are always listed (one that cannot run stops or is skipped with its reason);
+    GPU builds only where their backend runs on this machine."""
+    runs: dict[tuple[str, str], bool] = {}
+    out = []
+    for backend, device, prec in AUTO_BUILDS:
+        if not _has_module(exp, backend):
+            continue
+        if device != "cpu":
+            if (backend, device) not in runs:
+                reason = get_backend(backend).unavailable_reason(device)
+                runs[backend, device] = reason is None
+            if not runs[backend, device]:
+                continue
+        out.append(_spec(backend, device, prec))
     return tuple(out)
 
 
-def _spec(backend: str, device: str, precision: str, fast: bool = False) -> BuildSpec:
+def _has_module(exp: Experiment, backend: str) -> bool:
+    """False when ``backend`` builds from the PyTorch module and the model is an .onnx file."""
+    return exp.model.kind != "onnx" or not capabilities(backend).needs_torch_module
+
+
+def _spec(backend: str, device: str, precision: str) -> BuildSpec:
+    fast = device in capabilities(backend).compile_on
     b = BuildSpec(backend, precision, device, compile=fast, cuda_graphs=fast)
     return dataclasses.replace(b, name=default_build_name(b))
 
@@ -58,7 +76,7 @@ def plan_builds(
             from workbench.backends.onnxruntime.fused_graph import check_fusable
 
             check_fusable(exp.model.kind, exp.model.path, b.name)
-        if b.backend == "pytorch" and exp.model.kind == "onnx":
+        if not _has_module(exp, b.backend):
             raise ConfigError(
                 f"build {b.name}: an .onnx model has no PyTorch module; use backend = onnxruntime"
             )
@@ -77,7 +95,8 @@ def plan_builds(
 
 
 def reference_build(exp: Experiment, builds: list[BuildSpec]) -> str:
-    """The build fidelity is measured against: [evaluate] reference, else the first FP32 one."""
+    """The build fidelity is measured against: [evaluate] reference, else the first FP32 one
+    (on CPU, of a backend that runs the model as trained, when there is one)."""
     names = [b.name for b in builds]
     if exp.evaluate.reference:
         if exp.evaluate.reference not in names:
@@ -86,6 +105,6 @@ def reference_build(exp: Experiment, builds: list[BuildSpec]) -> str:
                 f"builds: {', '.join(names)}"
             )
         return exp.evaluate.reference
-    fp32 = [b for b in builds if b.precision == "fp32"]
-    cpu_torch = [b for b in fp32 if b.backend == "pytorch" and b.device == "cpu"]
-    return (cpu_torch or fp32 or builds)[0].name
+    fp32 = [b for b in builds if precision(b.precision).dtype == "fp32"]
+    preferred = [b for b in fp32 if capabilities(b.backend).reference and b.device == "cpu"]
+    return (preferred or fp32 or builds)[0].name

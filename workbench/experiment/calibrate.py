@@ -128,8 +128,9 @@ def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
     """Sample the set; its representativeness vs the traffic (else the test split) goes into the
     manifest and into the run directory for the report."""
     from workbench.data.calibset import build_calibration_set, with_report
-    from workbench.data.representativeness import TextProfile, save_report
+    from workbench.data.representativeness import TextProfile
     from workbench.experiment.rundir import calibration_set_name
+    from workbench.results.representativeness import save_report
 
     target = TextProfile.from_texts(ws.texts, ws.tokenizer, ws.test["label"])
     target_name = "test split"
@@ -161,6 +162,7 @@ def _calibration_set(ws: Workspace, run_dir: Path, root: str) -> CalibrationSet:
 
 
 def _collect(onnx: str, calib: CalibrationSet, ws: Workspace, progress: Callable) -> dict:
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.stats import collect_statistics
 
     batches = list(calib.batches(ws.tokenizer, batch_size=BATCH))
@@ -171,14 +173,14 @@ def _collect(onnx: str, calib: CalibrationSet, ws: Workspace, progress: Callable
             yield b
             progress(i + 1, total)
 
-    return collect_statistics(onnx, counted())
+    return collect_statistics(onnx, counted(), open_runner=open_ort_runner)
 
 
 def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, collected) -> None:
     """Every method side by side (calibration_comparison.json + calibration/ for the report);
     ``collected`` is (statistics, their wall time in s) or (None, None) to collect them here."""
-    from workbench.calibration.records import COMPARISON_FILE
-    from workbench.experiment.compare import OUT_DIR, compare_methods
+    from workbench.evaluate.calibration_methods import OUT_DIR, compare_methods
+    from workbench.results.calibration import COMPARISON_FILE
 
     c = ws.exp.calibration
     ckey = sha256_json(
@@ -205,10 +207,13 @@ def _compare(ws: Workspace, calib: CalibrationSet, run_dir: Path, key: str, coll
     ]
     stats, stats_s = collected
     if stats is None:
+        from workbench.backends.onnxruntime.runner import open_ort_runner
         from workbench.calibration.stats import collect_statistics
 
         t0 = time.perf_counter()
-        stats = collect_statistics(ws.export.onnx_path, calib.batches(ws.tokenizer, BATCH))
+        stats = collect_statistics(
+            ws.export.onnx_path, calib.batches(ws.tokenizer, BATCH), open_runner=open_ort_runner
+        )
         stats_s = time.perf_counter() - t0
     compare_methods(
         ws.export.onnx_path,

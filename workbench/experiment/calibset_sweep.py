@@ -113,5 +113,5 @@ def default_model(data_file: str | None, text_column: str, label_column: str) ->
     from workbench.results.spec import DataSpec, Experiment, ModelSpec
 
     data = DataSpec(file=data_file or "", text_column=text_column, label_column=label_column)
-    ws = Workspace.open(Experiment(model=ModelSpec(default=True), data=data))
+    ws = Workspace.from_experiment(Experiment(model=ModelSpec(default=True), data=data))
     return ws.export.onnx_path, ws.tokenizer

@@ -21,12 +21,13 @@ import numpy as np
 from workbench.backends.registry import BuildRequest
 from workbench.errors import ConfigError
 from workbench.experiment.builds import plan_builds, reference_build
-from workbench.experiment.calibrate import CalibrationOutcome, prepare_calibration
+from workbench.experiment.calibrate import CalibrationOutcome
 from workbench.experiment.measure import BuildMeasurement, measure_build, measure_speedups
 from workbench.experiment.progress import Stages
 from workbench.experiment.rundir import claim_run_dir, default_run_id, preflight
-from workbench.experiment.workspace import Workspace, apply_quick
+from workbench.experiment.workspace import Workspace
 from workbench.fileio import cache_root
+from workbench.results.precision import precision
 from workbench.results.records import (
     SCHEMA_VERSION,
     BuildResult,
@@ -59,12 +60,11 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     opts = options or RunOptions()
     run_id = opts.run_id or default_run_id(exp)  # named after [name], checked like --run-id
     preflight(exp, opts.reports_root, opts.calibration_root, run_id)  # before any stage
-    exp = apply_quick(exp) if exp.quick else exp
     builds, skipped = plan_builds(exp, opts.skip_unavailable)
     check_gate_names(exp, builds)
     st = Stages(opts.progress)
     with st.stage("load data and model"):
-        ws = Workspace.open(exp)
+        ws = Workspace.from_experiment(exp)
     ws.exp = replace(ws.exp, builds=tuple(builds))
     claim = claim_run_dir(opts.reports_root, run_id)  # locked; an earlier run's files removed
     try:
@@ -103,17 +103,17 @@ def _measure_all(
     with st.stage("prepare model"):
         export = ws.export
     calib = None
-    needs_table = any(b.precision.startswith("int8") or b.precision == "fp8" for b in builds)
-    if needs_table or exp.calibration.compare:
-        fp8 = any(b.precision == "fp8" for b in builds)
-        calib = prepare_calibration(ws, run_dir, opts.calibration_root, st, fp8=fp8)
+    precisions = [precision(b.precision) for b in builds]
+    if any(p.calibrated for p in precisions) or exp.calibration.compare:
+        fp8 = any(p.table == "fp8" for p in precisions)
+        calib = ws.calibrate(run_dir, opts.calibration_root, stages=st, fp8=fp8)
     from workbench.evaluate.accuracy import save_test_samples
 
     save_test_samples(run_dir, ws.texts, ws.labels)
     reference = reference_build(exp, builds)
     measured: dict[str, BuildMeasurement] = {}
     for b in sorted(builds, key=lambda b: b.name != reference):  # reference first
-        req = build_request(ws, b, calib, export.onnx_path)
+        req = build_request(ws, b, calib)
         measured[b.name] = measure_build(ws, req, calib, run_dir, st)
     speedups = measure_speedups(ws, measured, st)
     ref_logits = measured[reference].logits
@@ -126,6 +126,7 @@ def _measure_all(
     from workbench.provenance import collect_provenance
 
     preds = {n: m.logits.argmax(axis=1).tolist() for n, m in measured.items()}
+    weights = {n: m.artifact.weights for n, m in measured.items()}
     return RunResult(
         schema_version=SCHEMA_VERSION,
         run_id=run_id,
@@ -133,7 +134,7 @@ def _measure_all(
         test_set_sha256=ws.test_sha256,
         labels=list(ws.model.labels),
         reference_build=reference,
-        builds=cross_backend_agreement(annotate(results, _gate_shape(exp)), preds),
+        builds=cross_backend_agreement(annotate(results, _gate_shape(exp), weights), preds),
         calibration=calib.summary if calib else None,
         provenance=collect_provenance(
             seeds={"split": exp.seed, "calibration": exp.seed}, gpu=_gpu_name(measured)
@@ -167,36 +168,42 @@ def check_gate_names(exp: Experiment, builds: list[BuildSpec]) -> None:
             )
 
 
-def build_request(
-    ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None, onnx_path: str
-) -> BuildRequest:
+def preflight_experiment(exp: Experiment) -> int:
+    """What ``run`` checks before expensive work: builds and gate names, model, data, labels,
+    sizes. Returns the calibration pool's usable (deduplicated) size."""
+    from workbench.data.calibset import usable_pool_size
+
+    builds, _ = plan_builds(exp, skip_unavailable=True)
+    check_gate_names(exp, builds)
+    one = replace(exp, calibration=replace(exp.calibration, n=1))
+    ws = Workspace.from_experiment(one, quick=False)  # as written: no --quick subsets
+    pool = usable_pool_size(ws.pool)
+    if pool < 1:
+        raise ConfigError(f"{exp.source}: the calibration pool has no usable (non-empty) rows")
+    from workbench.evaluate.sanity import token_warnings
+
+    tok, texts, pairs = ws.tokenizer, ws.texts, ws.pairs
+    for w in token_warnings(tok.content_lengths(texts, pairs), tok.lengths(texts, pairs),
+                            tok.max_length):  # fmt: skip
+        log.warning(w)  # the run will say it again; worth knowing before it starts
+    return pool
+
+
+def build_request(ws: Workspace, b: BuildSpec, calib: CalibrationOutcome | None) -> BuildRequest:
     """What the backend registry needs to build ``b`` in this Workspace."""
-    c = ws.exp.calibration
-    return BuildRequest(
-        name=b.name,
-        backend=b.backend,
-        device=b.device,
-        precision=b.precision,
-        compile=b.compile,
-        cuda_graphs=b.cuda_graphs,
-        fp32_onnx=onnx_path,
-        torch_model=ws.torch_model_dir,
-        tokenizer_file=ws.model.tokenizer_file,
-        max_length=ws.exp.data.max_length,
+    return BuildRequest.of(
+        b,
+        ws.exp.calibration,
+        ws.model_files,
         table_file=_table_for(b, calib),
-        method=c.method,
-        calibrator=c.calibrator,
-        per_channel=c.per_channel,
-        exclude=c.exclude,
         cache_dir=str(cache_root() / "builds"),
-        graph=b.graph,
     )
 
 
 def _table_for(b: BuildSpec, calib: CalibrationOutcome | None) -> str:
     if calib is None:
         return ""
-    return calib.fp8_table_file if b.precision == "fp8" else calib.table_file
+    return calib.fp8_table_file if precision(b.precision).table == "fp8" else calib.table_file
 
 
 def _result(

@@ -13,8 +13,8 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from workbench.calibration.records import COMPARISON_FILE, CalibrationComparison
 from workbench.fileio import cache_root
+from workbench.results.calibration import COMPARISON_FILE, CalibrationComparison
 from workbench.results.records import RunResult, load_record, save_record
 
 MODELS_DIR = "models"

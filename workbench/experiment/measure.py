@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from workbench.backends.registry import Artifact, BuildRequest, get_backend
+from workbench.backends.registry import Artifact, BuildRequest, capabilities, get_backend
 from workbench.fileio import (
     atomic_write_json,
     build_entry,
@@ -115,6 +115,8 @@ def measure_speedups(
         mb, mc = measured.get(base), measured.get(cand)
         if mb is None or mc is None or not mb.device_name == mc.device_name == "cpu":
             continue
+        if not all(capabilities(m.request.backend).isolated_timing for m in (mb, mc)):
+            continue  # paired timing opens both builds in child processes, by backend name
         with st.stage(f"paired latency {cand} vs {base}"):
             out.append(
                 measure_paired(
@@ -145,44 +147,59 @@ def _logits(ws: Workspace, req: BuildRequest, artifact: Artifact, progress) -> n
 def _latency(
     ws: Workspace, req: BuildRequest, artifact: Artifact
 ) -> tuple[list[LatencyResult], float, float | None]:
-    e = ws.exp.evaluate
-    if req.device == "cpu":
-        from workbench.evaluate.isolated import LatencySpec, measure_isolated
+    """CPU: a fresh child process per build where the backend can be opened there by name;
+    GPU (or a backend registered in this process only): in this process."""
+    from workbench.evaluate.memory import peak_rss_mb
 
-        out = measure_isolated(
-            LatencySpec(
-                req, artifact, list(e.shapes), e.iterations, e.warmup, e.max_seconds, e.threads
-            )
-        )
-        return out.latency, out.peak_rss_mb, None
-    return _gpu_latency(ws, req, artifact)
+    e = ws.exp.evaluate
+    if req.device != "cpu":
+        return _gpu_latency(ws, req, artifact)
+    if not capabilities(req.backend).isolated_timing:
+        return _in_process(ws, req, artifact, e.threads), peak_rss_mb(), None
+    from workbench.evaluate.isolated import LatencySpec, measure_isolated
+
+    out = measure_isolated(
+        LatencySpec(req, artifact, list(e.shapes), e.iterations, e.warmup, e.max_seconds, e.threads)
+    )
+    return out.latency, out.peak_rss_mb, None
 
 
 def _gpu_latency(
     ws: Workspace, req: BuildRequest, artifact: Artifact
 ) -> tuple[list[LatencyResult], float, float | None]:
-    """CUDA events in this process (PyTorch); wall clock around synchronous runners otherwise."""
+    """In this process, with the device's peak memory."""
     import torch
 
-    from workbench.evaluate.latency import fixed_shape_feed, measure_latency
     from workbench.evaluate.memory import peak_rss_mb
 
-    e = ws.exp.evaluate
-    texts = ["a long and winding review of a film that is, on balance, worth the ticket price"] * 4
     torch.cuda.reset_peak_memory_stats()
+    results = _in_process(ws, req, artifact, 0)
+    dev_mb = torch.cuda.max_memory_allocated() / (1 << 20)
+    return results, peak_rss_mb(), dev_mb
+
+
+def _in_process(
+    ws: Workspace, req: BuildRequest, artifact: Artifact, threads: int
+) -> list[LatencyResult]:
+    """Each shape timed in this process: CUDA events where the backend's capabilities say
+    ``cuda_event_timing`` (on a GPU), else wall clock around synchronous ``infer``."""
+    from workbench.evaluate.latency import fixed_shape_feed, measure_latency
+
+    e = ws.exp.evaluate
+    events = req.device != "cpu" and capabilities(req.backend).cuda_event_timing
+    texts = ["a long and winding review of a film that is, on balance, worth the ticket price"] * 4
     results = []
-    with get_backend(req.backend).open_runner(req, artifact) as runner:
+    with get_backend(req.backend).open_runner(req, artifact, threads) as runner:
         for batch, seq in e.shapes:
             feed = fixed_shape_feed(texts, ws.tokenizer, batch, seq)
-            if req.backend == "pytorch":
+            if events:
                 from workbench.evaluate.gpu_timing import measure_gpu_latency
 
                 iters = max(e.iterations, 200)
-                results.append(measure_gpu_latency(runner, feed, iters, max(e.warmup, 20)))
+                results.append(measure_gpu_latency(runner, feed, iters, max(e.warmup, 20)))  # type: ignore[arg-type]
             else:
                 results.append(measure_latency(runner, feed, e.iterations, e.warmup, e.max_seconds))
-    dev_mb = torch.cuda.max_memory_allocated() / (1 << 20)
-    return results, peak_rss_mb(), dev_mb
+    return results
 
 
 def _device_name(device: str) -> str:

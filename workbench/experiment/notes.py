@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from workbench.backends.registry import capabilities
+from workbench.results.precision import find_precision
 from workbench.results.records import BuildResult, LatencyResult
 
 
-def annotate(results: list[BuildResult], shape: tuple[int, int] = (1, 128)) -> list[BuildResult]:
+def annotate(
+    results: list[BuildResult],
+    shape: tuple[int, int] = (1, 128),
+    weights: dict[str, str] | None = None,
+) -> list[BuildResult]:
     """Add notes such as "INT8 ran no faster than ort-fp32 here" to the builds, judged at
-    ``shape`` (the gate's latency shape when it has one)."""
+    ``shape`` (the gate's latency shape when it has one); ``weights`` maps a build's name to
+    its weight scales as its backend built them (``Artifact.weights``)."""
     from workbench.provenance import cpu_int8_flags
 
     flags = cpu_int8_flags()
@@ -21,14 +28,16 @@ def annotate(results: list[BuildResult], shape: tuple[int, int] = (1, 128)) -> l
     for b in results:
         notes = list(b.notes)
         mine, theirs = _at(b, shape), _at(base, shape) if base else None
-        if base and b.precision.startswith("int8") and mine and theirs:
+        p = find_precision(b.precision)
+        if base and p and p.int8 and mine and theirs:
             ratio = theirs.p50_ms / mine.p50_ms
             if ratio < 1.1:
                 notes.append(
                     f"{b.precision} ran {ratio:.2f}x the speed of ort-fp32 at batch "
                     f"{shape[0]} x seq {shape[1]} ({isa}): INT8 does not pay off here as built"
                 )
-                if "per-channel weights" in b.notes[0] and b.precision == "int8-static":
+                per_channel = (weights or {}).get(b.name) == "per-channel"
+                if per_channel and p.ranges == "static":
                     notes.append(
                         "per-channel weight scales ran slower at batch 1 than per-tensor ones "
                         "in ONNX Runtime's CPU kernels when measured side by side "
@@ -57,13 +66,14 @@ def cross_backend_agreement(
     """One table, two backends: note how often each CUDA INT8 build agrees per sample with the
     CPU Q/DQ model built from the same calibration table (what TensorRT would build from it),
     and why they can differ."""
-    qdqs = [b for b in results if b.backend == "onnxruntime" and b.precision == "int8-static"]
+    qdqs = [b for b in results if _table_int8(b) and capabilities(b.backend).runs_qdq_model]
     qdq = next((b for b in qdqs if b.device == "cpu"), qdqs[0] if qdqs else None)
     if qdq is None:
         return results
     out = []
     for b in results:
-        if b.backend == "pytorch" and b.precision == "int8-static" and b.name in preds:
+        own = _table_int8(b) and capabilities(b.backend).own_int8_kernels
+        if own and b.name in preds:
             a, q = preds[b.name], preds[qdq.name]
             share = sum(x == y for x, y in zip(a, q, strict=True)) / max(len(a), 1)
             note = (
@@ -75,6 +85,12 @@ def cross_backend_agreement(
             b = replace(b, notes=[*b.notes, note])
         out.append(b)
     return out
+
+
+def _table_int8(b: BuildResult) -> bool:
+    """INT8 with static ranges from the calibration table (what a Q/DQ model encodes)."""
+    p = find_precision(b.precision)
+    return p is not None and p.int8 and p.ranges == "static" and p.table == "int8"
 
 
 def _gap_note(cuda: BuildResult, qdq: BuildResult) -> str:

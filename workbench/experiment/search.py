@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from workbench.experiment.progress import Stages
     from workbench.experiment.search_core import Candidate, Trial
     from workbench.experiment.workspace import Workspace
-    from workbench.gate.decision import GateDecision
+    from workbench.results.gate import GateDecision
     from workbench.results.policy import GatePolicy
 
 log = logging.getLogger(__name__)
@@ -81,17 +81,16 @@ def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path
     """Search, verify on the gate split, write search.json and the chosen build's artifacts."""
     from workbench.experiment.progress import Stages
     from workbench.experiment.rundir import check_not_busy, lock_dir
-    from workbench.experiment.workspace import Workspace, apply_quick
+    from workbench.experiment.workspace import Workspace
 
     check_search_options(exp, opts)  # every argument check, before anything is written
-    exp = apply_quick(exp) if exp.quick else exp
     cal = replace(exp.calibration, method=opts.methods[0], compare=tuple(opts.methods))
     exp = replace(exp, calibration=cal)
     st, t0 = Stages(opts.progress), time.perf_counter()
     out = Path(opts.out_dir)
     check_not_busy(out)  # another search writing there: refuse before loading anything
     with st.stage("load data and model"):
-        ws = Workspace.open(exp)
+        ws = Workspace.from_experiment(exp)
         ws.export  # noqa: B018 (the ONNX export, cached; not written into out)
     with lock_dir(out, "--out", "search"):  # held to the end: a second search into out is refused
         return _search(ws, opts, out, st, t0)
@@ -125,10 +124,8 @@ def _search(
     ws: Workspace, opts: SearchOptions, out: Path, st: Stages, t0: float
 ) -> tuple[SearchRecord, Path]:
     """The search proper, inside the locked ``out`` folder."""
-    from workbench.experiment.calibrate import prepare_calibration
-
     exp, onnx = ws.exp, ws.export.onnx_path
-    calib = prepare_calibration(ws, out, opts.calibration_root, st, compare=False)
+    calib = ws.calibrate(out, opts.calibration_root, stages=st, compare=False)
     tables = _tables(Path(calib.table_file).parent, opts.methods)
     search_split, gate_split, heldout = _splits(ws, onnx)
     with st.stage("rank layers"):
@@ -225,7 +222,7 @@ class _Searcher:
     def score_unlabelled(self, model: Path, split: _Split) -> tuple[bool, float]:
         """Unlabelled rows: pass when the disagreement bound (the gate's traffic rule) and the
         agreement limit hold; the metric is agreement with FP32."""
-        from workbench.experiment.sensitivity import model_logits
+        from workbench.evaluate.scorer import model_logits
         from workbench.gate.traffic import cp_upper
 
         pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
@@ -240,7 +237,7 @@ class _Searcher:
 
     def certify(self, c: Candidate, split: _Split, n_search: int) -> TrafficCheckOnSplit:
         """The gate's certification rule on held-out traffic (PASS or INCONCLUSIVE)."""
-        from workbench.experiment.sensitivity import model_logits
+        from workbench.evaluate.scorer import model_logits
         from workbench.gate.traffic import certify
 
         pred = model_logits(self.build(c), split.feeds, self.threads).argmax(axis=1)
@@ -284,9 +281,9 @@ class _Searcher:
         self, model: Path, split: _Split, policy: GatePolicy
     ) -> tuple[GateDecision, np.ndarray]:
         """Predictions of ``model`` vs FP32 on ``split``, judged by ``gate.judge_labelled``."""
-        from workbench.experiment.sensitivity import model_logits
+        from workbench.evaluate.scorer import model_logits
         from workbench.gate import Labelled, judge_labelled
-        from workbench.gate.pairs import Predictions
+        from workbench.results.predictions import Predictions
 
         pred = model_logits(model, split.feeds, self.threads).argmax(axis=1)
         idx = np.arange(len(split.labels), dtype=np.int64)
@@ -330,7 +327,7 @@ def _tables(folder: Path, methods: tuple[str, ...]) -> dict[str, CalibrationTabl
 def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
     """Without traffic: halve the test split (seeded) into search and gate halves. With traffic:
     search on half the traffic (seeded), judge on the whole test split and the other half."""
-    from workbench.experiment.sensitivity import model_logits
+    from workbench.evaluate.scorer import model_logits
 
     texts, pairs, labels = ws.texts, ws.pairs, ws.labels  # type: ignore[attr-defined]
     rng = np.random.default_rng(ws.exp.seed)  # type: ignore[attr-defined]
@@ -360,7 +357,7 @@ def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
 
 
 def _labelled(ws: object, idx, texts, pairs, labels, onnx: str) -> _Split:
-    from workbench.experiment.sensitivity import model_logits
+    from workbench.evaluate.scorer import model_logits
 
     feeds = [
         ws.tokenizer.encode(  # type: ignore[attr-defined]
@@ -389,7 +386,7 @@ def _settled(
 
 
 def _ranking(onnx: str, table: CalibrationTable, split: _Split, kind: str) -> list[str]:
-    from workbench.experiment.sensitivity import SensitivitySpec, layer_sensitivity, proxy_ranking
+    from workbench.evaluate.sensitivity import SensitivitySpec, layer_sensitivity, proxy_ranking
 
     if kind == "proxy":
         return proxy_ranking(onnx, table, split.feeds, SensitivitySpec(proxy_samples=128))
@@ -456,7 +453,7 @@ def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:
 
 
 def _module(node: str) -> str:
-    from workbench.experiment.sensitivity import module_path
+    from workbench.evaluate.sensitivity import module_path
 
     return module_path(node)
 

@@ -183,21 +183,23 @@ class CandidateBuilder:
         self, opt: RecoveryOption, base: str, c: Candidate
     ) -> tuple[str, CalibrationTable]:
         """SmoothQuant-style scale migration, then the method's table recalibrated on it."""
+        from workbench.backends.onnxruntime.runner import open_ort_runner
         from workbench.calibration.table import calibrate
 
         smoothed = self._fp32_stage(opt, base, c)
-        table = calibrate(smoothed, list(self.calibration()), c.method)
+        table = calibrate(smoothed, list(self.calibration()), c.method, open_runner=open_ort_runner)
         return str(smoothed), table
 
     def _fp32_stage(self, opt: RecoveryOption, base: str, c: Candidate) -> Path:
         """SmoothQuant: per-channel maxima of the LayerNorm outputs, then the migration."""
+        from workbench.backends.onnxruntime.runner import open_ort_runner
         from workbench.calibration.stats import channel_absmax
 
         mod = importlib.import_module(opt.module)
         out = self.folder / f"{sha256_json([sha256_file(base), opt.name])[:16]}.fp32.onnx"
         if not out.is_file():
             sites = mod.smoothing_sites(base)
-            absmax = channel_absmax(base, sites, self.calibration())
+            absmax = channel_absmax(base, sites, self.calibration(), open_runner=open_ort_runner)
             mod.smooth_model(Path(base), absmax, opt.alpha, out)
         return out
 
@@ -210,7 +212,10 @@ class CandidateBuilder:
             if not worst:  # no MatMul with a constant weight: nothing to make per-token
                 return qdq
             return Path(mod.dynamic_matmuls(qdq, worst, out, granularity="per-token"))
-        return Path(mod.bias_correct(qdq, Path(fp32), list(self.calibration()), out))
+        from workbench.backends.onnxruntime.runner import open_ort_runner
+
+        feeds = list(self.calibration())
+        return Path(mod.bias_correct(qdq, Path(fp32), feeds, out, open_runner=open_ort_runner))
 
 
 def search_space(
@@ -235,11 +240,31 @@ def search_space(
             graphs.remove("fused")
             not_searched.append(f"fused graph: {reason}")
     recoveries = {k: available_recoveries(k) if opts.recovery else ((),) for k in opts.kinds}
+    if opts.recovery:
+        recoveries, refused = _applicable(recoveries, builder.onnx)
+        not_searched += refused
     space = SearchSpace(
         opts.methods, (True, False), tuple(ranking), opts.max_float, kinds=tuple(opts.kinds),
         graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes, timing_rounds=3,
     )  # fmt: skip
     return space, not_searched
+
+
+def _applicable(
+    recoveries: dict[str, tuple[tuple[str, ...], ...]], model: str
+) -> tuple[dict[str, tuple[tuple[str, ...], ...]], list[str]]:
+    """Drop the recovery options whose module says they cannot apply to ``model``."""
+    refused: dict[str, str] = {}
+    for o in RECOVERY_OPTIONS:
+        mod = importlib.import_module(o.module) if importlib.util.find_spec(o.module) else None
+        check = getattr(mod, "refusal", None)
+        reason = check(model) if check is not None else None
+        if reason is not None:
+            refused[o.name] = reason
+    kept = {
+        k: tuple(c for c in combos if not set(c) & set(refused)) for k, combos in recoveries.items()
+    }
+    return kept, [f"{name}: {why}" for name, why in refused.items()]
 
 
 def _write_qdq(base: str, table: CalibrationTable, out: Path, c: Candidate) -> None:

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from workbench.errors import ConfigError
+from workbench.results.precision import find_precision, precision_names
 from workbench.results.spec import (
-    BACKENDS,
     CALIBRATORS,
     DEVICES,
     GRAPHS,
-    PRECISIONS,
     STRATEGIES,
     BuildSpec,
     CalibrationSpec,
@@ -46,7 +45,6 @@ _PATHS = {
     "model": ("path", "tokenizer"),
     "data": ("file", "test", "calibration", "unlabeled", "disagreement_labels"),
 }
-_SHORT = {"pytorch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
 
 
 def shipped_experiment(name: str = "demo") -> Path:
@@ -156,9 +154,7 @@ def check_experiment(exp: Experiment) -> None:
         check_methods([c.method, *c.compare])
     except ConfigError as exc:
         raise ConfigError(f"{src}: [calibration] {exc}") from None
-    if c.calibrator == "ort" and any(
-        b.graph == "fused" and b.precision == "int8-static" for b in exp.builds
-    ):
+    if c.calibrator == "ort" and any(b.graph == "fused" and _static(b) for b in exp.builds):
         raise ConfigError(
             f"{src}: static INT8 on the fused graph uses the workbench's calibration table; "
             "set [calibration] calibrator = 'workbench' or remove graph = 'fused'"
@@ -168,6 +164,12 @@ def check_experiment(exp: Experiment) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{src}: build names must be unique; repeated: {', '.join(dupes)}")
+
+
+def _static(b: BuildSpec) -> bool:
+    """Its precision fixes activation ranges at build time (from a calibration table)."""
+    p = find_precision(b.precision)
+    return p is not None and p.ranges == "static"
 
 
 def _check_evaluate(src: str, e: EvaluateSpec, max_length: int) -> None:
@@ -195,9 +197,14 @@ def _choice(src: str, table: str, key: str, value: str, choices: tuple[str, ...]
 
 
 def default_build_name(b: BuildSpec) -> str:
-    """``ort-int8-static``, ``torch-fp32``; non-CPU devices are named: ``torch-cuda-fp16``."""
-    parts = [_SHORT.get(b.backend, b.backend)]
-    if b.device != "cpu" and b.backend != "tensorrt":
+    """``ort-int8-static``, ``torch-fp32``; a device other than the backend's default is
+    named: ``torch-cuda-fp16`` (TensorRT runs on CUDA only: ``trt-fp16``)."""
+    from workbench.backends.registry import backend_names, capabilities
+
+    caps = capabilities(b.backend) if b.backend in backend_names() else None
+    others = caps.devices[1:] if caps else tuple(d for d in DEVICES if d != "cpu")
+    parts = [caps.short_name if caps else b.backend]
+    if b.device in others:
         parts.append(b.device)
     parts.append(b.precision)
     if b.compile:
@@ -210,25 +217,41 @@ def default_build_name(b: BuildSpec) -> str:
 
 
 def _build(raw: Any, source: str) -> BuildSpec:
+    from workbench.backends.registry import backend_names, capabilities
+
     if not isinstance(raw, dict):
         raise ConfigError(f"{source} must be a table")
     if "backend" not in raw:
-        raise ConfigError(f"{source} needs backend = one of {', '.join(BACKENDS)}")
+        raise ConfigError(f"{source} needs backend = one of {', '.join(backend_names())}")
     b = _table(BuildSpec, raw, source)
-    _choice(source, "build", "backend", b.backend, BACKENDS)
+    _choice(source, "build", "backend", b.backend, backend_names())
     _choice(source, "build", "device", b.device, DEVICES)
-    _choice(source, "build", "precision", b.precision, PRECISIONS)
-    if b.backend == "tensorrt" and b.device != "cuda":
-        b = dataclasses.replace(b, device="cuda")
-    if (b.compile or b.cuda_graphs) and not (b.backend == "pytorch" and b.device == "cuda"):
-        raise ConfigError(f"{source}: compile / cuda_graphs apply to backend = pytorch on cuda")
+    _choice(source, "build", "precision", b.precision, precision_names())
+    caps = capabilities(b.backend)
+    if len(caps.devices) == 1 and b.device != caps.devices[0]:  # one device kind: that one
+        b = dataclasses.replace(b, device=caps.devices[0])
+    if (b.compile or b.cuda_graphs) and b.device not in caps.compile_on:
+        where = _where("compile_on")
+        raise ConfigError(f"{source}: compile / cuda_graphs apply to {where}")
     _choice(source, "build", "graph", b.graph, GRAPHS)
-    if b.graph == "fused" and (b.backend, b.device) != ("onnxruntime", "cpu"):
+    if b.graph == "fused" and b.device not in caps.fused_graph_on:
+        where = _where("fused_graph_on")
         raise ConfigError(
-            f"{source}: graph = 'fused' applies to backend = onnxruntime on cpu; "
-            "remove graph or set backend = 'onnxruntime', device = 'cpu'"
+            f"{source}: graph = 'fused' applies to {where}; remove graph or set "
+            + " or ".join(f"backend = {n!r}, device = {d!r}" for n, d in _pairs("fused_graph_on"))
         )
     return b if b.name else dataclasses.replace(b, name=default_build_name(b))
+
+
+def _pairs(option: str) -> list[tuple[str, str]]:
+    """(backend, device) pairs whose capabilities list ``option`` (e.g. ``compile_on``)."""
+    from workbench.backends.registry import backend_names, capabilities
+
+    return [(n, d) for n in backend_names() for d in getattr(capabilities(n), option)]
+
+
+def _where(option: str) -> str:
+    return " or ".join(f"backend = {n} on {d}" for n, d in _pairs(option))
 
 
 def _gate(raw: dict[str, Any], base_dir: Path, source: str) -> GateSpec:

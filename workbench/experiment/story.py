@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.gate import load_decision
+from workbench.results.gate import load_decision
 from workbench.results.records import LatencyResult, RunResult
 
 if TYPE_CHECKING:
-    from workbench.gate.decision import GateDecision
     from workbench.report.latency import SpeedupCI
+    from workbench.results.gate import GateDecision
     from workbench.results.search import SearchRecord
     from workbench.results.spec import Experiment
 

@@ -287,7 +287,7 @@ def _preds(load: Any, run_dir: Path, acc: AccuracyResult | None) -> Any:
 
 
 def _cell_build(b: BuildResult, base: Any, load: Any, run_dir: Path) -> CellBuild:
-    from workbench.gate.stats import paired_bootstrap, wilson_interval
+    from workbench.results.stats import paired_bootstrap, wilson_interval
 
     acc = b.accuracy
     n = acc.n if acc else 0
@@ -328,7 +328,7 @@ def _gate_verdict(run_dir: Path, run: RunResult) -> str | None:
     files = [f for f in files if f.is_file()]
     if not g.enabled or not files:
         return None
-    from workbench.gate import load_decision
+    from workbench.results.gate import load_decision
 
     verdicts = {load_decision(f).verdict for f in files}
     return (

@@ -278,20 +278,20 @@ def _submit_prepare(ray: Any, spec: SweepSpec, todo: list[SweepCell], out: Path)
 
 def _prepare_task(cell: SweepCell, out: str, key: str) -> str:
     """Ray task: the stages every cell of a group shares, computed once into the cache."""
-    from workbench.experiment.calibrate import prepare_calibration
-    from workbench.experiment.progress import Stages
-    from workbench.experiment.workspace import Workspace, apply_quick
+    from workbench.experiment.workspace import Workspace
+    from workbench.results.precision import precision
 
-    exp = apply_quick(cell.experiment) if cell.experiment.quick else cell.experiment
     where = cell.experiment.source.split(" cell [")[0]
-    ws = Workspace.open(replace(exp, source=f"{where} (stages shared by cells, group {key})"))
+    source = f"{where} (stages shared by cells, group {key})"
+    ws = Workspace.from_experiment(replace(cell.experiment, source=source))
+    exp = ws.exp
     _ = ws.export  # trains the default classifier if needed, exports ONNX (both cached)
-    int8 = [b for b in exp.builds if b.precision.startswith("int8") or b.precision == "fp8"]
-    if int8 or not exp.builds or exp.calibration.compare:
+    calibrated = [b for b in exp.builds if precision(b.precision).calibrated]
+    if calibrated or not exp.builds or exp.calibration.compare:
         scratch = Path(out) / "prepare" / key
         scratch.mkdir(parents=True, exist_ok=True)
         root = str(Path(out) / CALIBRATION_SETS)
-        prepare_calibration(ws, scratch, root, Stages(False), compare=False)
+        ws.calibrate(scratch, root, compare=False)
     return key
 
 

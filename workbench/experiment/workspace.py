@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
     from workbench.backends.base import Feed
     from workbench.backends.onnxruntime.export import ExportInfo
+    from workbench.backends.registry import ModelFiles
+    from workbench.experiment.calibrate import CalibrationOutcome
+    from workbench.experiment.progress import Stages
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ class ModelSource:
 
 @dataclass
 class Workspace:
-    """Data + model of one experiment. Open it with ``Workspace.open(exp)``."""
+    """Data + model of one experiment. Open it with ``Workspace.from_experiment(exp)``."""
 
     exp: Experiment
     data_name: str
@@ -72,6 +75,38 @@ class Workspace:
     warnings: list[str] = field(default_factory=list)
     traffic: Traffic | None = None  # [data] unlabeled: text only, never split or labelled
     disagreement_labels: dict[str, str] = field(default_factory=dict)  # text -> label name
+
+    @classmethod
+    def from_experiment(cls, exp: Experiment, *, quick: bool | None = None) -> Workspace:
+        """The one way in for every command, the search, the sweep and the benchmarks:
+        ``--quick``'s small subsets (when ``quick``, or ``exp.quick`` when ``quick`` is None),
+        then ``open``. Calibration follows with ``calibrate`` once the output folder is known.
+
+        Example::
+
+            ws = Workspace.from_experiment(load_experiment("experiment.toml"), quick=True)
+            calib = ws.calibrate(run_dir, "calibration_sets")
+        """
+        if exp.quick if quick is None else quick:
+            exp = apply_quick(exp)
+        return cls.open(exp)
+
+    def calibrate(
+        self,
+        out_dir: str | Path,
+        sets_root: str,
+        *,
+        stages: Stages | None = None,
+        compare: bool = True,
+        fp8: bool = False,
+    ) -> CalibrationOutcome:
+        """The calibration set (under ``sets_root``), its tables and (when ``compare`` and
+        ``[calibration] compare``) the methods comparison, written into ``out_dir``."""
+        from workbench.experiment.calibrate import prepare_calibration
+        from workbench.experiment.progress import Stages
+
+        st = stages if stages is not None else Stages(False)
+        return prepare_calibration(self, Path(out_dir), sets_root, st, compare=compare, fp8=fp8)
 
     @classmethod
     def open(cls, exp: Experiment) -> Workspace:
@@ -172,6 +207,18 @@ class Workspace:
             seed=self.exp.seed,
         )
         return str(art.path)
+
+    @property
+    def model_files(self) -> ModelFiles:
+        """What every build starts from (exports the FP32 ONNX model on first use)."""
+        from workbench.backends.registry import ModelFiles
+
+        return ModelFiles(
+            fp32_onnx=self.export.onnx_path,
+            torch_model=self.torch_model_dir,
+            tokenizer_file=self.model.tokenizer_file,
+            max_length=self.exp.data.max_length,
+        )
 
     @cached_property
     def export(self) -> ExportInfo:

@@ -10,17 +10,10 @@ Example::
 """
 
 from workbench.gate.accuracy import Labelled
-from workbench.gate.decision import (
-    GateCheck,
-    GateDecision,
-    Parties,
-    evaluate_gate,
-    judge,
-    judge_labelled,
-    load_decision,
-)
+from workbench.gate.decision import Parties, evaluate_gate, judge, judge_labelled
 from workbench.gate.outputs import write_gate_outputs
 from workbench.gate.policy import GatePolicy, load_policy, parse_policy
+from workbench.results.gate import GateCheck, GateDecision, load_decision
 
 __all__ = [
     "GateCheck",

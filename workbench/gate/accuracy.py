@@ -13,20 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from workbench.errors import ResultsError
-from workbench.gate import stats
-from workbench.gate.pairs import Predictions, pair
 from workbench.gate.policy import GatePolicy
-from workbench.gate.rules import (
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
-    GateCheck,
-    Side,
-    _error,
-    _pts,
-    verdict_check,
-)
+from workbench.gate.rules import Side, _error, _pts, verdict_check
+from workbench.results import stats
 from workbench.results.fmt import fixed
+from workbench.results.gate import FAIL, INCONCLUSIVE, PASS, GateCheck
+from workbench.results.predictions import Predictions, pair
 
 
 @dataclass(frozen=True)

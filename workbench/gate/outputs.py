@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from workbench.fileio import atomic_write_bytes, atomic_write_text
-from workbench.gate.decision import ERROR, FAIL, GATE_FILE, INCONCLUSIVE, PASS, GateDecision
+from workbench.results.gate import ERROR, FAIL, GATE_FILE, INCONCLUSIVE, PASS, GateDecision
 from workbench.results.records import save_record
 
 MARKDOWN_FILE = "gate.md"

@@ -14,32 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.gate.noise import noise
-from workbench.gate.pairs import Predictions
 from workbench.gate.policy import GatePolicy
 from workbench.results.fmt import signed
-from workbench.results.records import BuildResult, LatencyResult, PairedSpeedup, RunResult
+from workbench.results.gate import ERROR, FAIL, INCONCLUSIVE, PASS, GateCheck
+from workbench.results.noise import noise
+from workbench.results.predictions import Predictions
+from workbench.results.records import (
+    BuildResult,
+    LatencyResult,
+    PairedSpeedup,
+    RunResult,
+    hardware,
+)
 
-PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
-STATUSES = (PASS, FAIL, INCONCLUSIVE, ERROR)
 VERDICT_WORD = {PASS: "PASS", FAIL: "FAIL", INCONCLUSIVE: "INCONCLUSIVE", ERROR: "FAIL"}
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    """One rule's outcome; ``error`` means it could not be evaluated (counts as a failure);
-    ``inconclusive`` carries what would settle it in ``details["settle"]``."""
-
-    name: str
-    status: str  # "pass" | "fail" | "inconclusive" | "error"
-    message: str
-    observed: float | None
-    limit: float | None
-    details: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return self.status == PASS
 
 
 @dataclass(frozen=True)
@@ -154,12 +142,6 @@ def _latency_at(side: Side, policy: GatePolicy) -> LatencyResult | str:
         f"{side.label} has no latency at batch {policy.latency_batch} × seq "
         f"{policy.latency_seq} (it has: {have}); set latency_batch/latency_seq in the policy"
     )
-
-
-def hardware(run: RunResult, build: BuildResult) -> str:
-    """What a latency number depends on: the device, and the host CPU and core count."""
-    gpu = f", GPU {run.provenance.gpu}" if build.device != "cpu" and run.provenance.gpu else ""
-    return f"device {build.device}, CPU {run.provenance.cpu} ×{run.provenance.cpu_count} cores{gpu}"
 
 
 # A busy machine moved one build's unpaired p50 by up to 2.5x between runs (issue 19): noisy

@@ -21,8 +21,9 @@ from collections.abc import Callable
 import numpy as np
 
 from workbench.gate.policy import GatePolicy
-from workbench.gate.rules import ERROR, FAIL, PASS, GateCheck, Side
+from workbench.gate.rules import Side
 from workbench.results.fmt import signed
+from workbench.results.gate import ERROR, FAIL, PASS, GateCheck
 from workbench.results.traffic import TrafficRecord, load_traffic_record
 
 INCONCLUSIVE = "inconclusive"

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import ResultsError
-from workbench.gate import stats
-from workbench.gate.decision import GATE_FILE, GateDecision, hardware, load_decision
-from workbench.gate.pairs import Predictions, load_predictions, load_test_texts
 from workbench.report import latency
-from workbench.results.records import BuildResult, LatencyResult, RunResult, load_run
+from workbench.results import stats
+from workbench.results.gate import GATE_FILE, GateDecision, load_decision
+from workbench.results.precision import find_precision
+from workbench.results.predictions import Predictions, load_predictions, load_test_texts
+from workbench.results.records import BuildResult, LatencyResult, RunResult, hardware, load_run
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,8 @@ def build_notes(run: RunResult, shape: tuple[int, int] | None) -> list[dict[str,
     for b in run.builds:
         notes = list(b.notes)
         fp32 = latency.find_build(run.builds, b.backend, "fp32")
-        if b.precision.startswith("int8") and fp32 is not None:
+        p = find_precision(b.precision)
+        if p is not None and p.int8 and fp32 is not None:
             s = _speedup(fp32, b, shape)
             if math.isfinite(s) and s < 1.05 and shape and not any("speed" in n for n in notes):
                 notes.append(

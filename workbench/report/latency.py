@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.gate.decision import GateDecision
-from workbench.gate.noise import MAX_DRIFT, MAX_SPREAD, MAX_TAIL, MIN_RUNS, Noise, noise
+from workbench.results.gate import GateDecision
+from workbench.results.noise import MAX_DRIFT, MAX_SPREAD, MAX_TAIL, MIN_RUNS, Noise, noise
 
 __all__ = ["MAX_DRIFT", "MAX_SPREAD", "MAX_TAIL", "MIN_RUNS", "Noise", "noise"]
 from workbench.results.records import BuildResult, LatencyResult, PairedSpeedup

@@ -16,9 +16,8 @@ from typing import Any
 
 from workbench import __version__
 from workbench.fileio import atomic_write_text
-from workbench.gate import stats
 from workbench.report import charts, context, latency, sections, text
-from workbench.results import fmt
+from workbench.results import fmt, stats
 from workbench.results.serde import to_dict
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ that the records name by relative path.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -206,13 +207,27 @@ class RunResult:
         raise ResultsError(f"run {self.run_id} has no build {name!r}; it has: {names}")
 
 
+def hardware(run: RunResult, build: BuildResult) -> str:
+    """What a latency number depends on: the device, and the host CPU and core count."""
+    gpu = f", GPU {run.provenance.gpu}" if build.device != "cpu" and run.provenance.gpu else ""
+    return f"device {build.device}, CPU {run.provenance.cpu} ×{run.provenance.cpu_count} cores{gpu}"
+
+
 def save_record(record: Any, path: str | Path) -> Path:
     """Write a record as JSON atomically."""
     return atomic_write_json(path, to_dict(record))
 
 
-def load_record(cls: type[R], path: str | Path) -> R:
-    """Read a record of type ``cls`` from JSON; corrupt or foreign files raise ResultsError."""
+def load_record(
+    cls: type[R],
+    path: str | Path,
+    *,
+    upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    versions: tuple[int, ...] = READABLE_VERSIONS,
+) -> R:
+    """Read a record of type ``cls`` from JSON; corrupt or foreign files raise ResultsError.
+    ``versions`` are the schema versions it reads; ``upgrade`` fills in what an older file of
+    one of them lacks, before it is typed."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -222,15 +237,19 @@ def load_record(cls: type[R], path: str | Path) -> R:
         raise ResultsError(
             f"{p} is not valid JSON ({exc}); re-run the stage that wrote it"
         ) from exc
+    except OSError as exc:
+        raise ResultsError(f"{p} cannot be read ({exc}); check it is a readable file") from exc
     version = data.get("schema_version") if isinstance(data, dict) else None
     has_version = "schema_version" in getattr(cls, "__dataclass_fields__", {})
-    if has_version and version not in READABLE_VERSIONS:
+    if has_version and version not in versions:
         raise ResultsError(
             f"{p} has schema_version {version}, this workbench reads "
-            f"{', '.join(map(str, READABLE_VERSIONS))}; re-run with this version"
+            f"{', '.join(map(str, versions))}; re-run with this version"
         )
     if cls is RunResult and version == 2:  # older runs: no paired timings
         data = {**data, "schema_version": SCHEMA_VERSION, "speedups": [], "sanity_warnings": []}
+    if upgrade is not None and isinstance(data, dict):
+        data = upgrade(data)
     return from_dict(cls, data)
 
 

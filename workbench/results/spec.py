@@ -10,19 +10,7 @@ from dataclasses import dataclass, field
 
 from workbench.results.policy import GatePolicy
 
-BACKENDS = ("pytorch", "onnxruntime", "tensorrt")
-DEVICES = ("cpu", "cuda")
-PRECISIONS = (
-    "fp32",
-    "tf32",
-    "fp16",
-    "bf16",
-    "fp8",
-    "int8-static",
-    "int8-dynamic",
-    "int8-implicit",
-    "int8-explicit",
-)
+DEVICES = ("cpu", "cuda")  # device kinds; backends and precisions: their registries
 CALIBRATORS = ("workbench", "ort")
 GRAPHS = ("plain", "fused")  # fused: ORT's BERT fusions (MHA, SkipLayerNorm, BiasGelu), ORT CPU
 STRATEGIES = ("random", "label", "length", "stratified")

@@ -40,7 +40,7 @@ def test_int8_flags_decide_which_builds_are_audited() -> None:
 def test_registry_lists_the_precisions_on_cuda_only() -> None:
     from workbench.backends.registry import check_supported, get_backend
 
-    assert get_backend("tensorrt").precisions("cuda") == PRECISIONS
+    assert get_backend("tensorrt").capabilities.builds("cuda") == PRECISIONS
     with pytest.raises(ConfigError, match="tensorrt on cpu builds nothing"):
         check_supported("tensorrt", "cpu", "fp16")
 

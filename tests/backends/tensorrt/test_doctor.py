@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from workbench.cli import main
-from workbench.commands.doctor import collect, format_table
+from workbench.commands.doctor import format_table
+from workbench.experiment.doctor import collect
 
 
 def test_doctor_json_reports_every_component(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.backends.tensorrt.conftest import request_for
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.backends.tensorrt.build import _model_to_parse, plan_for
 from workbench.backends.tensorrt.onnx_prep import fp16_cast_model
 from workbench.calibration.table import CalibrationTable, calibrate
@@ -30,7 +31,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def table(tiny_onnx, tiny_feeds):
-    return calibrate(tiny_onnx, tiny_feeds, "entropy")
+    return calibrate(tiny_onnx, tiny_feeds, "entropy", open_runner=open_ort_runner)
 
 
 def test_fp16_copy_keeps_io_fp32_and_matches_fp32_logits(tiny_onnx, tiny_feeds, tmp_path) -> None:

@@ -52,9 +52,12 @@ def test_float_engines_match_onnx_runtime(tiny_onnx, tiny_feeds, tmp_path, preci
 
 
 def test_int8_explicit_from_the_workbench_table(tiny_onnx, tiny_feeds, tmp_path) -> None:
+    from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.table import calibrate
 
-    table = calibrate(tiny_onnx, tiny_feeds, "entropy").save(tmp_path / "t.json")
+    table = calibrate(tiny_onnx, tiny_feeds, "entropy", open_runner=open_ort_runner).save(
+        tmp_path / "t.json"
+    )
     backend = get_backend("tensorrt")
     req = request_for(tiny_onnx, "int8-explicit", tmp_path, table=str(table))
     art = backend.build(req, None)

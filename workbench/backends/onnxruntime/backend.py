@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.backends.base import Runner
-from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds
+from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds, Capabilities
 from workbench.errors import CalibrationError
 from workbench.fileio import build_entry, reuse_entry, sha256_file, sha256_json
+from workbench.results.precision import precision
 from workbench.results.records import Int8Coverage
 
 if TYPE_CHECKING:
@@ -31,11 +32,15 @@ class OnnxRuntimeBackend:
     """Builds ONNX models with ONNX Runtime's and the workbench's quantizers; runs them in ORT."""
 
     name = "onnxruntime"
-
-    def precisions(self, device: str) -> tuple[str, ...]:
-        if device == "cpu":
-            return ("fp32", "int8-static", "int8-dynamic")
-        return ("fp32", "fp16", "int8-static")
+    capabilities = Capabilities(
+        short_name="ort",
+        precisions={
+            "cpu": ("fp32", "int8-static", "int8-dynamic"),
+            "cuda": ("fp32", "fp16", "int8-static"),
+        },
+        fused_graph_on=("cpu",),
+        runs_qdq_model=True,
+    )
 
     def unavailable_reason(self, device: str) -> str | None:
         try:
@@ -72,10 +77,11 @@ class OnnxRuntimeBackend:
 
             keep = tuple(excluded_nodes(req.fp32_onnx, req.exclude)) if req.exclude else ()
             q = quantize_dynamic_int8(req.fp32_onnx, req.per_channel, keep)
-            return Artifact(str(q.path), sha256_file(q.path), q.detail)
+            weights = "per-channel" if req.per_channel else "per-tensor"
+            return Artifact(str(q.path), sha256_file(q.path), q.detail, weights)
         art = _ort_static(req, calibration) if req.calibrator == "ort" else _workbench_static(req)
         if req.device == "cuda":
-            return Artifact(art.model_path, art.model_sha256, f"{art.detail}; {CUDA_QDQ_NOTE}")
+            return replace(art, detail=f"{art.detail}; {CUDA_QDQ_NOTE}")
         return art
 
     def open_runner(self, req: BuildRequest, artifact: Artifact, threads: int = 0) -> Runner:
@@ -91,7 +97,7 @@ class OnnxRuntimeBackend:
 
     def int8_audit(self, req: BuildRequest, artifact: Artifact) -> Int8Coverage | None:
         """Counted in ONNX Runtime's *optimized* graph: what actually ran."""
-        if not req.precision.startswith("int8"):
+        if not precision(req.precision).int8:
             return None
         from workbench.backends.onnxruntime.build import int8_coverage
         from workbench.backends.onnxruntime.runner import OrtRunner
@@ -124,7 +130,7 @@ def _workbench_static(req: BuildRequest) -> Artifact:
         f"static Q/DQ, workbench {table.method} calibration ({table.n_samples} samples), "
         f"symmetric int8, {weights} weights, MatMul/Gemm, one Q/DQ pair per consumer{excluded}"
     )
-    return Artifact(str(out), sha256_file(out), detail)
+    return Artifact(str(out), sha256_file(out), detail, weights)
 
 
 def qdq_model(
@@ -185,7 +191,8 @@ def _ort_static(req: BuildRequest, calibration: CalibrationFeeds | None) -> Arti
     key = sha256_json({"table": req.table_file and sha256_file(req.table_file), "n": n})
     method = req.method if req.method in ("entropy", "max") else "entropy"
     q = quantize_static_int8_ort(req.fp32_onnx, feeds, key, method, per_channel=req.per_channel)
-    return Artifact(str(q.path), sha256_file(q.path), q.detail)
+    weights = "per-channel" if req.per_channel else "per-tensor"
+    return Artifact(str(q.path), sha256_file(q.path), q.detail, weights)
 
 
 BACKEND = OnnxRuntimeBackend()

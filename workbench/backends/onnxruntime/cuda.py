@@ -12,6 +12,7 @@ import io
 import logging
 import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,26 @@ def _nodes_on(sess: object, provider: str) -> dict[str, int]:
         if sub.ep_name == provider:
             ops.update(n.op_type for n in sub.get_nodes())
     return dict(ops)
+
+
+@lru_cache(maxsize=1)
+def eval_device() -> str:
+    """``cuda`` where ONNX Runtime can run on a GPU (onnxruntime-gpu), else ``cpu``: scoring
+    dozens of Q/DQ models over a whole split is where a GPU pays (the CUDA EP runs the Q/DQ
+    graph as written, FP32 with TF32 off: the Q/DQ semantics, not INT8 kernels)."""
+    return "cuda" if ort_cuda_unavailable_reason() is None else "cpu"
+
+
+def open_eval_runner(model_path: str | Path, threads: int = 0, device: str = "") -> OrtRunner:
+    """An FP32 runner on ``model_path`` for scoring, on ``device`` (default: ``eval_device()``),
+    named after the file.
+
+    Example::
+
+        with open_eval_runner("q.onnx", device="cpu") as r:
+            logits = r.infer(feed)["logits"]
+    """
+    name = Path(model_path).name
+    if (device or eval_device()) == "cuda":
+        return make_ort_cuda_runner(model_path, name, "fp32")
+    return OrtRunner(model_path, name=name, intra_op_threads=threads)

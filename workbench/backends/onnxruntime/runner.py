@@ -91,3 +91,14 @@ class OrtRunner(Runner):
 
     def close(self) -> None:
         del self._sess
+
+
+def open_ort_runner(model_path: str | Path, intra_op_threads: int = 0) -> OrtRunner:
+    """An FP32 CPU runner named after the file: the ``open_runner`` that calibration's
+    activation tap takes from its caller (calibration sits below the backends).
+
+    Example::
+
+        stats = collect_statistics("model.onnx", batches, open_runner=open_ort_runner)
+    """
+    return OrtRunner(model_path, name=Path(model_path).name, intra_op_threads=intra_op_threads)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.backends.base import Runner
-from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds
+from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds, Capabilities
 from workbench.errors import CalibrationError, ConfigError
 from workbench.fileio import sha256_file, sha256_json
 from workbench.results.records import Int8Coverage
@@ -24,11 +24,15 @@ class PyTorchBackend:
     """Runs the FP32 classifier module itself (the reference) or cast to a lower precision."""
 
     name = "pytorch"
-
-    def precisions(self, device: str) -> tuple[str, ...]:
-        if device == "cpu":
-            return ("fp32",)
-        return ("fp32", "tf32", "fp16", "bf16", *LOWP)
+    capabilities = Capabilities(
+        short_name="torch",
+        precisions={"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16", "bf16", *LOWP)},
+        cuda_event_timing=True,
+        compile_on=("cuda",),
+        needs_torch_module=True,
+        reference=True,
+        own_int8_kernels=True,
+    )
 
     def unavailable_reason(self, device: str) -> str | None:
         try:

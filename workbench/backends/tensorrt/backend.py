@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workbench.backends.base import Runner
-from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds
+from workbench.backends.registry import Artifact, BuildRequest, CalibrationFeeds, Capabilities
 from workbench.errors import BackendUnavailableError
 from workbench.fileio import sha256_file
 from workbench.results.records import Int8Coverage
@@ -26,14 +26,13 @@ class TensorRTBackend:
     """Engines built from the verified FP32 ONNX model (and the workbench's calibration)."""
 
     name = "tensorrt"
-    devices: tuple[str, ...] = (
-        "cuda",
-    )  # capability data; per precision: ``build.PLANS`` (needs, versions, INT8)
 
-    def precisions(self, device: str) -> tuple[str, ...]:
+    @property
+    def capabilities(self) -> Capabilities:
+        """CUDA only; per precision, ``build.PLANS`` says what TensorRT needs to build it."""
         from workbench.backends.tensorrt.build import PRECISIONS
 
-        return PRECISIONS if device in self.devices else ()
+        return Capabilities(short_name="trt", precisions={"cuda": PRECISIONS})
 
     def unavailable_reason(self, device: str) -> str | None:
         from workbench.backends.tensorrt._trt import import_tensorrt

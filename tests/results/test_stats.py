@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import binom, binomtest
 from sklearn.metrics import f1_score
 
-from workbench.gate import stats
+from workbench.results import stats
 
 
 def _paired(b: int, c: int, same_right: int = 50, same_wrong: int = 10):

@@ -3,12 +3,13 @@
 Everything the report needs is here, so it never recomputes: per-method accuracy
 and FP32 agreement of each method's Q/DQ model, per-tensor thresholds and SQNR per
 method, and down-sampled |x| histograms of the most sensitive tensors. Saved and
-loaded with ``workbench.results.records.save_record`` / ``load_record``.
+loaded with ``save_record`` / ``load_comparison`` (which also reads files written before
+``qdq_model_sha256`` existed).
 
 Example::
 
-    from workbench.results.records import load_record
-    cmp = load_record(CalibrationComparison, run_dir / COMPARISON_FILE)
+    from workbench.results.calibration import load_comparison
+    cmp = load_comparison(run_dir)
     best = cmp.method(cmp.best_method)
 """
 
@@ -16,11 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import ResultsError
-from workbench.results.records import Provenance
+from workbench.results.records import Provenance, load_record
 
 COMPARISON_FILE = "calibration_comparison.json"
+# The comparison carries the run schema's version; its own shape is the same in 1, 2 and 3
+# except qdq_model_sha256 (added during version 3, read as "" when absent).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -109,3 +114,20 @@ class CalibrationComparison:
 def comparison_path(run_dir: str | Path) -> Path:
     """Where a run directory keeps its comparison record."""
     return Path(run_dir) / COMPARISON_FILE
+
+
+def load_comparison(path: str | Path) -> CalibrationComparison:
+    """Read ``calibration_comparison.json`` (a run directory or the file itself); ResultsError if
+    it is corrupt or of another shape. Older files (schema 1 and 2, and 3 before
+    ``qdq_model_sha256``) read the missing hash as ""."""
+    p = Path(path)
+    path = comparison_path(p) if p.is_dir() else p
+    return load_record(CalibrationComparison, path, upgrade=_upgrade, versions=READABLE_VERSIONS)
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    methods = data.get("methods")
+    if not isinstance(methods, list):
+        return data
+    filled = [{"qdq_model_sha256": "", **m} if isinstance(m, dict) else m for m in methods]
+    return {**data, "methods": filled}

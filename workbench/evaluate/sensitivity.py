@@ -22,7 +22,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +29,15 @@ import numpy as np
 from workbench.backends.pytorch.hf import HF_WRAPPER
 from workbench.backends.pytorch.lowp_map import scope_parts
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
-from workbench.calibration.methods import fake_quant, sqnr_db
 from workbench.calibration.qdq import write_qdq_model
 from workbench.calibration.table import CalibrationTable
-from workbench.errors import DataError, ResultsError
+from workbench.errors import DataError
 from workbench.evaluate.fidelity import kl_divergence, max_abs_dp
+from workbench.evaluate.scorer import eval_device, model_logits, score_feeds
+from workbench.evaluate.sensitivity_proxies import layer_proxies, tapped_runner
 from workbench.fileio import cache_root, sha256_file, sha256_json
-from workbench.results.records import SCHEMA_VERSION, Provenance, load_record, save_record
+from workbench.results.records import SCHEMA_VERSION, load_record, save_record
+from workbench.results.sensitivity import LayerSensitivity, NodeGroup, Scores, SensitivityResult
 
 log = logging.getLogger(__name__)
 
@@ -49,39 +50,6 @@ _LIST_ITEM_RE = re.compile(r"\.\d+\.")  # a module inside an nn.ModuleList
 
 
 @dataclass(frozen=True)
-class NodeGroup:
-    """One quantizable MatMul/Gemm: its ONNX node, its module path and its size."""
-
-    onnx_node: str  # e.g. /encoder/encoder/layer.3/intermediate/dense/MatMul
-    module_path: str  # e.g. encoder.layer.3.intermediate.dense
-    layer: int  # transformer layer index, -1 outside the layers (e.g. the head)
-    sublayer: str  # e.g. intermediate.dense, attention.self.MatMul_1, head
-    op_type: str
-    macs: int  # multiply-accumulates at batch 1 x the reference sequence length
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Task metrics of one build on the search split, against FP32."""
-
-    accuracy: float
-    agreement: float
-    kl_mean: float  # mean KL(p_fp32 || p) in nats
-    max_abs_dp: float
-
-
-@dataclass(frozen=True)
-class LayerSensitivity:
-    """One group's effect: quantized alone, left float alone, and its proxies."""
-
-    group: NodeGroup
-    only_this: Scores
-    all_but_this: Scores
-    sqnr_db: float  # SQNR of the layer output with fake-quantized inputs (higher: safer)
-    mse: float
-
-
-@dataclass(frozen=True)
 class SensitivitySpec:
     """How to measure: weight granularity, proxy sample count, threads, cache use."""
 
@@ -90,41 +58,6 @@ class SensitivitySpec:
     reference_seq_len: int = 128
     threads: int = 0
     use_cache: bool = True
-
-
-@dataclass(frozen=True)
-class SensitivityResult:
-    """Every group's sensitivity, the ranking (most harmful first) and the proxies' worth."""
-
-    schema_version: int
-    model_sha256: str
-    table_method: str
-    per_channel: bool
-    n_samples: int
-    fp32_accuracy: float
-    all_quantized: Scores
-    layers: list[LayerSensitivity]
-    ranking: list[str]  # ONNX node names by only-this KL, descending
-    spearman_sqnr: float  # Spearman rho of -SQNR vs only-this KL (1: proxy ranks perfectly)
-    spearman_mse: float  # Spearman rho of MSE vs only-this KL
-    seconds: float
-    provenance: Provenance
-
-    def save(self, path: str | Path) -> Path:
-        """Write as JSON atomically."""
-        return save_record(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> SensitivityResult:
-        """Read a record written by ``save``."""
-        return load_record(cls, path)
-
-    def layer(self, onnx_node: str) -> LayerSensitivity:
-        """The entry of one ONNX node."""
-        for entry in self.layers:
-            if entry.group.onnx_node == onnx_node:
-                return entry
-        raise ResultsError(f"no node {onnx_node!r} in this sensitivity result")
 
 
 def module_path(onnx_node: str) -> str:
@@ -189,9 +122,10 @@ def _macs(fp32_onnx: str | Path, model, seq_len: int) -> dict[str, int]:
 
 
 def _probe_shapes(fp32_onnx, names: list[str], seq_len: int) -> dict[str, tuple[int, ...]]:
-    with _Tap(fp32_onnx, names, 0) as tap:
-        feed = {name: np.ones((1, seq_len), dtype=np.int64) for name in tap.input_names}
-        return {n: tuple(int(d) for d in v.shape) for n, v in tap.run(feed).items()}
+    with tapped_runner(fp32_onnx, names, 0) as tap:
+        feed = {s.name: np.ones((1, seq_len), dtype=np.int64) for s in tap.input_specs}
+        (out,) = score_feeds(tap, [feed], names)
+        return {n: tuple(int(d) for d in v.shape) for n, v in out.items()}
 
 
 def exclude_all_but(groups: Sequence[NodeGroup], keep: str) -> list[str]:
@@ -213,35 +147,6 @@ def score_logits(logits: np.ndarray, fp32_logits: np.ndarray, labels: np.ndarray
         kl_mean=float(kl_divergence(fp32_logits, logits).mean()),
         max_abs_dp=float(max_abs_dp(fp32_logits, logits).max()),
     )
-
-
-@lru_cache(maxsize=1)
-def eval_device() -> str:
-    """``cuda`` where ONNX Runtime can run on a GPU (onnxruntime-gpu), else ``cpu``: scoring
-    dozens of Q/DQ models over a whole split is where a GPU pays (the CUDA EP runs the Q/DQ
-    graph as written, FP32 with TF32 off: the Q/DQ semantics, not INT8 kernels)."""
-    from workbench.backends.onnxruntime.cuda import ort_cuda_unavailable_reason
-
-    return "cuda" if ort_cuda_unavailable_reason() is None else "cpu"
-
-
-def model_logits(
-    onnx_path: str | Path, feeds: Sequence[Feed], threads: int = 0, device: str = ""
-) -> np.ndarray:
-    """Concatenated first output of ``onnx_path`` over ``feeds`` (float64), on ``device``
-    (default: ``eval_device()``)."""
-    from workbench.backends.onnxruntime.runner import OrtRunner
-
-    name = Path(onnx_path).name
-    if (device or eval_device()) == "cuda":
-        from workbench.backends.onnxruntime.cuda import make_ort_cuda_runner
-
-        runner: OrtRunner = make_ort_cuda_runner(onnx_path, name, "fp32")
-    else:
-        runner = OrtRunner(onnx_path, name=name, intra_op_threads=threads)
-    with runner as r:
-        out = [r.infer(f)[r.output_names[0]] for f in feeds]
-    return np.concatenate(out, axis=0).astype(np.float64)
 
 
 def _cache_dir(fp32_onnx, table: CalibrationTable, feeds, labels, spec) -> Path:
@@ -401,124 +306,3 @@ def _spearman(spearmanr, proxy: np.ndarray, task: np.ndarray) -> float:
     if ok.sum() < 3 or np.ptp(proxy[ok]) == 0 or np.ptp(task[ok]) == 0:
         return float("nan")  # undefined for constant or too few values
     return float(spearmanr(proxy[ok], task[ok]).statistic)
-
-
-def layer_proxies(
-    fp32_onnx: str | Path,
-    table: CalibrationTable,
-    feeds: Sequence[Feed],
-    groups: Sequence[NodeGroup],
-    spec: SensitivitySpec = SensitivitySpec(),
-) -> dict[str, tuple[float, float]]:
-    """Per node: (SQNR dB, MSE) of its output with fake-quantized vs FP32 inputs (NumPy)."""
-    model = load_onnx(fp32_onnx)
-    inits = {i.name: i for i in model.graph.initializer}
-    wanted = {g.onnx_node for g in groups}
-    nodes = [n for n in model.graph.node if n.name in wanted]
-    acts = sorted({t for n in nodes for t in n.input[:2] if t and t not in inits})
-    weights = _fake_weights(nodes, inits, spec.per_channel)
-    signal = dict.fromkeys(wanted, 0.0)
-    noise = dict.fromkeys(wanted, 0.0)
-    count = dict.fromkeys(wanted, 0)
-    with _Tap(fp32_onnx, acts, spec.threads) as tap:
-        seen = 0
-        for feed in feeds:
-            if seen >= spec.proxy_samples:
-                break
-            take = min(int(next(iter(feed.values())).shape[0]), spec.proxy_samples - seen)
-            values = tap.run({k: v[:take] for k, v in feed.items()})
-            seen += take
-            for n in nodes:
-                y, yq = _layer_out(n, values, weights, table)
-                signal[n.name] += float(np.sum(y.astype(np.float64) ** 2))
-                noise[n.name] += float(np.sum((y.astype(np.float64) - yq) ** 2))
-                count[n.name] += int(y.size)
-    return {
-        n: (sqnr_db(signal[n], noise[n]), noise[n] / count[n] if count[n] else float("nan"))
-        for n in wanted
-    }
-
-
-def _fake_weights(nodes, inits, per_channel: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """(float, fake-quantized) weights as the Q/DQ writer would quantize them."""
-    from onnx import numpy_helper
-
-    out = {}
-    for n in nodes:
-        for idx, name in enumerate(n.input[:2]):
-            if name not in inits:
-                continue
-            w = numpy_helper.to_array(inits[name]).astype(np.float32)
-            axis = None
-            if per_channel and idx == 1 and w.ndim >= 2:
-                trans_b = any(a.name == "transB" and a.i for a in n.attribute)
-                axis = (0 if trans_b else 1) if n.op_type == "Gemm" else w.ndim - 1
-            out[name] = (w, _fake_quant_weight(w, axis))
-    return out
-
-
-def _fake_quant_weight(w: np.ndarray, axis: int | None) -> np.ndarray:
-    if axis is None:
-        return fake_quant(w, float(np.abs(w).max()))
-    other = tuple(a for a in range(w.ndim) if a != axis)
-    scale = np.abs(w).max(axis=other, keepdims=True) / 127.0
-    scale[scale == 0] = 1.0
-    return (np.clip(np.round(w / scale), -127, 127) * scale).astype(np.float32)
-
-
-def _layer_out(node, values, weights, table) -> tuple[np.ndarray, np.ndarray]:
-    """The node's FP32 output and its output with both inputs fake-quantized."""
-    ins, qins = [], []
-    for name in node.input[:2]:
-        if name in weights:
-            ins.append(weights[name][0])
-            qins.append(weights[name][1])
-        else:
-            x = values[name]
-            amax = float(table.amax.get(name, 0.0))
-            ins.append(x)
-            qins.append(fake_quant(x, amax) if amax > 0 else x)
-    if node.op_type == "Gemm":
-        attrs = {a.name: a for a in node.attribute}
-        ta, tb = attrs.get("transA"), attrs.get("transB")
-        alpha = attrs["alpha"].f if "alpha" in attrs else 1.0
-
-        def gemm(a, b):
-            a = a.T if ta is not None and ta.i else a
-            b = b.T if tb is not None and tb.i else b
-            return alpha * (a @ b)
-
-        return gemm(*ins), gemm(*qins)
-    return np.matmul(*ins), np.matmul(*qins)
-
-
-class _Tap:
-    """An FP32 session that returns chosen intermediate tensors (with their shapes)."""
-
-    def __init__(self, fp32_onnx: str | Path, names: list[str], threads: int) -> None:
-        import onnxruntime as ort
-        from onnx import helper
-
-        model = load_onnx(fp32_onnx)
-        present = {o.name for o in model.graph.output}
-        for n in names:
-            if n not in present:
-                model.graph.output.append(helper.make_empty_tensor_value_info(n))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self._sess = ort.InferenceSession(
-            model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        self._names = names
-        self.input_names = [i.name for i in self._sess.get_inputs()]
-
-    def run(self, feed: Feed) -> dict[str, np.ndarray]:
-        feed = {k: v for k, v in feed.items() if k in self.input_names}
-        return dict(zip(self._names, self._sess.run(self._names, feed), strict=True))
-
-    def __enter__(self) -> _Tap:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self._sess

@@ -23,21 +23,23 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.backends.onnxruntime.runner import open_ort_runner
 from workbench.calibration.graph import QUANTIZED_OPS, load_onnx
 from workbench.calibration.methods import fake_quant, sqnr_db
-from workbench.calibration.records import (
+from workbench.calibration.stats import TensorStats
+from workbench.calibration.table import CalibrationTable, check_methods, tables_from_stats
+from workbench.calibration.tap import ActivationTap
+from workbench.calibration.trt_cache import write_trt_cache
+from workbench.errors import DataError
+from workbench.evaluate.scorer import model_logits
+from workbench.fileio import sha256_file
+from workbench.results.calibration import (
     COMPARISON_FILE,
     CalibrationComparison,
     MethodComparison,
     TensorComparison,
     TensorHistogram,
 )
-from workbench.calibration.stats import TensorStats
-from workbench.calibration.table import CalibrationTable, check_methods, tables_from_stats
-from workbench.calibration.tap import ActivationTap
-from workbench.calibration.trt_cache import write_trt_cache
-from workbench.errors import DataError
-from workbench.fileio import sha256_file
 from workbench.results.records import SCHEMA_VERSION, save_record
 
 log = logging.getLogger(__name__)
@@ -153,7 +155,7 @@ def best_method(results: Sequence[MethodComparison]) -> str:
 def _calibrate(onnx_path, batches, methods, calset_sha):
     from workbench.calibration.stats import collect_statistics
 
-    stats = collect_statistics(onnx_path, batches)
+    stats = collect_statistics(onnx_path, batches, open_runner=open_ort_runner)
     return tables_from_stats(stats, methods, sha256_file(onnx_path), calset_sha), stats
 
 
@@ -162,14 +164,8 @@ def _finite(x: float) -> float:
 
 
 def _logits(onnx_path: str | Path, feeds: Sequence[Feed]) -> np.ndarray:
-    from workbench.backends.onnxruntime.runner import OrtRunner
-
-    runner = OrtRunner(onnx_path, name=Path(onnx_path).name)
-    try:
-        out = [runner.infer(f)[runner.output_names[0]] for f in feeds]
-    finally:
-        runner.close()
-    return np.concatenate(out, axis=0).astype(np.float64)
+    """First output over ``feeds`` through the one scorer, on the CPU (as the record has been)."""
+    return model_logits(onnx_path, feeds, device="cpu")
 
 
 def _consumers(onnx_path: str | Path) -> dict[str, list[str]]:
@@ -193,7 +189,7 @@ def _sqnr(
     signal = dict.fromkeys(names, 0.0)
     noise = {n: dict.fromkeys(tables, 0.0) for n in names}
     seen = 0
-    with ActivationTap(onnx_path, names) as tap:
+    with ActivationTap(onnx_path, names, open_runner=open_ort_runner) as tap:
         for feed in feeds:
             if seen >= max_samples:
                 break
