@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import triton
@@ -108,9 +109,60 @@ TUNED: dict[str, GemmConfig] = {
 }
 
 
+# What ``autotune`` tries on the GPU (tiles M x N x K, warps, stages)
+CANDIDATES: tuple[GemmConfig, ...] = (
+    GemmConfig(128, 256, 128, 8, 3),
+    GemmConfig(128, 128, 128, 8, 4),
+    GemmConfig(128, 128, 128, 4, 4),
+    GemmConfig(256, 128, 128, 8, 3),
+    GemmConfig(128, 256, 64, 8, 4),
+    GemmConfig(128, 64, 128, 4, 4),
+    GemmConfig(64, 128, 128, 4, 4),
+    GemmConfig(64, 64, 128, 4, 4),
+    GemmConfig(64, 64, 256, 4, 3),
+)
+_AUTOTUNE = {"on": False}
+_CHOSEN: dict[tuple[Any, ...], GemmConfig] = {}
+
+
+def set_autotune(on: bool) -> None:
+    """Let ``scaled_gemm`` time ``CANDIDATES`` on the first call of each shape (GPU only).
+
+    Tuning launches many kernels and synchronizes: warm up every shape before capturing a
+    CUDA graph (a shape first seen inside a capture would break it).
+    """
+    _AUTOTUNE["on"] = on
+
+
+def chosen_configs() -> dict[str, str]:
+    """What autotuning picked, readable: ``"M<=m N K dtype epilogue" -> config``."""
+    return {" ".join(map(str, k)): str(v) for k, v in _CHOSEN.items()}
+
+
+def _key(m: int, n: int, k: int, a: torch.Tensor, ep: Epilogue) -> tuple[Any, ...]:
+    return (triton.next_power_of_2(m), n, k, str(a.dtype), ep.gelu, ep.requant is not None)
+
+
 def default_config(m: int, n: int, k: int) -> GemmConfig:
     """The config ``scaled_gemm`` uses when none is given (few rows: small tiles, more programs)."""
     return TUNED["small_m" if m <= 512 else "large_m"]
+
+
+def _autotuned(a: torch.Tensor, w: torch.Tensor, sa: Any, sw: Any, ep: Epilogue) -> GemmConfig:
+    from triton.testing import do_bench
+
+    key = _key(a.shape[0], w.shape[0], a.shape[1], a, ep)
+    if key not in _CHOSEN:
+        times = {}
+        for cfg in CANDIDATES:
+            try:
+                times[cfg] = do_bench(
+                    lambda c=cfg: scaled_gemm(a, w, sa, sw, ep, config=c), warmup=5, rep=20
+                )
+            except triton.runtime.errors.OutOfResources:  # too much shared memory
+                continue
+        _CHOSEN[key] = min(times, key=times.__getitem__)
+    return _CHOSEN[key]
 
 
 def scaled_gemm(
@@ -133,6 +185,8 @@ def scaled_gemm(
     _check(a, w, w_scale, ep)
     (m, k), n = a.shape, w.shape[0]
     dev = a.device
+    if config is None and _AUTOTUNE["on"] and block is None and a.is_cuda:
+        config = _autotuned(a, w, a_scale, w_scale, ep)
     cfg = config or default_config(m, n, k)
     if block is not None:
         cfg = GemmConfig(*block, 8 if block[0] * block[1] >= 128 * 128 else 4, 3)
