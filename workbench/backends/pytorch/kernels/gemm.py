@@ -159,8 +159,8 @@ def _autotuned(a: torch.Tensor, w: torch.Tensor, sa: Any, sw: Any, ep: Epilogue)
                 times[cfg] = do_bench(
                     lambda c=cfg: scaled_gemm(a, w, sa, sw, ep, config=c), warmup=5, rep=20
                 )
-            except triton.runtime.errors.OutOfResources:  # too much shared memory
-                continue
+            except (triton.runtime.errors.OutOfResources, triton.CompilationError):
+                continue  # too much shared memory / registers for this chip
         _CHOSEN[key] = min(times, key=times.__getitem__)
     return _CHOSEN[key]
 
