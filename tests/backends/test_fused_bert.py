@@ -41,8 +41,11 @@ def dev(request) -> str:
     return request.param
 
 
-def tiny_bert(dev: str):
-    from transformers import BertConfig, BertForSequenceClassification
+def tiny_bert(dev: str, kind: str = "hf"):
+    """A tiny random HF BERT classifier, or the workbench's MeanPoolClassifier around one."""
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    from workbench.backends.pytorch.model import MeanPoolClassifier
 
     torch.manual_seed(0)
     cfg = BertConfig(
@@ -54,7 +57,17 @@ def tiny_bert(dev: str):
         num_labels=3,
         attn_implementation="sdpa",
     )
+    if kind == "meanpool":
+        model = MeanPoolClassifier(BertModel(cfg, add_pooling_layer=False), 3)
+        with torch.no_grad():
+            model.head.weight.normal_(0, 1.0)
+        return model.eval().to(dev)
     return BertForSequenceClassification(cfg).eval().to(dev)
+
+
+def logits_of(model, x: dict):
+    out = model(**x)
+    return (out.logits if hasattr(out, "logits") else out).double()
 
 
 def feed(dev: str, batch: int = 3, seq: int = 16, seed: int = 1) -> dict:
@@ -85,23 +98,24 @@ def amax_of(model, inputs: dict) -> dict[str, float]:
     return amax
 
 
-@pytest.mark.parametrize("precision", ["fp8", "int8-static"])
-def test_fused_encoder_matches_quantlinear_reference(dev: str, precision: str) -> None:
+@pytest.mark.parametrize(
+    ("precision", "kind"), [("fp8", "hf"), ("int8-static", "hf"), ("int8-static", "meanpool")]
+)
+def test_fused_encoder_matches_quantlinear_reference(dev: str, precision: str, kind: str) -> None:
     from workbench.backends.pytorch.kernels.bert import KERNELS_LABEL, fuse_bert_encoder
     from workbench.backends.pytorch.lowp import quantize_linears
 
-    fp32 = tiny_bert(dev)
+    fp32 = tiny_bert(dev, kind)
     x = feed(dev)
     amax = amax_of(fp32, x)
-    ref = quantize_linears(copy.deepcopy(fp32), amax, precision, KEEP_FLOAT, simulate=True)
-    quant = quantize_linears(copy.deepcopy(fp32), amax, precision, KEEP_FLOAT)
+    keep = KEEP_FLOAT if kind == "hf" else ("head",)
+    ref = quantize_linears(copy.deepcopy(fp32), amax, precision, keep, simulate=True)
+    quant = quantize_linears(copy.deepcopy(fp32), amax, precision, keep)
     dtype = torch.float16 if dev == "cuda" else torch.float32
     fused = fuse_bert_encoder(quant.to(dtype))
-    assert fused.kernels == KERNELS_LABEL
+    assert (fused.encoder if kind == "meanpool" else fused).kernels == KERNELS_LABEL
     with torch.no_grad():
-        want = ref(**x).logits.double()
-        got = fused(**x).logits.double()
-        base = fp32(**x).logits.double()
+        want, got, base = logits_of(ref, x), logits_of(fused, x), logits_of(fp32, x)
     err = float((got - want).norm() / want.norm())
     assert err < (2e-2 if dev == "cuda" else 2e-3), err
     assert torch.equal(got.argmax(1), want.argmax(1))

@@ -114,27 +114,31 @@ class FusedQuantBertLayer(nn.Module):
         return cast(torch.Tensor, h2), nq
 
 
-class FusedQuantBert(nn.Module):
-    """A Hugging Face BERT classifier whose encoder runs on ``FusedQuantBertLayer``s.
+class FusedQuantEncoder(nn.Module):
+    """A Hugging Face ``BertModel`` whose layers run on ``FusedQuantBertLayer``s.
 
-    Embeddings, pooler and classifier are the model's own modules (FP16); ``forward``
-    returns an object with ``.logits`` as the Hugging Face model does.
+    ``forward`` returns ``last_hidden_state`` (and ``pooler_output`` where the model has a
+    pooler), so it can stand in for the encoder of the workbench's ``MeanPoolClassifier``.
     """
 
     kernels = KERNELS_LABEL
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, bert: nn.Module) -> None:
         super().__init__()
-        layers = model.bert.encoder.layer
-        first = layers[0].attention.self.query
-        fmt: Literal["int8", "fp8"] = "fp8" if _qlin(first, "query").precision == "fp8" else "int8"
-        self.fmt = fmt
-        self.embeddings, self.pooler = model.bert.embeddings, model.bert.pooler
-        self.classifier = model.classifier
-        self.layers = nn.ModuleList(FusedQuantBertLayer(layer, fmt) for layer in layers)
+        layers = bert.encoder.layer
+        first = _qlin(layers[0].attention.self.query, "query")
+        self.fmt: Literal["int8", "fp8"] = "fp8" if first.precision == "fp8" else "int8"
+        self.config = bert.config
+        self.embeddings, self.pooler = bert.embeddings, getattr(bert, "pooler", None)
+        self.layers = nn.ModuleList(FusedQuantBertLayer(layer, self.fmt) for layer in layers)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> Any:
-        h = self.embeddings(input_ids=input_ids, token_type_ids=kw.get("token_type_ids"))
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> Any:
+        h = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
         bsz, seq, hidden = h.shape
         h = h.reshape(bsz * seq, hidden)
         mask = (1.0 - attention_mask[:, None, None, :].to(h.dtype)) * torch.finfo(h.dtype).min
@@ -143,12 +147,47 @@ class FusedQuantBert(nn.Module):
             nxt = self.layers[min(i + 1, len(self.layers) - 1)]
             h, hq = layer(h, hq, mask, nxt.spec(nxt.qkv))
         h = h.reshape(bsz, seq, hidden)
-        pooled = self.pooler(h) if self.pooler is not None else h[:, 0]
-        return SimpleNamespace(logits=self.classifier(pooled))
+        pooled = self.pooler(h) if self.pooler is not None else None
+        return SimpleNamespace(last_hidden_state=h, pooler_output=pooled)
 
 
-def fuse_bert_encoder(model: nn.Module) -> FusedQuantBert:
-    """``model`` (HF BERT classifier, encoder Linears static FP8/INT8) on the fused kernels."""
-    if not hasattr(model, "bert") or not hasattr(model, "classifier"):
-        raise ConfigError("fuse_bert_encoder takes a BertForSequenceClassification-like model")
-    return FusedQuantBert(model)
+class FusedQuantBert(nn.Module):
+    """A Hugging Face BERT classifier whose encoder is a ``FusedQuantEncoder``.
+
+    Pooler and classifier are the model's own modules (FP16); ``forward`` returns an
+    object with ``.logits`` as the Hugging Face model does.
+    """
+
+    kernels = KERNELS_LABEL
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.bert = FusedQuantEncoder(model.bert)
+        self.classifier = model.classifier
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> Any:
+        out = self.bert(input_ids, attention_mask, token_type_ids)
+        return SimpleNamespace(logits=self.classifier(out.pooler_output))
+
+
+def fuse_bert_encoder(model: nn.Module) -> nn.Module:
+    """``model`` with its quantized BERT encoder on the fused kernels.
+
+    A ``BertForSequenceClassification`` becomes a ``FusedQuantBert``; a module with an
+    ``encoder`` attribute (the workbench's ``MeanPoolClassifier``) gets its encoder
+    replaced in place by a ``FusedQuantEncoder`` and is returned.
+    """
+    if hasattr(model, "bert") and hasattr(model, "classifier"):
+        return FusedQuantBert(model)
+    if hasattr(getattr(model, "encoder", None), "embeddings"):
+        model.encoder = FusedQuantEncoder(model.encoder)
+        return model
+    raise ConfigError(
+        "fuse_bert_encoder takes a BertForSequenceClassification or a module whose .encoder "
+        "is a BertModel (MeanPoolClassifier)"
+    )
