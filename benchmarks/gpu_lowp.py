@@ -402,7 +402,9 @@ def _result(torch: Any, rows: list, serving: list, skipped: list, t_start: float
         "triton": _triton_version(),
         "gemm_configs": _gemm_configs(),
         "notes": "random weights; encoder Linears quantized (pooler, classifier fp16); "
-        "max calibration; CUDA-graph replays timed with CUDA events, inputs on the GPU",
+        "max calibration; CUDA-graph replays timed with CUDA events, inputs on the GPU; "
+        "each row's `kernels` says whose kernels ran it: TensorRT (not on this machine) may be "
+        "faster or slower than what was measured here",
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
