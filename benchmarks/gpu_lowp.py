@@ -57,6 +57,16 @@ class Build:
     fast_accum: bool = False  # FP8 only: _scaled_mm's fast (lower-precision) accumulation
     per_channel: bool = True  # per-output-channel weight scales (False: one per Linear)
     inductor: dict[str, Any] = field(default_factory=dict)  # torch._inductor.config patches
+    fused: bool = False  # encoder on workbench's fused Triton kernels (kernels.bert), no compile
+
+    @property
+    def kernels(self) -> str:
+        """Whose kernels ran the encoder (the report's label for this build)."""
+        if self.fused:
+            return "PyTorch + workbench Triton kernels"
+        if self.inductor.get("max_autotune_gemm_backends") == "TRITON":
+            return "PyTorch + Inductor Triton GEMMs"
+        return "PyTorch + cuBLAS"
 
 
 BUILDS = [
@@ -82,8 +92,26 @@ BUILDS = [
         },
     ),
 ]
-PROFILED = ("fp16-compile-graphs", "fp8-static-pertensor-w-fastaccum", "int8-static")
-CATEGORIES = ("gemm", "attention", "fused element-wise (Inductor)", "other")
+FUSED_BUILDS = [
+    Build("fp8-fused-triton", "fp8", fused=True),
+    Build("int8-fused-triton", "int8-static", fused=True),
+]
+BUILDS += FUSED_BUILDS
+PROFILED = (
+    "fp16-compile-graphs",
+    "fp16-compile-full-graphs",
+    "fp8-pertensor-w-fastaccum-full",
+    "int8-static",
+    "fp8-fused-triton",
+    "int8-fused-triton",
+)
+CATEGORIES = (
+    "gemm",
+    "attention",
+    "fused element-wise (Inductor)",
+    "quantize/LayerNorm (workbench Triton)",
+    "other",
+)
 
 
 def random_batch(torch: Any, batch: int, seed: int, pad: bool) -> dict[str, Any]:
@@ -149,6 +177,12 @@ def make_build(torch: Any, fp32: Any, amax: dict[str, float], build: Build) -> A
             if isinstance(m, QuantLinear):
                 m.fast_accum = build.fast_accum
     model = model.half().eval()
+    if build.fused:
+        from workbench.backends.pytorch.kernels.bert import fuse_bert_encoder
+        from workbench.backends.pytorch.kernels.gemm import set_autotune
+
+        set_autotune(True)
+        return fuse_bert_encoder(model)
     if build.regional:
         for layer in model.bert.encoder.layer:
             layer.compile(dynamic=False)
@@ -221,6 +255,7 @@ def run_one(torch: Any, fp32: Any, amax: dict, build: Build, agree: list, ref: A
                 {
                     "build": build.name,
                     "precision": build.precision,
+                    "kernels": build.kernels,
                     "batch": batch,
                     "p50_ms": round(p50, 4),
                     "seq_per_s": round(batch / p50 * 1e3, 1),
@@ -248,6 +283,8 @@ def run_one(torch: Any, fp32: Any, amax: dict, build: Build, agree: list, ref: A
 def kernel_category(name: str) -> str:
     """Which part of the forward a CUDA kernel belongs to, from its name."""
     low = name.lower()
+    if "_quant_kernel" in low:  # workbench's _layernorm_quant_kernel, _gelu_quant_kernel
+        return "quantize/LayerNorm (workbench Triton)"
     if low.startswith("triton"):  # before attention: fused kernels name the ops they hold
         return "fused element-wise (Inductor)"
     if any(k in low for k in ("fmha", "flash", "attention", "attn")):
@@ -343,7 +380,7 @@ def table(rows: list[dict]) -> str:
 
 def breakdown_table(rows: list[dict]) -> str:
     """GPU ms per b128 forward by kernel category, for the profiled builds."""
-    lines = ["| build | " + " | ".join(CATEGORIES) + " | total |", "|---" * 6 + "|"]
+    lines = ["| build | " + " | ".join(CATEGORIES) + " | total |", "|---" * 7 + "|"]
     for r in rows:
         b = r.get("breakdown_ms")
         if b:
@@ -362,11 +399,28 @@ def _result(torch: Any, rows: list, serving: list, skipped: list, t_start: float
         "gpu_memory_mib": round(torch.cuda.get_device_properties(0).total_memory / 2**20),
         "skipped": skipped,
         "torch": torch.__version__,
+        "triton": _triton_version(),
+        "gemm_configs": _gemm_configs(),
         "notes": "random weights; encoder Linears quantized (pooler, classifier fp16); "
-        "max calibration; CUDA-graph replays timed with CUDA events, inputs on the GPU",
+        "max calibration; CUDA-graph replays timed with CUDA events, inputs on the GPU; "
+        "each row's `kernels` says whose kernels ran it: TensorRT (not on this machine) may be "
+        "faster or slower than what was measured here",
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
+
+
+def _triton_version() -> str:
+    import triton
+
+    return str(triton.__version__)
+
+
+def _gemm_configs() -> dict[str, str]:
+    """The Triton GEMM configs autotuning chose for the fused builds (empty if none ran)."""
+    from workbench.backends.pytorch.kernels.gemm import chosen_configs
+
+    return chosen_configs()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,9 +449,11 @@ def main(argv: list[str] | None = None) -> int:
         ref = torch.cat([fp32(**b).logits.float() for b in agree])
     rows: list[dict] = []
     skipped: list[str] = []
-    for build in BUILDS:
-        if build.name not in args.builds:
-            continue
+    by_name = {b.name: b for b in BUILDS}
+    unknown = [n for n in args.builds if n not in by_name]
+    if unknown:
+        ap.error(f"unknown build(s) {unknown}; choose from {list(by_name)}")
+    for build in (by_name[n] for n in args.builds):  # in the order asked
         if time.perf_counter() - t_start > args.time_budget_s:
             skipped.append(build.name)
             continue

@@ -27,6 +27,7 @@ from workbench.results.records import (
     ModelSummary,
     Provenance,
     RunResult,
+    kernels_label,
     save_run,
 )
 from workbench.results.spec import Experiment, ModelSpec
@@ -172,6 +173,7 @@ def write_run(
                 peak_device_mem_mb=None,
                 int8_coverage=cov,
                 notes=list(b.notes),
+                kernels=kernels_label(b.backend, b.device),
             )
         )
     calib = None

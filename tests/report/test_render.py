@@ -48,6 +48,8 @@ def test_summary_table(report_html):
     # speed-ups at batch 1 x seq 128: 9.4/3.8 vs PyTorch FP32, 6.1/3.8 vs ORT FP32
     assert "2.47×" in cells and "1.61×" in cells
     assert "int8-dynamic" in cells and "onnxruntime" in cells and "cpu" in cells
+    assert "kernels: ONNX Runtime CPU" in cells  # whose kernels ran (BuildResult.kernels)
+    assert 'id="kernels-note"' not in table  # the TensorRT caveat is for GPU builds only
     assert re.search(r"\[−?\d+\.\d\d, [+−]?\d+\.\d\d\]", cells)  # paired CI of the delta
     head = _text(re.search(r"<thead>.*?</thead>", table, re.S).group(0))
     assert head.strip().endswith(
@@ -297,3 +299,24 @@ def test_class_shift_at_equal_accuracy_is_named_in_the_notes(tmp_path):
     html = render_report(tmp_path / "r").read_text(encoding="utf-8")
     assert "false positives 0 -&gt; 10 (+10)" in html and "recall 100.0% -&gt; 90.0%" in html
     assert "KL</th>" in html and "max |Δp|" in html
+
+
+def test_gpu_builds_name_their_kernels_and_the_tensorrt_caveat(tmp_path):
+    from workbench.results.records import save_run
+
+    run_dir = tmp_path / "gpu-run"
+    make_demo_run(run_dir)
+    run = load_run(run_dir)
+    gpu = "cuda:NVIDIA H200"
+    builds = [
+        dataclasses.replace(b, device=gpu, kernels="ONNX Runtime CUDA")
+        if b.name == "ort-int8-static"
+        else b
+        for b in run.builds
+    ]
+    save_run(dataclasses.replace(run, builds=builds), run_dir)
+    table = _section(render_report(run_dir).read_text(encoding="utf-8"), "summary")
+    row = _text(re.search(r'data-build="ort-int8-static">(.*?)</tr>', table, re.S).group(1))
+    assert f"{gpu} · kernels: ONNX Runtime CUDA" in row
+    note = _text(re.search(r'<p[^>]*id="kernels-note".*?</p>', table, re.S).group(0))
+    assert "TensorRT may be faster or slower than what was measured here" in note

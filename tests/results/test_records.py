@@ -117,3 +117,27 @@ def test_schema_2_run_is_read_with_no_paired_timings(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(data))
     with pytest.raises(ResultsError, match="schema_version 1, this workbench reads 2, 3"):
         load_run(tmp_path)
+
+
+def test_kernels_label_names_whose_kernels_ran_and_old_runs_read_as_unrecorded(tmp_path):
+    from workbench.results.records import kernels_label
+
+    assert kernels_label("onnxruntime", "cuda:NVIDIA H200") == "ONNX Runtime CUDA"
+    assert kernels_label("onnxruntime", "cpu") == "ONNX Runtime CPU"
+    assert kernels_label("tensorrt", "cuda:NVIDIA H200") == "TensorRT"
+    assert kernels_label("pytorch", "cuda:NVIDIA H200") == "PyTorch + cuBLAS"
+    assert kernels_label("pytorch", "cpu") == "PyTorch CPU"
+    assert (
+        kernels_label("pytorch", "cuda:NVIDIA H200", workbench_triton=True)
+        == "PyTorch + workbench Triton kernels"
+    )
+    run = _run()
+    run = replace(run, builds=[replace(b, kernels="ONNX Runtime CPU") for b in run.builds])
+    save_run(run, tmp_path)
+    assert load_run(tmp_path) == run
+    data = json.loads((tmp_path / "run.json").read_text())
+    for b in data["builds"]:
+        del b["kernels"]
+    data["schema_version"] = 3  # written before the field existed: read as "" (not recorded)
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    assert {b.kernels for b in load_run(tmp_path).builds} == {""}

@@ -34,6 +34,7 @@ from workbench.results.records import (
     ModelSummary,
     RunResult,
     SkippedBuild,
+    kernels_label,
     save_run,
 )
 from workbench.results.spec import BuildSpec, Experiment
@@ -226,6 +227,7 @@ def _result(
         peak_device_mem_mb=m.peak_device_mem_mb,
         int8_coverage=m.int8_coverage,
         notes=[m.artifact.detail],
+        kernels=kernels_label(m.request.backend, m.device_name),
     )
 
 

@@ -106,6 +106,7 @@ def summary_rows(loaded: LoadedRun, shape: tuple[int, int] | None) -> list[dict[
                 "precision": b.precision,
                 "backend": b.backend,
                 "device": b.device,
+                "kernels": b.kernels,
                 "accuracy": acc.accuracy if acc else math.nan,
                 "ci_low": ci[0] if ci else math.nan,
                 "ci_high": ci[1] if ci else math.nan,

@@ -19,8 +19,33 @@ from workbench.results.fidelity import Fidelity
 from workbench.results.serde import from_dict, to_dict
 from workbench.results.spec import Experiment
 
-SCHEMA_VERSION = 3  # 3: RunResult.sanity_warnings and RunResult.speedups (paired latency)
-READABLE_VERSIONS = (2, 3)  # 2 -> 3 only added those two lists (read as [])
+SCHEMA_VERSION = 4  # 3: RunResult.sanity_warnings and .speedups; 4: BuildResult.kernels
+READABLE_VERSIONS = (2, 3, 4)  # 2 -> 3 only added two lists (read as []); 3 -> 4 kernels ("")
+
+# Whose kernels ran a build (BuildResult.kernels): speeds belong to these, not to the precision.
+KERNELS_PYTORCH_CPU = "PyTorch CPU"
+KERNELS_CUBLAS = "PyTorch + cuBLAS"
+KERNELS_WORKBENCH_TRITON = "PyTorch + workbench Triton kernels"
+KERNELS_ORT_CPU = "ONNX Runtime CPU"
+KERNELS_ORT_CUDA = "ONNX Runtime CUDA"
+KERNELS_TENSORRT = "TensorRT"
+
+
+def kernels_label(backend: str, device: str, *, workbench_triton: bool = False) -> str:
+    """Whose kernels a build of ``backend`` on ``device`` ("cpu" or a GPU) runs.
+
+    Example: ``kernels_label("onnxruntime", "cuda:NVIDIA H200") == "ONNX Runtime CUDA"``.
+    """
+    gpu = device != "cpu"
+    if backend == "tensorrt":
+        return KERNELS_TENSORRT
+    if backend == "onnxruntime":
+        return KERNELS_ORT_CUDA if gpu else KERNELS_ORT_CPU
+    if workbench_triton:
+        return KERNELS_WORKBENCH_TRITON
+    return KERNELS_CUBLAS if gpu else KERNELS_PYTORCH_CPU
+
+
 RUN_FILE = "run.json"
 
 R = TypeVar("R")
@@ -142,6 +167,8 @@ class BuildResult:
     peak_device_mem_mb: float | None
     int8_coverage: Int8Coverage | None
     notes: list[str]
+    # whose kernels ran it (KERNELS_* above, from kernels_label); "" in records before schema 4
+    kernels: str = ""
 
 
 @dataclass(frozen=True)
