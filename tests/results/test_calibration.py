@@ -48,7 +48,7 @@ def test_round_trip_writes_the_same_bytes(tmp_path):
     assert back.method(back.best_method).accuracy == 0.8
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_older_files_without_the_model_hash_still_load(tmp_path, version):
     data = json.loads(save_record(comparison(version), tmp_path / COMPARISON_FILE).read_text())
     for m in data["methods"]:
@@ -59,9 +59,17 @@ def test_older_files_without_the_model_hash_still_load(tmp_path, version):
     assert back.schema_version == version and back.methods[1].agreement == 0.95
 
 
+def test_the_current_run_schema_is_readable():
+    """The comparison is written with the run's SCHEMA_VERSION: a bump must stay readable here."""
+    from workbench.results.calibration import READABLE_VERSIONS
+    from workbench.results.records import SCHEMA_VERSION
+
+    assert SCHEMA_VERSION in READABLE_VERSIONS
+
+
 def test_newer_or_incomplete_files_are_refused_with_the_field(tmp_path):
-    path = save_record(comparison(4), tmp_path / COMPARISON_FILE)
-    with pytest.raises(ResultsError, match="schema_version 4"):
+    path = save_record(comparison(99), tmp_path / COMPARISON_FILE)
+    with pytest.raises(ResultsError, match="schema_version 99"):
         load_comparison(path)
     data = json.loads(save_record(comparison(), path).read_text())
     del data["all_tensors"][0]["amax"]
