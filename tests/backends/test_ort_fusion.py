@@ -1,4 +1,4 @@
-"""BERT fusion before Q/DQ (MultiHeadAttention, SkipLayerNorm, BiasGelu) and INT8 on top."""
+"""BERT fusion before Q/DQ (MultiHeadAttention, BiasGelu) and INT8 on top."""
 
 from __future__ import annotations
 
@@ -38,12 +38,34 @@ def test_fusion_replaces_attention_and_keeps_logits(tiny_onnx, fused, feeds) -> 
 
     ops = Counter(n.op_type for n in onnx.load(str(fused.path)).graph.node)
     assert fused.attention_fused == 2 and ops["MultiHeadAttention"] == 2
-    assert ops["SkipLayerNormalization"] >= 2 and ops["Softmax"] == 0
+    assert ops["SkipLayerNormalization"] == 0 and ops["Softmax"] == 0
+    assert ops["LayerNormalization"] >= 2 * 2  # residual + LayerNorm left unfused, per layer
     assert ops["MatMul"] == 2 * 6  # q, k, v, out, ffn up/down per layer stay quantizable
     assert fused.fused_ops["MultiHeadAttention"] == 2
     mask = np.concatenate([f["attention_mask"].ravel() for f in feeds])
     assert (mask == 0).any(), "the check needs padded positions to exercise the mask"
     np.testing.assert_allclose(_logits(fused.path, feeds), _logits(tiny_onnx, feeds), atol=1e-4)
+
+
+def test_cpu_sessions_keep_add_and_layernorm_apart(fused, tmp_path) -> None:
+    """ORT fuses Add + LayerNormalization into SkipLayerNormalization by default; the
+    workbench's CPU runner turns that fusion off (its CPU kernel is the slower one)."""
+    import onnx
+    import onnxruntime as ort
+
+    def optimized_ops(path) -> Counter:
+        return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "default.onnx")
+    ort.InferenceSession(str(fused.path), opts, providers=["CPUExecutionProvider"])
+    assert optimized_ops(tmp_path / "default.onnx")["SkipLayerNormalization"] >= 2
+    from workbench.backends.onnxruntime.runner import OrtRunner
+
+    with OrtRunner(fused.path, optimized_model_path=tmp_path / "ours.onnx"):
+        pass
+    ops = optimized_ops(tmp_path / "ours.onnx")
+    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] >= 4
 
 
 def test_qdq_on_fused_model_quantizes_every_projection(fused, feeds, tmp_path) -> None:

@@ -107,14 +107,26 @@ def test_smoothing_recovers_static_int8_agreement(outlier_onnx, calib_feeds, tes
     assert err_smooth < err_plain
 
 
-def test_fused_graph_is_smoothed_exactly(outlier_onnx, calib_feeds, test_feeds, tmp_path):
-    """ORT-fused BERT: Skip/EmbedLayerNormalization feeding MatMuls; still exact in float."""
+@pytest.mark.parametrize("skip_layer_norm", [False, True])
+def test_fused_graph_is_smoothed_exactly(
+    outlier_onnx, calib_feeds, test_feeds, tmp_path, skip_layer_norm
+):
+    """ORT-fused BERT: Layer/EmbedLayerNormalization feeding MatMuls (the workbench's fused
+    graph), or ORT's own SkipLayerNormalization (its optimizer's default); exact in float."""
     from workbench.backends.onnxruntime.fusion import fuse_bert
 
     fused = Path(fuse_bert(outlier_onnx, tmp_path / "fused.onnx", num_heads=2, cache=False).path)
+    expected = {"LayerNormalization", "EmbedLayerNormalization"}
+    if skip_layer_norm:  # a user's model optimized by ORT's transformer optimizer as it defaults
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        optimize_model(str(outlier_onnx), "bert", num_heads=2).save_model_to_file(
+            str(tmp_path / "ort.onnx")
+        )
+        fused, expected = tmp_path / "ort.onnx", {"SkipLayerNormalization", "LayerNormalization"}
     norms = {n.output[0]: n.op_type for n in onnx.load(str(fused)).graph.node}
     sites = smoothing_sites(fused)
-    assert {norms[s] for s in sites} == {"SkipLayerNormalization", "EmbedLayerNormalization"}
+    assert {norms[s] for s in sites} == expected
     out = smooth_model(
         fused,
         channel_absmax(fused, sites, calib_feeds, open_runner=open_ort_runner),
