@@ -35,7 +35,7 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     assert len(rec.configurations) == 2 * (2 * 2 * n_rec + 2 * n_dyn)  # graphs x kinds
     if n_rec > 1:  # every recovery option was a candidate, measured
         assert {r for t in rec.trials for r in t.recovery} == {
-            r for (r,) in available_recoveries("static")[1:]
+            r for k in ("static", "dynamic") for (r,) in available_recoveries(k)[1:]
         }
     assert rec.fp32_latency_ms > 0
     html = (out / "search.html").read_text(encoding="utf-8")
@@ -74,6 +74,37 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     printed = capsys.readouterr().out
     assert "on the gate split" in printed
     assert printed.strip().splitlines()[-1].startswith(f"gate {g.verdict}: ")
+
+
+def test_search_halves_are_batched_as_the_gate_scores(user_experiment):
+    """Dynamic INT8 takes one activation range per batch, so a row's prediction depends on
+    its batch-mates: the search must score its halves in the gate's batches, or it picks on
+    predictions the gate will not see."""
+    import numpy as np
+
+    from workbench.backends.onnxruntime.build import quantize_dynamic_int8
+    from workbench.backends.onnxruntime.runner import OrtRunner
+    from workbench.evaluate.accuracy import predict_logits
+    from workbench.evaluate.scorer import model_logits
+    from workbench.experiment.search import _splits
+    from workbench.experiment.spec import load_experiment
+    from workbench.experiment.workspace import Workspace
+
+    ws = Workspace.from_experiment(load_experiment(user_experiment), quick=False)
+    search, gate, _ = _splits(ws, ws.export.onnx_path)
+    dyn = quantize_dynamic_int8(ws.export.onnx_path).path
+    for half in (search, gate):
+        assert half.rows is not None and len(half.rows) == 60
+        with OrtRunner(dyn) as r:
+            as_gate = predict_logits(r, [ws.texts[i] for i in half.rows], ws.tokenizer)
+        np.testing.assert_array_equal(model_logits(dyn, half.feeds), as_gate)
+        assert np.array_equal(half.labels, np.asarray(ws.labels)[half.rows])
+    # the check can fail: in split order the same rows get other batch-mates, other logits
+    order = np.sort(gate.rows)
+    feeds = [ws.tokenizer.encode([ws.texts[i] for i in order[s : s + 32]]) for s in (0, 32)]
+    with OrtRunner(dyn) as r:
+        as_gate = predict_logits(r, [ws.texts[i] for i in order], ws.tokenizer)
+    assert not np.array_equal(model_logits(dyn, feeds), as_gate)
 
 
 def test_search_refuses_bad_ranking(user_experiment, tmp_path):

@@ -203,9 +203,11 @@ def test_recovery_options_offered_only_where_their_module_exists() -> None:
     static = available_recoveries("static")
     assert static[0] == ()  # "no recovery" is always a candidate
     installed = {o.name for o in RECOVERY_OPTIONS if importlib.util.find_spec(o.module) is not None}
-    assert {r for (r,) in static[1:]} == installed
+    static_only = {o.name for o in RECOVERY_OPTIONS if "static" in o.kinds} & installed
+    assert {r for (r,) in static[1:]} == static_only
     dynamic = {o.name for o in RECOVERY_OPTIONS if "dynamic" in o.kinds} & installed
-    assert {r for (r,) in available_recoveries("dynamic")[1:]} == dynamic  # per-token only
+    assert {r for (r,) in available_recoveries("dynamic")[1:]} == dynamic
+    assert "smoothquant-0.8" in dynamic and "bias-correction" not in dynamic
 
 
 def test_starts_are_retimed_interleaved_and_a_load_spike_does_not_decide() -> None:

@@ -75,6 +75,7 @@ class _Split:
     feeds: list[Feed]
     labels: np.ndarray | None  # None: unlabelled traffic (scored against FP32)
     fp32: np.ndarray  # FP32 logits
+    rows: np.ndarray | None = None  # the test split's row behind each score (labelled splits)
 
 
 def run_search(exp: Experiment, opts: SearchOptions) -> tuple[SearchRecord, Path]:
@@ -341,7 +342,8 @@ def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
                 "(half to search on, half to check the choice), or leave unlabeled out"
             )
         tsplits = []
-        for idx in parts:
+        for idx in parts:  # length-sorted, as the gate batches them
+            idx = idx[np.argsort(ws.tokenizer.lengths([traffic[i] for i in idx]), kind="stable")]  # type: ignore[attr-defined]
             feeds = ws.traffic_feeds(idx)  # type: ignore[attr-defined]
             tsplits.append(_Split(feeds, None, model_logits(onnx, feeds)))
         every = np.arange(len(texts))
@@ -357,16 +359,24 @@ def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
 
 
 def _labelled(ws: object, idx, texts, pairs, labels, onnx: str) -> _Split:
+    """The rows ``idx`` batched as the gate scores a test split (``predict_logits``: sorted by
+    token length, batches of the runner's 32): dynamic INT8 takes one activation range per
+    batch, so a build's predictions depend on its batch-mates, and the search must see the
+    batches the gate will."""
+    from workbench.backends.base import Runner
     from workbench.evaluate.scorer import model_logits
 
+    tok, size = ws.tokenizer, Runner.eval_batch_size  # type: ignore[attr-defined]
+    second = None if pairs is None else [pairs[i] for i in idx]
+    idx = np.asarray(idx)[np.argsort(tok.lengths([texts[i] for i in idx], second), kind="stable")]
     feeds = [
-        ws.tokenizer.encode(  # type: ignore[attr-defined]
-            [texts[i] for i in idx[s : s + 32]],
-            pairs=None if pairs is None else [pairs[i] for i in idx[s : s + 32]],
+        tok.encode(
+            [texts[i] for i in idx[s : s + size]],
+            pairs=None if pairs is None else [pairs[i] for i in idx[s : s + size]],
         )
-        for s in range(0, len(idx), 32)
+        for s in range(0, len(idx), size)
     ]
-    return _Split(feeds, labels[idx], model_logits(onnx, feeds))
+    return _Split(feeds, labels[idx], model_logits(onnx, feeds), idx)
 
 
 def _settled(
