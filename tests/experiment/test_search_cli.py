@@ -107,6 +107,37 @@ def test_search_halves_are_batched_as_the_gate_scores(user_experiment):
     assert not np.array_equal(model_logits(dyn, feeds), as_gate)
 
 
+def test_a_half_that_can_settle_every_rule_needs_a_pass(user_experiment, tmp_path):
+    """With a search half of at least the policy's ``min_samples`` rows the search may pick
+    only a build the judge PASSes there; when none does (60 rows cannot bring agreement's
+    interval above 97 %), it judges the fastest build that failed no rule and says so."""
+    import shutil
+
+    from workbench.experiment.spec import DEFAULT_POLICY
+
+    exp = tmp_path / "experiment.toml"
+    shutil.copytree(user_experiment.parent, tmp_path, dirs_exist_ok=True)
+    policy = DEFAULT_POLICY.read_text().replace("min_samples = 200", "min_samples = 50")
+    (tmp_path / "gate.toml").write_text(policy)
+    exp.write_text(exp.read_text().replace("[gate]\n", '[gate]\npolicy = "gate.toml"\n'))
+    out = tmp_path / "search"
+    args = ["search", str(exp), "--out", str(out), "--no-progress", "--kinds", "dynamic",
+            "--graphs", "plain", "--no-recovery", "--max-float", "1",
+            "--calibration-sets", str(tmp_path / "sets"), "--methods", "max"]  # fmt: skip
+    code = main(args)
+    rec = load_record(SearchRecord, out / SEARCH_FILE)
+    assert rec.n_search == 60 and not any(t.passed for t in rec.trials)
+    assert rec.best is not None and not rec.best.passed and rec.gate_check is not None
+    assert any("no build passed every rule on the 60-row search half" in r
+               for r in rec.gate_check.reasons)  # fmt: skip
+    assert (
+        rec.gate_check.verdict != "PASS"
+        and code == {"FAIL": 1, "INCONCLUSIVE": 4}[rec.gate_check.verdict]
+    )
+    html = (out / "search.html").read_text(encoding="utf-8")
+    assert "No build passed every rule on the search split" in html
+
+
 def test_search_refuses_bad_ranking(user_experiment, tmp_path):
     with pytest.raises(SystemExit):
         main(["search", str(user_experiment), "--ranking", "magic"])

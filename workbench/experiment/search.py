@@ -150,16 +150,18 @@ def _search(
         )
     n_search = 0 if search_split.labels is None else len(search_split.labels)
     n_test = n_search + len(gate_split.labels)
-    check = (
-        None if result.best is None else searcher.judge(result.best.candidate, gate_split, n_test)
-    )
+    best = result.best or searcher.fallback(result.trials)
+    check = None if best is None else searcher.judge(best.candidate, gate_split, n_test)
+    if check is not None and not best.passed:  # type: ignore[union-attr]
+        check.reasons.append(
+            f"no build passed every rule on the {n_search}-row search half; this is the "
+            "fastest that failed none there"
+        )
     traffic_check = None
-    if result.best is not None and heldout is not None:
-        traffic_check = searcher.certify(result.best.candidate, heldout, len(search_split.fp32))
+    if best is not None and heldout is not None:
+        traffic_check = searcher.certify(best.candidate, heldout, len(search_split.fp32))
         check = _settled(check, traffic_check, searcher.policy)
-    files = (
-        _write_choice(searcher, result.best, tables, out, check) if check and result.best else []
-    )
+    files = _write_choice(searcher, best, tables, out, check) if check and best else []
     record = SearchRecord(
         schema_version=SCHEMA_VERSION,
         experiment=exp.name,
@@ -172,10 +174,10 @@ def _search(
         fp32_latency_ms=searcher.fp32_latency(),
         trials=[_trial(t) for t in result.trials],
         pareto=[_trial(t) for t in result.pareto],
-        best=_trial(result.best) if result.best else None,
+        best=_trial(best) if best else None,
         gate_check=check,
         traffic_check=traffic_check,
-        exclude=_patterns(result.best.candidate.float_nodes) if result.best else [],
+        exclude=_patterns(best.candidate.float_nodes) if best else [],
         files=files,
         seconds=time.perf_counter() - t0,
         configurations=[c.label for c in space.configurations()],
@@ -200,16 +202,18 @@ class _Searcher:
         self.ws = ws
         self.threads = exp.evaluate.threads
         self._fp32_ms: float | None = None
+        self.lenient: dict[Candidate, bool] = {}  # failed no rule on the search half
 
     def build(self, c: Candidate) -> Path:
         """The candidate's model as ONNX Runtime runs it."""
         return Path(self.builder.build(c))
 
     def score(self, c: Candidate, split: _Split):  # -> Verdict
-        """Whether the judge lets the search pick ``c`` on the search split: no rule FAILs and
-        the metric's non-inferiority rule PASSes. Rules that only cannot tell on this half
-        (agreement or size) do not block a candidate; the gate half's verdict is the one
-        reported."""
+        """Whether the search may pick ``c`` on the search split. A half of at least the
+        policy's ``min_samples`` rows can settle every rule, so there the judge must PASS (the
+        fastest build that *passes*, as the gate will judge it). A smaller half cannot settle
+        agreement or size: there no rule may FAIL and the metric's non-inferiority rule must
+        PASS. Either way ``lenient`` keeps the second answer, for ``fallback``."""
         from workbench.experiment.search_core import Verdict
 
         if split.labels is None:
@@ -217,8 +221,16 @@ class _Searcher:
         policy = replace(self.policy, min_samples=min(self.policy.min_samples, len(split.labels)))
         decision, pred = self._judge(self.build(c), split, policy)
         metric = {x.name: x.status for x in decision.checks}.get(f"{policy.metric}_drop", "pass")
-        ok = decision.verdict != "FAIL" and metric == "pass"
+        self.lenient[c] = decision.verdict != "FAIL" and metric == "pass"
+        strict = len(split.labels) >= self.policy.min_samples
+        ok = decision.verdict == "PASS" if strict else self.lenient[c]
         return Verdict(ok, float(np.mean(pred == split.labels)))
+
+    def fallback(self, trials: list[Trial]) -> Trial | None:
+        """When no build PASSed on a large search half: the fastest timed one that failed no
+        rule there (its gate-half verdict then says what the evidence allows), else None."""
+        ok = [t for t in trials if self.lenient.get(t.candidate) and math.isfinite(t.latency_ms)]
+        return min(ok, key=lambda t: (t.latency_ms, -t.metric), default=None)
 
     def score_unlabelled(self, model: Path, split: _Split) -> tuple[bool, float]:
         """Unlabelled rows: pass when the disagreement bound (the gate's traffic rule) and the
