@@ -1,6 +1,6 @@
 """FP32 vs fused vs INT8 builds of the default classifier on this CPU, side by side in one run.
 
-Builds: PyTorch FP32, ORT FP32, ORT FP32 fused (MultiHeadAttention + SkipLayerNorm + BiasGelu,
+Builds: PyTorch FP32, ORT FP32, ORT FP32 fused (MultiHeadAttention + BiasGelu,
 workbench.backends.onnxruntime.fusion), the workbench's static Q/DQ INT8 (per-channel and
 per-tensor weights) as shipped (shared Q/DQ) and with a private Q/DQ per consumer, the same on
 the fused graph, and ORT dynamic INT8 (plain and fused). For each: accuracy, agreement and
@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         args.rounds, args.iterations, args.n_test, args.calib_n = 1, 2, args.n_test or 40, 16
     if args.quick:
         args.rounds, args.iterations, args.n_test = 2, 20, args.n_test or 500
+    from workbench.backends.onnxruntime.runner import CPU_DISABLED_OPTIMIZERS
     from workbench.evaluate.sensitivity import node_groups
     from workbench.provenance import collect_provenance
     from workbench.results.serde import to_dict
@@ -427,6 +428,8 @@ def main(argv: list[str] | None = None) -> None:
         "search": search_info,
         "second_model": second,
         "rows": list(rows.values()),
+        # every ORT CPU session here (FP32 reference included) ran without these optimizers
+        "ort_cpu_disabled_optimizers": list(CPU_DISABLED_OPTIMIZERS),
         "provenance": to_dict(collect_provenance()),
     }
     save_result(args.out, result, before, force=args.force_overwrite)

@@ -12,7 +12,7 @@ from workbench.results.policy import GatePolicy
 
 DEVICES = ("cpu", "cuda")  # device kinds; backends and precisions: their registries
 CALIBRATORS = ("workbench", "ort")
-GRAPHS = ("plain", "fused")  # fused: ORT's BERT fusions (MHA, SkipLayerNorm, BiasGelu), ORT CPU
+GRAPHS = ("plain", "fused")  # fused: MultiHeadAttention + BiasGelu (backends/onnxruntime/fusion)
 STRATEGIES = ("random", "label", "length", "stratified")
 COMPARE_METHODS = ("entropy", "percentile-99.99", "max", "mse")
 

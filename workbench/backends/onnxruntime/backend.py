@@ -25,7 +25,7 @@ CUDA_QDQ_NOTE = (
     "on the CUDA EP ORT runs the Q/DQ graph as written: QuantizeLinear/DequantizeLinear "
     "kernels around float MatMuls (no INT8 GEMM), so this measures Q/DQ overhead, not INT8 speed"
 )
-FUSED_GRAPH = "fused graph (MultiHeadAttention + SkipLayerNorm + BiasGelu)"
+FUSED_GRAPH = "fused graph (MultiHeadAttention + BiasGelu; Add + LayerNorm unfused)"
 
 
 class OnnxRuntimeBackend:

@@ -1,7 +1,7 @@
 """Builds on the fused BERT graph (``[[build]] graph = "fused"``): which families can have one,
 and the request that builds FP32, static and dynamic INT8 on it.
 
-The fused graph is ``fusion.fuse_bert``'s (MultiHeadAttention + SkipLayerNormalization +
+The fused graph is ``fusion.fuse_bert``'s (MultiHeadAttention + Add + LayerNormalization +
 BiasGelu; the Q/K/V, output and FFN projections stay plain MatMuls under their export names).
 Static INT8 reuses the workbench's calibration table of the plain export: each fused-graph
 MatMul input takes the range of the same-named MatMul's input in the plain graph (the same
