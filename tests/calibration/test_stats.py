@@ -22,7 +22,13 @@ def raw_activations(onnx_path, names, feeds, tmp_path) -> dict[str, np.ndarray]:
         )
     path = tmp_path / "oracle.onnx"
     onnx.save(model, str(path))
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from workbench.backends.onnxruntime.runner import CPU_DISABLED_OPTIMIZERS
+
+    sess = ort.InferenceSession(  # as the workbench's CPU sessions run (same float rounding)
+        str(path),
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),
+    )
     out: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for f in feeds:
         for n, v in zip(names, sess.run(names, f), strict=True):

@@ -24,7 +24,13 @@ def feeds(tiny_model):
 
 
 def _raw(path, feeds, names=None):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from workbench.backends.onnxruntime.runner import CPU_DISABLED_OPTIMIZERS
+
+    sess = ort.InferenceSession(  # as the workbench's CPU sessions run (same float rounding)
+        str(path),
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),
+    )
     wanted = {i.name for i in sess.get_inputs()}
     return [sess.run(names, {k: v for k, v in f.items() if k in wanted}) for f in feeds]
 
