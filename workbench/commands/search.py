@@ -40,6 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kinds", default="static,dynamic", help="INT8 build kinds to search")
     p.add_argument("--graphs", default="plain,fused", help="graphs to search (fused: BERT only)")
     p.add_argument("--no-recovery", action="store_true", help="no accuracy-recovery options")
+    p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="accept a build that fails no rule on the search half even where the half could "
+        "settle every rule (much faster when builds sit at the agreement floor; the choice is "
+        "then likely INCONCLUSIVE on the gate half)",
+    )
     p.add_argument("--quick", action="store_true", help="small subsets")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         kinds=tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
         graphs=tuple(g.strip() for g in args.graphs.split(",") if g.strip()),
         recovery=not args.no_recovery,
+        strict=not args.lenient,
     )
     record, out = run_search(exp, opts)
     print(f"ranked {len(record.ranking)} layers ({record.ranking_kind}); most harmful first:")

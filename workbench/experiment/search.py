@@ -68,6 +68,9 @@ class SearchOptions:
     kinds: tuple[str, ...] = ("static", "dynamic")
     graphs: tuple[str, ...] = ("plain", "fused")  # fused: where the model's family has one
     recovery: bool = True  # try the installed accuracy-recovery options (search_builds)
+    # on a half of >= min_samples rows accept only what the judge PASSes there; False: what
+    # fails no rule (faster: the first build that cannot tell ends a configuration's search)
+    strict: bool = True
 
 
 @dataclass
@@ -139,7 +142,7 @@ def _search(
         onnx, table_files, out / "candidates", ws.torch_model_dir, calib.feeds()
     )
     builder.ranking = tuple(ranking)
-    searcher = _Searcher(onnx, builder, exp, ws)
+    searcher = _Searcher(onnx, builder, exp, ws, opts.strict)
     space, not_searched = search_space(ws, builder, opts, ranking)
     with st.stage("search") as bar:
         result = search(
@@ -194,7 +197,9 @@ def _search(
 class _Searcher:
     """Scores and times candidates (built by ``search_builds``, cached by content)."""
 
-    def __init__(self, onnx: str, builder, exp: Experiment, ws: object) -> None:
+    def __init__(
+        self, onnx: str, builder, exp: Experiment, ws: object, strict: bool = True
+    ) -> None:
         assert exp.gate.policy is not None
         self.onnx, self.builder = onnx, builder
         self.policy = exp.gate.policy
@@ -203,6 +208,7 @@ class _Searcher:
         self.threads = exp.evaluate.threads
         self._fp32_ms: float | None = None
         self.lenient: dict[Candidate, bool] = {}  # failed no rule on the search half
+        self.strict = strict
 
     def build(self, c: Candidate) -> Path:
         """The candidate's model as ONNX Runtime runs it."""
@@ -222,7 +228,7 @@ class _Searcher:
         decision, pred = self._judge(self.build(c), split, policy)
         metric = {x.name: x.status for x in decision.checks}.get(f"{policy.metric}_drop", "pass")
         self.lenient[c] = decision.verdict != "FAIL" and metric == "pass"
-        strict = len(split.labels) >= self.policy.min_samples
+        strict = self.strict and len(split.labels) >= self.policy.min_samples
         ok = decision.verdict == "PASS" if strict else self.lenient[c]
         return Verdict(ok, float(np.mean(pred == split.labels)))
 

@@ -139,6 +139,9 @@ def _search(exp: Experiment, out: Path, opts: StoryOptions) -> tuple[SearchRecor
         max_float=max_float,
         progress=opts.progress,
         recovery=not exp.quick,  # --quick: every kind of build, no recovery passes
+        # the demo must end in tens of minutes on 2 cores: a strict search of the full demo
+        # (44 configurations, none of which PASSes its 1,275-row half) ran over an hour
+        strict=False,
     )
     return run_search(exp, so)
 
