@@ -140,7 +140,8 @@ def _search(exp: Experiment, out: Path, opts: StoryOptions) -> tuple[SearchRecor
         progress=opts.progress,
         recovery=not exp.quick,  # --quick: every kind of build, no recovery passes
         # the demo must end in tens of minutes on 2 cores: a strict search of the full demo
-        # (44 configurations, none of which PASSes its 1,275-row half) ran over an hour
+        # (44 configurations; none PASSes its 1,275-row half, so each is searched to
+        # max_float) was not done after 40 minutes beside the test suite (load ~3.5)
         strict=False,
     )
     return run_search(exp, so)
