@@ -29,8 +29,7 @@ def predict_logits(
     padding small. ``batch_size`` defaults to the runner's ``eval_batch_size``. The batches
     run through the one scorer (``evaluate.scorer.score_feeds``)."""
     batch_size = batch_size or runner.eval_batch_size
-    lengths = tokenizer.lengths(texts, pairs=pairs)  # type: ignore[attr-defined]
-    order = np.argsort(lengths, kind="stable")
+    order = length_order(tokenizer, texts, pairs)
     batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
 
     def feeds() -> Iterator[Feed]:
@@ -50,6 +49,15 @@ def predict_logits(
             progress(b + 1, len(batches))
     assert out is not None  # texts is non-empty (checked by the caller)
     return out
+
+
+def length_order(
+    tokenizer: object, texts: Sequence[str], pairs: Sequence[str] | None = None
+) -> np.ndarray:
+    """Row indices sorted by token length (stable): the order ``predict_logits`` batches rows
+    in. Dynamic INT8 takes one activation range per batch, so whatever must see the gate's
+    predictions (the search's halves) batches in this order too."""
+    return np.argsort(tokenizer.lengths(texts, pairs=pairs), kind="stable")  # type: ignore[attr-defined]
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -155,7 +155,7 @@ def _search(
     n_test = n_search + len(gate_split.labels)
     best = result.best or searcher.fallback(result.trials)
     check = None if best is None else searcher.judge(best.candidate, gate_split, n_test)
-    if check is not None and not best.passed:  # type: ignore[union-attr]
+    if best is not None and check is not None and not best.passed:
         check.reasons.append(
             f"no build passed every rule on the {n_search}-row search half; this is the "
             "fastest that failed none there"
@@ -346,6 +346,7 @@ def _tables(folder: Path, methods: tuple[str, ...]) -> dict[str, CalibrationTabl
 def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
     """Without traffic: halve the test split (seeded) into search and gate halves. With traffic:
     search on half the traffic (seeded), judge on the whole test split and the other half."""
+    from workbench.evaluate.accuracy import length_order
     from workbench.evaluate.scorer import model_logits
 
     texts, pairs, labels = ws.texts, ws.pairs, ws.labels  # type: ignore[attr-defined]
@@ -360,8 +361,8 @@ def _splits(ws: object, onnx: str) -> tuple[_Split, _Split, _Split | None]:
                 "(half to search on, half to check the choice), or leave unlabeled out"
             )
         tsplits = []
-        for idx in parts:  # length-sorted, as the gate batches them
-            idx = idx[np.argsort(ws.tokenizer.lengths([traffic[i] for i in idx]), kind="stable")]  # type: ignore[attr-defined]
+        for idx in parts:  # batched as the gate batches them
+            idx = idx[length_order(ws.tokenizer, [traffic[i] for i in idx])]  # type: ignore[attr-defined]
             feeds = ws.traffic_feeds(idx)  # type: ignore[attr-defined]
             tsplits.append(_Split(feeds, None, model_logits(onnx, feeds)))
         every = np.arange(len(texts))
@@ -382,11 +383,12 @@ def _labelled(ws: object, idx, texts, pairs, labels, onnx: str) -> _Split:
     batch, so a build's predictions depend on its batch-mates, and the search must see the
     batches the gate will."""
     from workbench.backends.base import Runner
+    from workbench.evaluate.accuracy import length_order
     from workbench.evaluate.scorer import model_logits
 
     tok, size = ws.tokenizer, Runner.eval_batch_size  # type: ignore[attr-defined]
     second = None if pairs is None else [pairs[i] for i in idx]
-    idx = np.asarray(idx)[np.argsort(tok.lengths([texts[i] for i in idx], second), kind="stable")]
+    idx = np.asarray(idx)[length_order(tok, [texts[i] for i in idx], second)]
     feeds = [
         tok.encode(
             [texts[i] for i in idx[s : s + size]],

@@ -20,8 +20,8 @@ _ORT_DTYPES = {
 # ORT graph optimizers a CPU session skips. SkipLayerNormFusion folds Add + LayerNormalization
 # into com.microsoft.SkipLayerNormalization, whose CPU kernel (ORT 1.32) is 6-10x slower than the
 # two ops (128 x 384 floats, 2 threads: 129 us vs ~25 us): on the default classifier it cost ORT
-# FP32 ~4 % and the fused static INT8 build 12 % (batch 1) / 20 % (batch 8). Every CPU session
-# (FP32 reference included) runs without it, so ratios between builds stay like for like.
+# FP32 7 % / 3 % and the fused static INT8 build 7 % / 15 % (batch 1 / 8, side by side).
+# Every CPU session (FP32 reference included) runs without it, so ratios stay like for like.
 CPU_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
 
