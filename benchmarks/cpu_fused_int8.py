@@ -332,6 +332,8 @@ def coverage(model: str, total_macs: dict[str, int]) -> dict:
             for n in onnx.load(str(opt), load_external_data=False).graph.node
             if n.op_type in QUANTIZED_MATMUL_OPS
         }
+    for name in [n for n in names if n.endswith("/attention/self/Attention")]:  # QAttention
+        names |= {name.replace("/Attention", f"/{p}/MatMul") for p in ("query", "key", "value")}
     int8 = sum(m for n, m in total_macs.items() if n in names)
     return {
         "int8_nodes": cov.quantized_matmul,
