@@ -142,6 +142,15 @@ def test_a_half_that_can_settle_every_rule_needs_a_pass(user_experiment, tmp_pat
     rec = load_record(SearchRecord, lenient / SEARCH_FILE)
     assert rec.best is not None and rec.best.passed
     assert not any("no build passed every rule" in r for r in rec.gate_check.reasons)
+    # a time budget spent by the starts: no configuration is searched, and the record says so
+    cut = tmp_path / "cut"
+    main([*args[:3], str(cut), *args[4:], "--time-budget", "0.0001"])
+    rec = load_record(SearchRecord, cut / SEARCH_FILE)
+    assert {t.stage for t in rec.trials} == {"start"}
+    assert any("time budget ran out before its search was done" in n for n in rec.not_searched)
+    assert any("0.0001-minute time budget ran out" in r for r in rec.gate_check.reasons)
+    html = (cut / "search.html").read_text(encoding="utf-8")
+    assert "Not searched" in html and "time budget ran out before its search was done" in html
 
 
 def test_search_refuses_bad_ranking(user_experiment, tmp_path):
@@ -155,4 +164,10 @@ def test_search_refuses_unknown_kind_or_graph_before_writing(tmp_path, capsys):
         code = main(["search", flag, bad, "--out", str(out), "--no-progress"])
         err = capsys.readouterr().err.strip()
         assert code == 2 and f"did you mean '{hint}'" in err and "\n" not in err
+        assert not out.exists()
+    for bad in ("0", "-3", "nan"):
+        out = tmp_path / f"budget{bad}"
+        code = main(["search", "--time-budget", bad, "--out", str(out), "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "--time-budget" in err and "\n" not in err
         assert not out.exists()

@@ -67,6 +67,38 @@ def test_greedy_gives_up_after_max_float() -> None:
     assert max(len(t.candidate.float_nodes) for t in res.trials) == 2
 
 
+def test_time_budget_stops_searching_and_names_what_it_cut() -> None:
+    """A clock that advances one second per scoring call. 4 s: every start is still scored,
+    then nothing more. 6 s: the fastest configuration passes after two greedy steps, is timed
+    unpruned, and the others are never searched; ``out_of_time`` names each of them."""
+    ranking = ("a", "c", "b", "d", "e")
+    space = SearchSpace(methods=("max", "entropy"), per_channel=(True, False), ranking=ranking)
+    ticks = [0.0]
+
+    def score(c: Candidate) -> Verdict:
+        ticks[0] += 1.0
+        return world_score(c)
+
+    full = search(space, world_score, world_latency)
+    assert full.out_of_time == [] and full.best is not None
+    cut = search(replace(space, time_budget_s=4.0), score, world_latency, clock=lambda: ticks[0])
+    starts = [t for t in cut.trials if t.stage == "start"]
+    assert len(starts) == 4  # every all-INT8 start is scored and timed regardless
+    assert cut.n_scored < full.n_scored
+    assert set(cut.out_of_time) == {t.candidate for t in starts} - set(cut.bounded)
+    assert cut.best is None  # nothing passed before the budget ran out
+    ticks[0] = 0.0
+    some = search(replace(space, time_budget_s=6.0), score, world_latency, clock=lambda: ticks[0])
+    assert some.best is not None and some.best.stage == "greedy"  # found, then no pruning
+    assert set(some.best.candidate.float_nodes) == {"a", "c"}
+    assert some.best.candidate.method == "max" and not some.best.candidate.per_channel
+    assert set(some.out_of_time) == {t.candidate for t in starts}  # incl. the unpruned one
+    generous = search(replace(space, time_budget_s=1e6), score, world_latency, clock=lambda: 0.0)
+    assert generous.out_of_time == [] and generous.best == full.best
+    with pytest.raises(ConfigError, match="time budget"):
+        search(replace(space, time_budget_s=0.0), world_score, world_latency)
+
+
 def test_pareto_front_drops_dominated_trials() -> None:
     def t(metric: float, ms: float) -> Trial:
         return Trial(Candidate("max", True, (str(metric),)), True, metric, ms, "start")

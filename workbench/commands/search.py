@@ -47,6 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "settle every rule (much faster when builds sit at the agreement floor; the choice is "
         "then likely INCONCLUSIVE on the gate half)",
     )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="stop searching configurations after this many minutes (every all-INT8 start is "
+        "still scored and timed; search.json names what was cut)",
+    )
     p.add_argument("--quick", action="store_true", help="small subsets")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         graphs=tuple(g.strip() for g in args.graphs.split(",") if g.strip()),
         recovery=not args.no_recovery,
         strict=not args.lenient,
+        time_budget_min=args.time_budget,
     )
     record, out = run_search(exp, opts)
     print(f"ranked {len(record.ranking)} layers ({record.ranking_kind}); most harmful first:")

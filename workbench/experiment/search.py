@@ -71,6 +71,9 @@ class SearchOptions:
     # on a half of >= min_samples rows accept only what the judge PASSes there; False: what
     # fails no rule (faster: the first build that cannot tell ends a configuration's search)
     strict: bool = True
+    # minutes for searching configurations once every all-INT8 start is scored and timed
+    # (None: no bound); what the budget cut is named in search.json's not_searched
+    time_budget_min: float | None = None
 
 
 @dataclass
@@ -117,6 +120,9 @@ def check_search_options(exp: Experiment, opts: SearchOptions) -> None:
     check_kinds(opts.kinds, opts.graphs)
     if opts.max_float < 0:
         raise ConfigError(f"--max-float {opts.max_float}: use 0 or more layers kept in float")
+    budget = opts.time_budget_min
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise ConfigError(f"--time-budget {budget}: give the minutes as a number above 0")
     out = check_path_arg(opts.out_dir, "--out")
     check_writable_dir(out, "--out folder", "pass --out a writable folder", create=False)
     roots = check_path_arg(opts.calibration_root, "--calibration-sets")
@@ -160,6 +166,12 @@ def _search(
             f"no build passed every rule on the {n_search}-row search half; this is the "
             "fastest that failed none there"
         )
+    if check is not None and result.out_of_time:
+        check.reasons.append(
+            f"the {opts.time_budget_min:g}-minute time budget ran out with "
+            f"{len(result.out_of_time)} configuration(s) not fully searched (search.json's "
+            "not_searched); a longer --time-budget may find a faster build"
+        )
     traffic_check = None
     if best is not None and heldout is not None:
         traffic_check = searcher.certify(best.candidate, heldout, len(search_split.fp32))
@@ -185,7 +197,9 @@ def _search(
         seconds=time.perf_counter() - t0,
         configurations=[c.label for c in space.configurations()],
         not_searched=not_searched + [f"{c.label}: its all-INT8 start is no faster than a "
-                                     "passing build found" for c in result.bounded],
+                                     "passing build found" for c in result.bounded]
+        + [f"{c.label}: the {opts.time_budget_min:g}-minute time budget ran out before its "
+           "search was done" for c in result.out_of_time],
     )  # fmt: skip
     save_record(record, out / SEARCH_FILE)
     from workbench.report.search import render_search

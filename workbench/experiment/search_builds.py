@@ -251,6 +251,7 @@ def search_space(
     space = SearchSpace(
         opts.methods, (True, False), tuple(ranking), opts.max_float, kinds=tuple(opts.kinds),
         graphs=tuple(graphs), recoveries=recoveries, graph_nodes=nodes, timing_rounds=3,
+        time_budget_s=None if opts.time_budget_min is None else 60.0 * opts.time_budget_min,
     )  # fmt: skip
     return space, not_searched
 

@@ -14,6 +14,9 @@ granularity), each on the plain or the fused graph. Every all-INT8 start is scor
 first; configurations are then searched fastest start first, and one whose all-INT8 start is
 already no faster than a passing build found is not searched further (keeping layers in float
 never makes a build faster), so the cost grows with the configurations that can still win.
+``SearchSpace.time_budget_s`` bounds the rest: every start is still scored and timed, but no
+configuration's search begins (nor a greedy step or prune continues) once the budget is spent;
+``SearchResult.out_of_time`` names those configurations so the record can say so.
 
 Example::
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -95,6 +99,7 @@ class SearchSpace:
     recoveries: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # per kind
     graph_nodes: dict[str, frozenset[str]] = field(default_factory=dict)  # nodes a graph has
     timing_rounds: int = 1  # starts timed this many times, interleaved (median): load-robust
+    time_budget_s: float | None = None  # after the starts: searching stops once this is spent
 
     def ranking_for(self, method: str, graph: str = "plain") -> tuple[str, ...]:
         """The method's ranking, without node groups the graph does not have (fusion)."""
@@ -125,6 +130,7 @@ class SearchResult:
     n_scored: int
     n_timed: int
     bounded: list[Candidate] = field(default_factory=list)  # starts no faster than a pass found
+    out_of_time: list[Candidate] = field(default_factory=list)  # not (fully) searched: budget
 
 
 def check_space(space: SearchSpace) -> None:
@@ -133,6 +139,8 @@ def check_space(space: SearchSpace) -> None:
         raise ConfigError("the search needs at least one calibration method and granularity")
     if space.max_float < 0:
         raise ConfigError(f"max_float must be >= 0, got {space.max_float}")
+    if space.time_budget_s is not None and not space.time_budget_s > 0:
+        raise ConfigError(f"time budget must be > 0 seconds, got {space.time_budget_s}")
     check_kinds(space.kinds, space.graphs)
     for method in space.methods:
         rank = space.ranking_for(method)
@@ -155,28 +163,33 @@ def search(
     score: Callable[[Candidate], Verdict],
     latency: Callable[[Candidate], float],
     progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SearchResult:
     """Greedy float-keeping, then pruning, per configuration; fastest passing build wins."""
     check_space(space)
     state = _State(score, latency, progress, _budget(space))
+    budget = math.inf if space.time_budget_s is None else space.time_budget_s
+    t0 = clock()
+    state.out_of_time = lambda: clock() - t0 >= budget
     for cfg in space.configurations():
         state.try_(cfg, "start")
         state.time(cfg)
     state.retime(space.configurations(), space.timing_rounds - 1)
     starts = [state.trials[cfg] for cfg in space.configurations()]
-    bounded = []
+    bounded, cut = [], []
     for start in sorted(starts, key=lambda t: t.latency_ms):
         if start.passed:  # nothing kept in float: already the configuration's answer
             continue
         best = _fastest_passing(state.trials.values())
         if best is not None and best.latency_ms <= start.latency_ms:
             bounded.append(start.candidate)
-            continue
-        _search_one(state, space, start.candidate)
+        elif state.out_of_time() or not _search_one(state, space, start.candidate):
+            cut.append(start.candidate)
     trials = list(state.trials.values())
     timed = [t for t in trials if math.isfinite(t.latency_ms)]
     best = _fastest_passing(timed)
-    return SearchResult(trials, pareto_front(timed), best, state.n_scored, len(timed), bounded)
+    front = pareto_front(timed)
+    return SearchResult(trials, front, best, state.n_scored, len(timed), bounded, cut)
 
 
 def _fastest_passing(trials) -> Trial | None:
@@ -184,24 +197,32 @@ def _fastest_passing(trials) -> Trial | None:
     return min(passing, key=_speed_key, default=None)
 
 
-def _search_one(state: _State, space: SearchSpace, cfg: Candidate) -> None:
-    """Greedy float-keeping from the all-INT8 start ``cfg`` (already scored), then pruning."""
+def _search_one(state: _State, space: SearchSpace, cfg: Candidate) -> bool:
+    """Greedy float-keeping from the all-INT8 start ``cfg`` (already scored), then pruning;
+    False when the time budget ran out before the configuration's search was done."""
     ranking = space.ranking_for(cfg.method, cfg.graph)
     trial = state.trials[cfg]
     kept: list[str] = []
     for node in ranking[: space.max_float]:
         if trial.passed:
             break
+        if state.out_of_time():
+            return False
         kept.append(node)
         trial = state.try_(replace(cfg, float_nodes=tuple(kept)), "greedy")
     if not trial.passed:
-        return
+        return True
+    done = True
     for node in reversed(list(kept)):
+        if state.out_of_time():  # a passing build is found: time it, not fully pruned
+            done = False
+            break
         fewer = [k for k in kept if k != node]
         attempt = state.try_(replace(cfg, float_nodes=tuple(fewer)), "prune")
         if attempt.passed:
             kept = fewer
     state.time(replace(cfg, float_nodes=tuple(kept)))
+    return done
 
 
 def pareto_front(trials: Sequence[Trial]) -> list[Trial]:
@@ -245,6 +266,7 @@ class _State:
         self.total = total
         self.trials: dict[Candidate, Trial] = {}
         self.n_scored = 0
+        self.out_of_time: Callable[[], bool] = lambda: False
 
     def try_(self, cand: Candidate, stage: str) -> Trial:
         if cand not in self.trials:
