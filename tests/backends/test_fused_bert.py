@@ -111,16 +111,20 @@ def test_fused_encoder_matches_quantlinear_reference(dev: str, precision: str, k
     keep = KEEP_FLOAT if kind == "hf" else ("head",)
     ref = quantize_linears(copy.deepcopy(fp32), amax, precision, keep, simulate=True)
     quant = quantize_linears(copy.deepcopy(fp32), amax, precision, keep)
-    dtype = torch.float16 if dev == "cuda" else torch.float32
-    fused = fuse_bert_encoder(quant.to(dtype))
+    fused = fuse_bert_encoder(quant)  # float32 activations: the kernels' numerics alone
     assert (fused.encoder if kind == "meanpool" else fused).kernels == KERNELS_LABEL
     with torch.no_grad():
         want, got, base = logits_of(ref, x), logits_of(fused, x), logits_of(fp32, x)
     err = float((got - want).norm() / want.norm())
-    assert err < (2e-2 if dev == "cuda" else 2e-3), err
+    assert err < 2e-3, err
     assert torch.equal(got.argmax(1), want.argmax(1))
     # the reference itself is quantized: it differs from FP32 more than the kernels from it
     assert err < float((want - base).norm() / base.norm())
+    if dev == "cuda":  # FP16 as the benchmark runs it; its rounding can exceed tiny INT8 error
+        with torch.no_grad():
+            got16 = logits_of(fused.half(), x)
+        assert float((got16 - want).norm() / want.norm()) < 2e-2
+        assert torch.equal(got16.argmax(1), want.argmax(1))
 
 
 def test_fused_encoder_refuses_float_linears() -> None:
