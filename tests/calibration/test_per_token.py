@@ -17,7 +17,7 @@ from workbench.errors import ConfigError
 
 # run-time activation scales: ORT's fused dynamic op, or the integer MatMul behind our
 # per-row scaling (static Q/DQ MatMuls become MatMulIntegerToFloat fed by QuantizeLinear)
-DYNAMIC_OPS = {"per-tensor": "DynamicQuantizeMatMul", "per-token": "MatMulInteger"}
+DYNAMIC_OPS = {"per-tensor": "DynamicQuantizeMatMul", "per-token": "MatMulIntegerToFloat"}
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +47,22 @@ def ffn_out(tiny_onnx):
     ]
 
 
-def _optimized_ops(path, tmp_path) -> dict[str, str]:
-    """Node name -> op type in ONNX Runtime's optimized graph (extended level: no NCHWc)."""
+def _optimized_nodes(path, tmp_path) -> dict:
+    """Node name -> node in ONNX Runtime's optimized graph (extended level: no NCHWc)."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return {n.name: n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+    return {n.name: n for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
+
+
+def _dynamic(node, granularity: str) -> bool:
+    """A per-tensor dynamic MatMul is ORT's DynamicQuantizeMatMul; a per-token one the
+    integer kernel fed by the row-normalized input (constant 1/127 scale), unlike the
+    MatMulIntegerToFloat ORT makes from a static Q/DQ pair."""
+    if granularity == "per-tensor":
+        return node.op_type == "DynamicQuantizeMatMul"
+    return node.op_type == "MatMulIntegerToFloat" and node.input[2].endswith("_unit_scale")
 
 
 @pytest.mark.parametrize("granularity", ["per-tensor", "per-token"])
@@ -62,17 +71,18 @@ def test_chosen_matmuls_run_dynamic_the_rest_static(
 ):
     assert len(ffn_out) == 2
     out = dynamic_matmuls(qdq, ffn_out, tmp_path / "mixed.onnx", granularity=granularity)
-    ops, static_ops = _optimized_ops(out, tmp_path), _optimized_ops(qdq, tmp_path)
-    dynamic = {name for name, op in ops.items() if op == DYNAMIC_OPS[granularity]}
+    nodes, static_nodes = _optimized_nodes(out, tmp_path), _optimized_nodes(qdq, tmp_path)
+    dynamic = {name for name, n in nodes.items() if _dynamic(n, granularity)}
     assert dynamic == set(ffn_out)
-    assert not {op for op in static_ops.values()} & set(DYNAMIC_OPS.values())
-    assert (
-        ops[ffn_out[0].replace("output/dense", "intermediate/dense")]
-        == static_ops[ffn_out[0].replace("output/dense", "intermediate/dense")]
-    )
+    assert not any(_dynamic(n, g) for n in static_nodes.values() for g in DYNAMIC_OPS)
+    up = ffn_out[0].replace("output/dense", "intermediate/dense")
+    assert nodes[up].op_type == static_nodes[up].op_type
     # the other MatMuls keep their static Q/DQ: one fewer activation Q per dynamic MatMul
     q_before = sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(qdq)).graph.node)
-    q_after = sum(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+    q_after = sum(
+        n.op_type == "QuantizeLinear" and not n.name.endswith("_tok_quantize")  # per-token's own
+        for n in onnx.load(str(out)).graph.node
+    )
     assert q_after == q_before - len(ffn_out)
     ref = logits(tiny_onnx, test_feeds)
     got, static = logits(out, test_feeds), logits(qdq, test_feeds)
@@ -90,19 +100,22 @@ def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, t
     out = dynamic_matmuls(qdq, [node], tmp_path / "one.onnx", granularity="per-token")
     m = onnx.load(str(out))
     mm = next(n for n in m.graph.node if n.name == node)
-    rescale = next(n for n in m.graph.node if n.name == f"{node}_rescale")
+    assert mm.op_type == "MatMulIntegerToFloat"  # ORT's integer kernel, float output
+    rescale = next(n for n in m.graph.node if n.name == f"{node}_tok_rescale")
     x_name = next(n for n in m.graph.node if n.name == f"{node}_tok_abs").input[0]
     for t in (x_name, rescale.output[0]):
         m.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     onnx.save(m, str(tmp_path / "tapped.onnx"))
     sess = ort.InferenceSession(str(tmp_path / "tapped.onnx"), providers=["CPUExecutionProvider"])
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    w_q, w_s = inits[mm.input[1]].astype(np.int64), inits[rescale.input[1]]
+    w_q, w_s = inits[mm.input[1]].astype(np.int64), inits[mm.input[3]]
     x, y = sess.run([x_name, rescale.output[0]], test_feeds[0])
-    s = np.maximum(np.abs(x).max(axis=-1, keepdims=True), 1e-12) / 127
-    xq = np.clip(np.round(x / s), -127, 127).astype(np.int64)
-    want = (xq @ w_q).astype(np.float32) * s * w_s
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    amax = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-12))
+    unit = x / amax  # float32, as the graph's Div
+    xq = np.clip(np.round(unit / np.float32(1 / 127)), -127, 127).astype(np.int64)
+    want = (xq @ w_q).astype(np.float32) * np.float32(1 / 127) * w_s * amax
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(y, x @ (w_q * w_s), rtol=1e-4, atol=1e-5)  # it is quantized
 
 
 def test_bad_requests_are_refused(qdq, tmp_path):

@@ -69,6 +69,8 @@ def dynamic_matmuls(
             else "no MatMul node names given to make dynamic"
         )
     rw = _Rewriter(model, granularity)
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     chosen = set(node_names)
     nodes = []
     for node in model.graph.node:
@@ -114,28 +116,23 @@ class _Rewriter:
             scale = f"{base}_scales"
             new.append(helper.make_node("Mul", [xs, w_scale], [scale], f"{base}_scales"))
         else:
-            xq, scale = self._per_token(x, base, new)
-            new.append(helper.make_node("MatMulInteger", [xq, w_q], [mm_out], base))
+            return self._per_token_matmul(node, x, w_q, w_scale, new)
         cast = f"{base}_float"
         new.append(helper.make_node("Cast", [mm_out], [cast], f"{base}_cast", to=TensorProto.FLOAT))
-        if self.granularity == "per-tensor":
-            new.append(helper.make_node("Mul", [cast, scale], [node.output[0]], f"{base}_rescale"))
-        else:
-            rows = f"{base}_row_scaled"
-            new.append(helper.make_node("Mul", [cast, scale], [rows], f"{base}_rescale_rows"))
-            new.append(
-                helper.make_node("Mul", [rows, w_scale], [node.output[0]], f"{base}_rescale")
-            )
+        new.append(helper.make_node("Mul", [cast, scale], [node.output[0]], f"{base}_rescale"))
         return new
 
-    def _per_token(self, x: str, base: str, new: list) -> tuple[str, str]:
-        """Symmetric int8 per row of ``x``: returns (int8 tensor, [..., 1] float scales)."""
-        from onnx import TensorProto, helper
+    def _per_token_matmul(self, node, x: str, w_q: str, w_scale: str, new: list) -> list:
+        """Per row r: ``x_r / amax_r`` is quantized with the constant scale 1/127 (uint8, zero
+        point 128), multiplied in ORT's integer kernel with per-column float output
+        (``MatMulIntegerToFloat``), then scaled back by ``amax_r``: the same symmetric
+        per-token int8 as ``round(x_r · 127 / amax_r)``, in fused kernels."""
+        from onnx import helper
 
-        self._const(f"{base}_qmax", np.float32(127.0))
-        self._const(f"{base}_qmin", np.float32(-127.0))
+        base, n = node.name, f"{node.name}_tok"
         self._const(f"{base}_eps", np.float32(1e-12))
-        n = f"{base}_tok"
+        self._const(f"{base}_unit_scale", np.float32(1.0 / 127.0))
+        self._const(f"{base}_unit_zero_point", np.uint8(128))
         new.append(helper.make_node("Abs", [x], [f"{n}_abs"], f"{n}_abs"))
         if self.opset >= 18:
             self._const(f"{base}_last_axis", np.array([-1], dtype=np.int64))
@@ -146,13 +143,18 @@ class _Rewriter:
             red = helper.make_node("ReduceMax", [f"{n}_abs"], [f"{n}_amax"], f"{n}_amax", axes=[-1])
         new.append(red)
         new.append(helper.make_node("Max", [f"{n}_amax", f"{base}_eps"], [f"{n}_amax_pos"]))
-        new.append(helper.make_node("Div", [f"{n}_amax_pos", f"{base}_qmax"], [f"{n}_scale"]))
-        new.append(helper.make_node("Div", [x, f"{n}_scale"], [f"{n}_scaled"]))
-        new.append(helper.make_node("Round", [f"{n}_scaled"], [f"{n}_rounded"]))
-        clip_in = [f"{n}_rounded", f"{base}_qmin", f"{base}_qmax"]
-        new.append(helper.make_node("Clip", clip_in, [f"{n}_clipped"]))
-        new.append(helper.make_node("Cast", [f"{n}_clipped"], [f"{n}_int8"], to=TensorProto.INT8))
-        return f"{n}_int8", f"{n}_scale"
+        new.append(helper.make_node("Div", [x, f"{n}_amax_pos"], [f"{n}_unit"], f"{n}_unit"))
+        unit_q = [f"{n}_unit", f"{base}_unit_scale", f"{base}_unit_zero_point"]
+        new.append(helper.make_node("QuantizeLinear", unit_q, [f"{n}_uint8"], f"{n}_quantize"))
+        mm_in = [f"{n}_uint8", w_q, f"{base}_unit_scale", w_scale, f"{base}_unit_zero_point"]
+        new.append(
+            helper.make_node(
+                "MatMulIntegerToFloat", mm_in, [f"{n}_unit_out"], base, domain="com.microsoft"
+            )
+        )
+        out = [node.output[0]]
+        new.append(helper.make_node("Mul", [f"{n}_unit_out", f"{n}_amax_pos"], out, f"{n}_rescale"))
+        return new
 
     def _float_input(self, name: str) -> str:
         """The float tensor behind a static activation Q/DQ pair (or ``name`` itself)."""
