@@ -4,8 +4,6 @@ GELU and requantizes, so no pass over the int32/fp32 result runs after the matmu
 ``a`` is the quantized activation [M, K] (static per-tensor scale), ``w`` the quantized
 weight [N, K] as ``lowp.QuantLinear.weight_q`` stores it (per-output-channel scales).
 INT8 accumulates in int32 (exact), FP8 e4m3 in float32. Any M, N, K: edges are masked.
-On Hopper, FP8 wgmma accumulates in reduced precision unless told to promote: see
-``FP8_MAX_IMPRECISE_ACC``.
 
 Example::
 
@@ -30,11 +28,6 @@ from workbench.errors import InputMismatchError
 GEMM_BLOCK = (128, 128, 64)  # (BLOCK_M, BLOCK_N, BLOCK_K): the default when no config is given
 GROUP_M = 8  # programs walk M in groups of 8 tiles so neighbours share B tiles in L2
 _QUANT_INPUTS = (torch.int8, torch.float8_e4m3fn)
-# FP8 tl.dot: products summed in the tensor core's reduced-precision accumulator before they
-# are added into the float32 tile (Triton's ``max_num_imprecise_acc``). Triton's sm90 default
-# never promotes, so the error grows with K (1e-3 of the output at K = 768 on an H100); 32 is
-# one wgmma instruction. 0 leaves Triton's default. See docs/gpu-kernels.md.
-FP8_MAX_IMPRECISE_ACC = 32
 
 
 @triton.jit
@@ -42,7 +35,7 @@ def _scaled_gemm_kernel(
     a_ptr, w_ptr, sa_ptr, sw_ptr, bias_ptr, so_ptr, c_ptr, M, N, K,
     stride_am, stride_ak, stride_wn, stride_wk,
     ACC_INT: tl.constexpr, HAS_BIAS: tl.constexpr, GELU: tl.constexpr, REQUANT: tl.constexpr,
-    FMT: tl.constexpr, QMIN: tl.constexpr, IMPRECISE_ACC: tl.constexpr,
+    FMT: tl.constexpr, QMIN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
@@ -68,11 +61,7 @@ def _scaled_gemm_kernel(
         w = tl.load(  # [BLOCK_N, BLOCK_K], K contiguous: the layout wgmma wants for 8-bit B
             w_ptr + rn[:, None] * stride_wn + kk[None, :] * stride_wk, mask=w_mask, other=0.0
         )
-        if IMPRECISE_ACC > 0:  # FP8 only: promote every IMPRECISE_ACC products of K
-            acc = tl.dot(a, tl.trans(w), acc, out_dtype=acc.dtype,
-                         max_num_imprecise_acc=IMPRECISE_ACC)  # fmt: skip
-        else:
-            acc = tl.dot(a, tl.trans(w), acc, out_dtype=acc.dtype)
+        acc = tl.dot(a, tl.trans(w), acc, out_dtype=acc.dtype)
     n_mask = rn < N
     # one float32 scale per column, a_scale * w_scale[n], as lowp's out_scale buffer
     col_scale = tl.load(sa_ptr) * tl.load(sw_ptr + rn, mask=n_mask, other=0.0)
@@ -210,15 +199,13 @@ def scaled_gemm(
         so = sa  # never read without REQUANT
     sw = w_scale if w_scale.dtype == torch.float32 else w_scale.to(torch.float32)
     grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
-    fp8 = a.dtype == torch.float8_e4m3fn
-    imprecise = min(FP8_MAX_IMPRECISE_ACC, cfg.block_k) if fp8 else 0  # Triton: <= BLOCK_K
     _scaled_gemm_kernel[grid](
         a, w, sa, sw.contiguous(), ep.bias.contiguous() if ep.bias is not None else so, so, out,
         m, n, k, a.stride(0), a.stride(1), w.stride(0), w.stride(1),
         ACC_INT=a.dtype == torch.int8, HAS_BIAS=ep.bias is not None, GELU=ep.gelu,
         REQUANT=ep.requant is not None,
         FMT=ep.requant.fmt_code if ep.requant is not None else 0,
-        QMIN=ep.requant.qmin if ep.requant is not None else -128.0, IMPRECISE_ACC=imprecise,
+        QMIN=ep.requant.qmin if ep.requant is not None else -128.0,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP=GROUP_M,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )  # fmt: skip
