@@ -34,9 +34,9 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     n_dyn = len(available_recoveries("dynamic"))  # none + per-token for the worst layers
     assert len(rec.configurations) == 2 * (2 * 2 * n_rec + 2 * n_dyn)  # graphs x kinds
     if n_rec > 1:  # every recovery option was a candidate, measured
-        assert {r for t in rec.trials for r in t.recovery} == {
-            r for k in ("static", "dynamic") for (r,) in available_recoveries(k)[1:]
-        }
+        assert {tuple(t.recovery) for t in rec.trials if t.recovery} == {
+            r for k in ("static", "dynamic") for r in available_recoveries(k)[1:]
+        }  # each option alone and the pairs
     assert rec.fp32_latency_ms > 0
     html = (out / "search.html").read_text(encoding="utf-8")
     assert "<script" not in html and 'class="heat"' in html
@@ -66,6 +66,8 @@ def test_search_writes_a_verified_choice_and_an_exclude_the_experiment_accepts(
     snippet, (build,) = toml["calibration"], toml["build"]
     assert snippet.get("method", "dynamic") == rec.best.method and snippet["exclude"] == rec.exclude
     assert build["precision"] == f"int8-{rec.best.kind}" and build["graph"] == rec.best.graph
+    if build.get("recovery"):  # a [[build]] table that rebuilds the choice
+        assert rec.best.kind == "dynamic" and build["recovery"] == list(rec.best.recovery)
     # the float list drops straight into the experiment file
     text = user_experiment.read_text().replace("exclude = []", f"exclude = {rec.exclude!r}")
     (tmp_path / "e.toml").write_text(text.replace("'", '"'))

@@ -96,6 +96,7 @@ class BuildRequest:
     exclude: tuple[str, ...]
     cache_dir: str  # where built artifacts are kept (content-addressed by the engine)
     graph: str = "plain"  # "fused": built on ORT's fused BERT graph (fused_graph.py)
+    recovery: tuple[str, ...] = ()  # accuracy-recovery options (onnxruntime/recovery.py)
 
     @classmethod
     def of(
@@ -127,6 +128,7 @@ class BuildRequest:
             exclude=calibration.exclude,
             cache_dir=cache_dir,
             graph=build.graph,
+            recovery=build.recovery,
         )
 
 

@@ -90,6 +90,13 @@ def run_experiment(exp: Experiment, options: RunOptions | None = None) -> tuple[
     return run, claim.path
 
 
+def _smoothed(builds: list[BuildSpec]) -> bool:
+    """A build whose recovery options read the calibration set (SmoothQuant)."""
+    from workbench.backends.onnxruntime.recovery import needs_calibration
+
+    return any(needs_calibration(b.recovery) for b in builds)
+
+
 def _measure_all(
     ws: Workspace,
     builds: list[BuildSpec],
@@ -105,7 +112,7 @@ def _measure_all(
         export = ws.export
     calib = None
     precisions = [precision(b.precision) for b in builds]
-    if any(p.calibrated for p in precisions) or exp.calibration.compare:
+    if any(p.calibrated for p in precisions) or exp.calibration.compare or _smoothed(builds):
         fp8 = any(p.table == "fp8" for p in precisions)
         calib = ws.calibrate(run_dir, opts.calibration_root, stages=st, fp8=fp8)
     from workbench.evaluate.accuracy import save_test_samples

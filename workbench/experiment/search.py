@@ -481,13 +481,23 @@ def _write_choice(
         files = ["best.onnx"]
         if c.kind == "dynamic":
             body = {"calibration": {"per_channel": c.per_channel, "exclude": patterns}}
-    build = {"backend": "onnxruntime", "precision": f"int8-{c.kind}", "graph": c.graph}
-    body["build"] = [build]
+    build: dict[str, object] = {"backend": "onnxruntime", "precision": f"int8-{c.kind}"}
+    build["graph"] = c.graph
     lines = [*_verdict_comment(check), f"# build: {c.label}"]
-    if c.recovery:
+    if c.recovery and _buildable(c):
+        build["recovery"] = list(c.recovery)  # [[build]] rebuilds it (onnxruntime/recovery.py)
+    elif c.recovery:
         lines.append(f"# recovery options {list(c.recovery)} are search-only: ship best.onnx")
+    body["build"] = [build]
     atomic_write_text(out / "exclude.toml", "\n".join(lines) + "\n" + tomli_w.dumps(body))
     return [*files, "exclude.toml"]
+
+
+def _buildable(c: Candidate) -> bool:
+    """True when a [[build]] table can name the candidate's recovery options."""
+    from workbench.backends.onnxruntime.recovery import recovery_refusal
+
+    return recovery_refusal(c.recovery, "onnxruntime", "cpu", f"int8-{c.kind}") is None
 
 
 def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:

@@ -44,7 +44,6 @@ class RecoveryOption:
     stage: str  # "fp32": transforms the FP32 model before quantizing; "qdq": the Q/DQ model
     alpha: float = 0.0  # SmoothQuant migration strength
     worst: int = 0  # per-token: how many of the most harmful layers (the search's ranking)
-    ffn: bool = False  # per-token: every feed-forward MatMul (weight not square) instead
 
 
 RECOVERY_OPTIONS = (
@@ -66,9 +65,9 @@ RECOVERY_OPTIONS = (
     ),
     # per-token activations for every feed-forward MatMul (hidden -> intermediate and back):
     # dynamic fused, full test split, 82 -> 40 rows disagreeing with FP32 (docs/search.md)
-    RecoveryOption(
-        "per-token-ffn", "workbench.calibration.per_token", ("dynamic",), "qdq", ffn=True
-    ),
+    # (built, alone or paired, by backends/onnxruntime/recovery.py: what a [[build]] table
+    # with recovery = [...] builds)
+    RecoveryOption("per-token-ffn", "workbench.calibration.per_token", ("dynamic",), "qdq"),
 )
 # pairs of an FP32-stage and a Q/DQ-stage option also tried together, for the kinds named:
 # SmoothQuant and per-token FFN activations act on different MatMul inputs (LayerNorm outputs;
@@ -140,6 +139,13 @@ class CandidateBuilder:
         from workbench.backends.onnxruntime.build import quantize_dynamic_int8
 
         base = self.base(c.graph)
+        if c.kind == "dynamic" and _buildable(c.recovery):  # what a [[build]] table builds
+            from workbench.backends.onnxruntime.recovery import dynamic_with_recovery
+
+            fl = tuple(c.float_nodes)
+            return dynamic_with_recovery(
+                base, c.per_channel, fl, c.recovery, self.calibration, self.folder
+            )[0]
         if c.kind == "dynamic":
             options = [_option(name) for name in c.recovery]
             for opt in (o for o in options if o.stage == "fp32"):
@@ -187,20 +193,16 @@ class CandidateBuilder:
         return Path(mod.dynamic_matmuls(Path(dyn), worst, path, granularity="per-token"))
 
     def _worst(self, opt: RecoveryOption, fp32: str, c: Candidate) -> list[str]:
-        """The ``opt.worst`` most harmful MatMuls (the ranking) with a constant weight, or
-        (``opt.ffn``) every one whose weight is not square: the feed-forward projections."""
+        """The ``opt.worst`` most harmful MatMuls (the ranking) with a constant weight."""
         from workbench.calibration.graph import load_onnx
 
         g = load_onnx(fp32, load_external_data=False).graph
-        inits = {i.name: i for i in g.initializer}
-        weighted = [
+        inits = {i.name for i in g.initializer}
+        weighted = {
             n.name
             for n in g.node
             if n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits
-            if not opt.ffn or len(set(inits[n.input[1]].dims)) == 2
-        ]
-        if opt.ffn:
-            return [n for n in weighted if n not in c.float_nodes]
+        }
         ok = [n for n in self.ranking if n in weighted and n not in c.float_nodes]
         return ok[: opt.worst]
 
@@ -232,7 +234,7 @@ class CandidateBuilder:
         """Bias correction, or per-token dynamic activations for the worst layers."""
         mod = importlib.import_module(opt.module)
         out = self.folder / f"{key}.{opt.name}.onnx"
-        if opt.worst or opt.ffn:
+        if opt.worst:
             worst = self._worst(opt, fp32, c)
             if not worst:  # no MatMul with a constant weight: nothing to make per-token
                 return qdq
@@ -291,6 +293,13 @@ def _applicable(
         k: tuple(c for c in combos if not set(c) & set(refused)) for k, combos in recoveries.items()
     }
     return kept, [f"{name}: {why}" for name, why in refused.items()]
+
+
+def _buildable(recovery: tuple[str, ...]) -> bool:
+    """True when a dynamic [[build]] table can name ``recovery`` (none included)."""
+    from workbench.backends.onnxruntime.recovery import recovery_refusal
+
+    return recovery_refusal(recovery, "onnxruntime", "cpu", "int8-dynamic") is None
 
 
 def _write_qdq(base: str, table: CalibrationTable, out: Path, c: Candidate) -> None:

@@ -213,6 +213,7 @@ def default_build_name(b: BuildSpec) -> str:
         parts.append("graphs")
     if b.graph != "plain":
         parts.append(b.graph)
+    parts.extend(b.recovery)
     return "-".join(parts)
 
 
@@ -240,6 +241,12 @@ def _build(raw: Any, source: str) -> BuildSpec:
             f"{source}: graph = 'fused' applies to {where}; remove graph or set "
             + " or ".join(f"backend = {n!r}, device = {d!r}" for n, d in _pairs("fused_graph_on"))
         )
+    if b.recovery:
+        from workbench.backends.onnxruntime.recovery import recovery_refusal
+
+        reason = recovery_refusal(b.recovery, b.backend, b.device, b.precision)
+        if reason is not None:
+            raise ConfigError(f"{source}: {reason}")
     return b if b.name else dataclasses.replace(b, name=default_build_name(b))
 
 

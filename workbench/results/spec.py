@@ -82,6 +82,8 @@ class BuildSpec:
     compile: bool = False  # torch.compile (PyTorch CUDA)
     cuda_graphs: bool = False  # capture CUDA graphs per shape (PyTorch CUDA)
     graph: str = "plain"  # "fused": ORT CPU FP32 / INT8 on the fused BERT graph (model_type bert)
+    # accuracy-recovery options of ORT CPU dynamic INT8 (backends/onnxruntime/recovery.py)
+    recovery: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

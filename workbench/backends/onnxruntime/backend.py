@@ -76,8 +76,15 @@ class OnnxRuntimeBackend:
             from workbench.calibration.qdq import excluded_nodes
 
             keep = tuple(excluded_nodes(req.fp32_onnx, req.exclude)) if req.exclude else ()
-            q = quantize_dynamic_int8(req.fp32_onnx, req.per_channel, keep)
             weights = "per-channel" if req.per_channel else "per-tensor"
+            if req.recovery:
+                from workbench.backends.onnxruntime.recovery import dynamic_with_recovery
+
+                path, detail = dynamic_with_recovery(
+                    req.fp32_onnx, req.per_channel, keep, req.recovery, calibration, req.cache_dir
+                )
+                return Artifact(str(path), sha256_file(path), detail, weights)
+            q = quantize_dynamic_int8(req.fp32_onnx, req.per_channel, keep)
             return Artifact(str(q.path), sha256_file(q.path), q.detail, weights)
         art = _ort_static(req, calibration) if req.calibrator == "ort" else _workbench_static(req)
         if req.device == "cuda":
