@@ -7,8 +7,9 @@ the fused graph, and ORT dynamic INT8 (plain and fused). For each: accuracy, agr
 probability KL against ORT FP32 on the test split, the paired-bootstrap accuracy drop (95% CI),
 INT8 MatMul coverage (nodes and MAC share at seq 128, read from ORT's optimized graph) and
 latency at batch 1 and 8 x seq 128. Latency: one child process per build and shape set,
-builds interleaved over rounds, the median of the rounds' p50 reported. Prints a table and
-writes JSON.
+builds interleaved over rounds, the median of the rounds' p50 reported. Every INT8 build is
+also judged on the calibration-pool rows that no calibration set, search or test split used
+("fresh" rows): a check no choice of build has seen. Prints tables and writes JSON.
 
     python benchmarks/cpu_fused_int8.py [--quick] [--method max] [--rounds 3] [--out PATH]
 """
@@ -68,6 +69,8 @@ class Setup:
     search_texts: list  # the search split (disjoint): only the search sees it
     search_labels: np.ndarray
     dataset: str
+    fresh_texts: list  # calibration-pool rows outside the calibration set: never used
+    fresh_labels: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,10 @@ def setup(
     else:
         search, gate = test.select([]), test
     cfg = json.loads((Path(art.encoder_dir) / "config.json").read_text())
+    used = set(cs.dataset["text"]) | set(test["text"])
+    fresh = [i for i, t in enumerate(splits.calibration_pool["text"]) if t not in used]
+    fresh = fresh[:n_test] if n_test else fresh  # --smoke / --n-test: as small as the test
+    pool = splits.calibration_pool.select(fresh)
     return Setup(
         str(art.path),
         str(onnx_path),
@@ -135,6 +142,8 @@ def setup(
         list(search["text"]),
         np.asarray(search["label"]),
         data.name,
+        list(pool["text"]),
+        np.asarray(pool["label"]),
     )
 
 
@@ -308,6 +317,22 @@ def quality(b: Build, s: Setup, ref: np.ndarray, total_macs: dict[str, int]) -> 
     return row
 
 
+def fresh_check(b: Build, s: Setup, ref: np.ndarray) -> dict:
+    """The gate's judge on the fresh calibration-pool rows against ORT FP32 there."""
+    lg = logits_of(b, _fresh(s))
+    d = judge_row(s.fresh_labels, ref, lg, _policy())
+    pred, base = lg.argmax(1), ref.argmax(1)
+    return {
+        "n": len(s.fresh_labels),
+        "disagreements": int((pred != base).sum()),
+        "agreement": float(np.mean(pred == base)),
+        "acc_diff_pts": 100
+        * float(np.mean(pred == s.fresh_labels) - np.mean(base == s.fresh_labels)),
+        "verdict": d.verdict,
+        "verdict_reasons": list(d.reasons),
+    }
+
+
 def _policy():
     from workbench.experiment.spec import load_experiment, shipped_experiment
 
@@ -410,6 +435,9 @@ def main(argv: list[str] | None = None) -> None:
     macs = {g.onnx_node: g.macs for g in node_groups(s.onnx_path, 128)}
     ref = logits_of(next(b for b in bs if b.name == "ort-fp32"), s)
     rows = {b.name: quality(b, s, ref, macs) for b in bs}
+    fresh_ref = logits_of(next(b for b in bs if b.name == "ort-fp32"), _fresh(s))
+    for b in (b for b in bs if b.precision.startswith("int8")):
+        rows[b.name]["fresh"] = fresh_check(b, s, fresh_ref)
     lat = latency(bs, s, args.rounds, args.iterations, args.threads)
     for name, row in rows.items():
         for batch, _ in SHAPES:
@@ -438,6 +466,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nwrote {args.out}")
 
 
+def _fresh(s: Setup) -> Setup:
+    from dataclasses import replace
+
+    return replace(s, texts=s.fresh_texts, labels=s.fresh_labels)
+
+
 def _print(rows: dict[str, dict]) -> None:
     print(
         f"{'build':<22}{'acc':>7}{'agree':>7}{'Δacc pts [95% CI]':>24}{'KL':>9}{'int8 MAC':>9}"
@@ -452,6 +486,15 @@ def _print(rows: dict[str, dict]) -> None:
             f"{r['x_torch_fp32_b1']:>7.2f}{r['p50_ms_b8']:>8.1f}{r['x_ort_fp32_b8']:>7.2f}"
             f"{r['verdict']:>14}"
         )
+    fresh = {n: r["fresh"] for n, r in rows.items() if "fresh" in r}
+    if fresh:
+        n = next(iter(fresh.values()))["n"]
+        print(f"\non {n} calibration-pool rows no calibration, search or test split used:")
+        for name, f in fresh.items():
+            print(
+                f"{name:<22} agree {f['agreement']:.4f} ({f['disagreements']} differ)  "
+                f"Δacc {f['acc_diff_pts']:+.2f} pts  {f['verdict']}"
+            )
 
 
 if __name__ == "__main__":

@@ -149,6 +149,10 @@ def test_cpu_fused_int8_smoke(tmp_path: Path) -> None:
     assert all(r["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE") for r in data["rows"])
     for row in data["rows"]:
         assert row["p50_ms_b1"] > 0 and row["p50_ms_b8"] > 0 and 0 <= row["agreement"] <= 1
+        if row["build"].startswith("ort-int8"):  # judged on unused calibration-pool rows too
+            fresh = row["fresh"]
+            assert fresh["n"] > 0 and fresh["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE")
+            assert fresh["disagreements"] == round((1 - fresh["agreement"]) * fresh["n"])
     assert data["rounds"] == 1 and data["iterations"] == 2
 
 
