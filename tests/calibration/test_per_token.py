@@ -102,7 +102,7 @@ def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, t
     mm = next(n for n in m.graph.node if n.name == node)
     assert mm.op_type == "MatMulIntegerToFloat"  # ORT's integer kernel, float output
     rescale = next(n for n in m.graph.node if n.name == f"{node}_tok_rescale")
-    x_name = next(n for n in m.graph.node if n.name == f"{node}_tok_abs").input[0]
+    x_name = next(n for n in m.graph.node if n.name == f"{node}_tok_max").input[0]
     for t in (x_name, rescale.output[0]):
         m.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
     onnx.save(m, str(tmp_path / "tapped.onnx"))
@@ -111,7 +111,7 @@ def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, t
     w_q, w_s = inits[mm.input[1]].astype(np.int64), inits[mm.input[3]]
     x, y = sess.run([x_name, rescale.output[0]], test_feeds[0])
     amax = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-12))
-    unit = x / amax  # float32, as the graph's Div
+    unit = x * (np.float32(1) / amax)  # float32, as the graph's Reciprocal and Mul
     xq = np.clip(np.round(unit / np.float32(1 / 127)), -127, 127).astype(np.int64)
     want = (xq @ w_q).astype(np.float32) * np.float32(1 / 127) * w_s * amax
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)

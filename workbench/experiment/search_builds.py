@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from workbench.experiment.search_core import Candidate, SearchSpace
 
 
-BUILD_VERSION = 2  # in every candidate file's key; 2: per-token in fused integer kernels
+BUILD_VERSION = 3  # in every candidate file's key; 2: per-token in fused kernels; 3: fewer passes
 
 
 @dataclass(frozen=True)

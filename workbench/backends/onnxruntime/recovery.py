@@ -32,7 +32,7 @@ from workbench.fileio import sha256_file, sha256_json
 
 PER_TOKEN_FFN = "per-token-ffn"
 _SMOOTHQUANT = re.compile(r"smoothquant-(0\.\d+|1(\.0+)?)")
-RECOVERY_VERSION = 1
+RECOVERY_VERSION = 2  # 2: per-token abs-max from two reductions, multiply by the reciprocal
 
 
 def recovery_refusal(names: Sequence[str], backend: str, device: str, precision: str) -> str | None:
