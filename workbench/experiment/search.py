@@ -484,20 +484,15 @@ def _write_choice(
     build: dict[str, object] = {"backend": "onnxruntime", "precision": f"int8-{c.kind}"}
     build["graph"] = c.graph
     lines = [*_verdict_comment(check), f"# build: {c.label}"]
-    if c.recovery and _buildable(c):
+    from workbench.experiment.search_builds import buildable
+
+    if c.recovery and c.kind == "dynamic" and buildable(c.recovery):
         build["recovery"] = list(c.recovery)  # [[build]] rebuilds it (onnxruntime/recovery.py)
     elif c.recovery:
         lines.append(f"# recovery options {list(c.recovery)} are search-only: ship best.onnx")
     body["build"] = [build]
     atomic_write_text(out / "exclude.toml", "\n".join(lines) + "\n" + tomli_w.dumps(body))
     return [*files, "exclude.toml"]
-
-
-def _buildable(c: Candidate) -> bool:
-    """True when a [[build]] table can name the candidate's recovery options."""
-    from workbench.backends.onnxruntime.recovery import recovery_refusal
-
-    return recovery_refusal(c.recovery, "onnxruntime", "cpu", f"int8-{c.kind}") is None
 
 
 def _patterns(nodes: tuple[str, ...] | list[str]) -> list[str]:

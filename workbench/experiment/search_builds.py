@@ -139,7 +139,7 @@ class CandidateBuilder:
         from workbench.backends.onnxruntime.build import quantize_dynamic_int8
 
         base = self.base(c.graph)
-        if c.kind == "dynamic" and _buildable(c.recovery):  # what a [[build]] table builds
+        if c.kind == "dynamic" and buildable(c.recovery):  # what a [[build]] table builds
             from workbench.backends.onnxruntime.recovery import dynamic_with_recovery
 
             fl = tuple(c.float_nodes)
@@ -295,7 +295,7 @@ def _applicable(
     return kept, [f"{name}: {why}" for name, why in refused.items()]
 
 
-def _buildable(recovery: tuple[str, ...]) -> bool:
+def buildable(recovery: tuple[str, ...]) -> bool:
     """True when a dynamic [[build]] table can name ``recovery`` (none included)."""
     from workbench.backends.onnxruntime.recovery import recovery_refusal
 
