@@ -60,6 +60,45 @@ def test_recovered_build_is_the_searchs_candidate(tiny_model, tiny_onnx, feeds, 
     assert "SmoothQuant" not in art.detail and "per-token" in art.detail
 
 
+def test_per_token_ffn_down_is_the_searchs_candidate(tiny_model, tiny_onnx, feeds, tmp_path):
+    """``per-token-ffn-down``: only the narrowing FFN MatMul of each layer per token (the one
+    that reads the GELU output), the widening one ORT's per-tensor op; same bytes as the
+    search's candidate; it agrees with FP32 at least as well as all-per-tensor dynamic."""
+    from workbench.backends.registry import get_backend
+    from workbench.experiment.search_builds import CandidateBuilder
+    from workbench.experiment.search_core import DYNAMIC, Candidate
+    from workbench.fileio import sha256_file
+
+    pair = ("smoothquant-0.8", "per-token-ffn-down")
+    req = _req(tiny_model, tiny_onnx, tmp_path / "b", pair)
+    art = get_backend("onnxruntime").build(req, lambda: iter(feeds))
+    assert "2 narrowing feed-forward MatMuls with per-token activations" in art.detail
+    m = onnx.load(art.model_path)
+    per_token = [n.name for n in m.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    assert len(per_token) == 2 and all("/output/dense/" in n for n in per_token)
+    producers = {o: n.op_type for n in m.graph.node for o in n.output}
+    inputs = {n.name: n.input[0] for n in m.graph.node if n.name.endswith("_tok_max")}
+    assert sorted(producers[x] for x in inputs.values()) == ["BiasGelu", "BiasGelu"]
+    builder = CandidateBuilder(
+        str(tiny_onnx), {}, tmp_path / "s", str(tiny_model.path),
+        lambda: iter(feeds),
+    )  # fmt: skip
+    path = builder.build(Candidate(DYNAMIC, True, (), "dynamic", "fused", pair))
+    assert sha256_file(path) == sha256_file(art.model_path)
+    backend = get_backend("onnxruntime")
+
+    def logits(r):
+        with backend.open_runner(r, backend.build(r, lambda: iter(feeds)), threads=1) as run:
+            return np.concatenate([run.infer(f)["logits"] for f in feeds])
+
+    _, ref, _ = _built(_request(tiny_model, tiny_onnx, "", "fp32", "plain", tmp_path), feeds)
+    got = logits(req)
+    plain_dyn = logits(_req(tiny_model, tiny_onnx, tmp_path / "d", ()))
+    err = np.abs(got - ref).mean()
+    assert 0 < err <= np.abs(plain_dyn - ref).mean() * 1.5
+    assert (got.argmax(1) == ref.argmax(1)).mean() > 0.9
+
+
 def test_smoothquant_without_calibration_is_refused(tiny_model, tiny_onnx, tmp_path):
     from workbench.backends.registry import get_backend
 
@@ -90,6 +129,7 @@ def test_spec_names_and_checks_recovery(tmp_path):
         '"smoothquant-0.8", "per-token-fnn"': "'per-token-fnn' unknown",
         '"smoothquant-0.5", "smoothquant-0.8"': "at most one smoothquant",
         '"smoothquant-1.5"': "'smoothquant-1.5' unknown",
+        '"per-token-ffn", "per-token-ffn-down"': "one of",
     }
     for names, msg in bad.items():
         with pytest.raises(ConfigError, match=msg):

@@ -118,6 +118,46 @@ def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, t
     assert not np.allclose(y, x @ (w_q * w_s), rtol=1e-4, atol=1e-5)  # it is quantized
 
 
+def test_after_a_fused_gelu_one_reduction_and_a_floor(tiny_onnx, test_feeds, tmp_path):
+    """On the fused graph the FFN-down MatMul reads BiasGelu's output, which is never below
+    -0.1700: the row's range is max(row max, 0.171) from one ReduceMax (no ReduceMin), it
+    still covers every value, and the output is that per-row int8 arithmetic."""
+    from onnx import helper, numpy_helper
+
+    from workbench.backends.onnxruntime.fusion import fuse_bert
+    from workbench.backends.onnxruntime.recovery import ffn_matmuls
+    from workbench.calibration.per_token import GELU_FLOOR
+
+    fused = fuse_bert(tiny_onnx, tmp_path / "fused.onnx", num_heads=2).path
+    down = ffn_matmuls(onnx.load(str(fused)), narrowing_only=True)
+    assert len(down) == 2  # one per layer of the tiny BERT
+    out = dynamic_matmuls(fused, down[:1], tmp_path / "one.onnx", granularity="per-token")
+    m = onnx.load(str(out))
+    node = down[0]
+    ops = [n.op_type for n in m.graph.node if n.name.startswith(f"{node}_tok")]
+    assert "ReduceMax" in ops and "ReduceMin" not in ops and "Neg" not in ops
+    x_name = next(n for n in m.graph.node if n.name == f"{node}_tok_max").input[0]
+    producer = next(n for n in m.graph.node if x_name in n.output)
+    assert producer.op_type == "BiasGelu"
+    mm = next(n for n in m.graph.node if n.name == node)
+    rescale = next(n for n in m.graph.node if n.name == f"{node}_tok_rescale")
+    for t in (x_name, rescale.output[0]):
+        m.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    onnx.save(m, str(tmp_path / "tapped.onnx"))
+    sess = ort.InferenceSession(str(tmp_path / "tapped.onnx"), providers=["CPUExecutionProvider"])
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    w_q, w_s = inits[mm.input[1]].astype(np.int64), inits[mm.input[3]]
+    feeds = {k: v for k, v in test_feeds[0].items() if k in {i.name for i in sess.get_inputs()}}
+    x, y = sess.run([x_name, rescale.output[0]], feeds)
+    assert x.min() >= -GELU_FLOOR  # the floored range covers the negative side
+    amax = np.maximum(x.max(axis=-1, keepdims=True), GELU_FLOOR)
+    unit = x * (np.float32(1) / amax)  # float32, as the graph's Reciprocal and Mul
+    xq = np.clip(np.round(unit / np.float32(1 / 127)), -127, 127).astype(np.int64)
+    want = (xq @ w_q).astype(np.float32) * np.float32(1 / 127) * w_s * amax
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(y, x @ (w_q * w_s), rtol=1e-4, atol=1e-5)  # it is quantized
+
+
 def test_bad_requests_are_refused(qdq, tmp_path):
     with pytest.raises(ConfigError, match="no node"):
         dynamic_matmuls(qdq, ["nope"], tmp_path / "x.onnx")

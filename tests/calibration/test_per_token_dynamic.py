@@ -77,6 +77,7 @@ def test_per_token_ffn_takes_every_feed_forward_matmul(tiny_onnx, tiny_tokenizer
     assert agreement(logits(path, feeds), logits(tiny_onnx, feeds)) > 0.9
     assert ("per-token-ffn",) in available_recoveries("dynamic")
     assert ("smoothquant-0.8", "per-token-ffn") in available_recoveries("dynamic")
+    assert ("smoothquant-0.8", "per-token-ffn-down") in available_recoveries("dynamic")
     assert not any("per-token-ffn" in r for r in available_recoveries("static"))
 
 

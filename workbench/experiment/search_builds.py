@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from workbench.experiment.search_core import Candidate, SearchSpace
 
 
-BUILD_VERSION = 3  # in every candidate file's key; 2: per-token in fused kernels; 3: fewer passes
+# in every candidate file's key; 2: per-token in fused kernels; 3: fewer passes; 4: one
+# reduction after a fused GELU
+BUILD_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,17 @@ RECOVERY_OPTIONS = (
     # (built, alone or paired, by backends/onnxruntime/recovery.py: what a [[build]] table
     # with recovery = [...] builds)
     RecoveryOption("per-token-ffn", "workbench.calibration.per_token", ("dynamic",), "qdq"),
+    # only the narrowing FFN MatMuls (they read the GELU output): half the per-token work;
+    # with SmoothQuant 0.8, search half 37 -> 13 disagreements vs 11 for all FFN (docs/search.md)
+    RecoveryOption("per-token-ffn-down", "workbench.calibration.per_token", ("dynamic",), "qdq"),
 )
 # pairs of an FP32-stage and a Q/DQ-stage option also tried together, for the kinds named:
 # SmoothQuant and per-token FFN activations act on different MatMul inputs (LayerNorm outputs;
 # the GELU output and the FFN input), so their gains can add up
-RECOVERY_PAIRS = ((("smoothquant-0.8", "per-token-ffn"), ("dynamic",)),)
+RECOVERY_PAIRS = (
+    (("smoothquant-0.8", "per-token-ffn"), ("dynamic",)),
+    (("smoothquant-0.8", "per-token-ffn-down"), ("dynamic",)),
+)
 
 
 def available_recoveries(kind: str) -> tuple[tuple[str, ...], ...]:

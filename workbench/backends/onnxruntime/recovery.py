@@ -1,7 +1,7 @@
 """Accuracy-recovery options a ``[[build]]`` can name for dynamic INT8 on ONNX Runtime's CPU,
 so the build ``workbench search`` picks can be rebuilt (and gated) from the experiment file.
 
-``recovery = ["smoothquant-0.8", "per-token-ffn"]`` on ``precision = "int8-dynamic"``:
+``recovery = ["smoothquant-0.8", "per-token-ffn-down"]`` on ``precision = "int8-dynamic"``:
 
 * ``smoothquant-A`` (0 < A ≤ 1): SmoothQuant-style migration of activation outliers into the
   preceding LayerNorms (``calibration.smoothquant``), from per-channel maxima of one pass over
@@ -9,14 +9,18 @@ so the build ``workbench search`` picks can be rebuilt (and gated) from the expe
 * ``per-token-ffn``: every feed-forward MatMul (weight not square) takes one int8 scale per
   token instead of ORT's one per tensor (``calibration.per_token``); the rest stay ORT's
   dynamic kernels (Q/K/V packed into QAttention on the fused graph).
+* ``per-token-ffn-down``: only the feed-forward MatMuls that narrow (intermediate -> hidden:
+  they read the GELU output, the long-tailed activation) go per-token; the widening ones keep
+  ORT's fused per-tensor op, which is cheaper (SmoothQuant covers their LayerNorm input).
 
-On the default classifier, fused graph, the two together brought the disagreements with
-FP32 on the 2,551-row test split from 82 to 26 (``docs/search.md``). The search's own
-candidates (``experiment.search_builds``) are built by the same functions.
+At most one per-token option. On the default classifier, fused graph, SmoothQuant α 0.8 with
+either brought the disagreements with FP32 from 37 to 11 (all FFN) / 13 (FFN-down) on the
+search half (1,275 rows) of the test split (``docs/search.md``). The search's own candidates
+(``experiment.search_builds``) are built by the same functions.
 
 Example::
 
-    q = dynamic_with_recovery("fused.onnx", True, (), ("smoothquant-0.8", "per-token-ffn"),
+    q = dynamic_with_recovery("fused.onnx", True, (), ("smoothquant-0.8", "per-token-ffn-down"),
                               calibration_feeds, cache_dir)
 """
 
@@ -31,8 +35,12 @@ from workbench.errors import CalibrationError
 from workbench.fileio import sha256_file, sha256_json
 
 PER_TOKEN_FFN = "per-token-ffn"
+PER_TOKEN_FFN_DOWN = "per-token-ffn-down"
+PER_TOKEN = (PER_TOKEN_FFN, PER_TOKEN_FFN_DOWN)
 _SMOOTHQUANT = re.compile(r"smoothquant-(0\.\d+|1(\.0+)?)")
-RECOVERY_VERSION = 2  # 2: per-token abs-max from two reductions, multiply by the reciprocal
+# 2: per-token abs-max from two reductions, multiply by the reciprocal; 3: after a fused GELU
+# one reduction and a floor
+RECOVERY_VERSION = 3
 
 
 def recovery_refusal(names: Sequence[str], backend: str, device: str, precision: str) -> str | None:
@@ -45,14 +53,18 @@ def recovery_refusal(names: Sequence[str], backend: str, device: str, precision:
             "precision = 'int8-dynamic'; remove recovery or change the build"
         )
     smooth = [n for n in names if _SMOOTHQUANT.fullmatch(n)]
-    bad = [n for n in names if n != PER_TOKEN_FFN and n not in smooth]
+    bad = [n for n in names if n not in PER_TOKEN and n not in smooth]
     if bad:
         return (
             f"recovery option {bad[0]!r} unknown; use 'smoothquant-A' (0 < A <= 1) and/or "
-            f"{PER_TOKEN_FFN!r}"
+            f"one of {list(PER_TOKEN)}"
         )
-    if len(smooth) > 1 or len(set(names)) != len(names):
-        return "recovery names each option once (at most one smoothquant-A)"
+    token = [n for n in names if n in PER_TOKEN]
+    if len(smooth) > 1 or len(token) > 1 or len(set(names)) != len(names):
+        return (
+            "recovery names each option once (at most one smoothquant-A and one of "
+            f"{list(PER_TOKEN)})"
+        )
     return None
 
 
@@ -61,19 +73,19 @@ def needs_calibration(names: Sequence[str]) -> bool:
     return any(_SMOOTHQUANT.fullmatch(n) for n in names)
 
 
-def ffn_matmuls(model: Any) -> list[str]:
+def ffn_matmuls(model: Any, narrowing_only: bool = False) -> list[str]:
     """MatMuls (in graph order) whose constant weight is 2-D and not square: a transformer's
-    feed-forward projections (hidden -> intermediate and back)."""
+    feed-forward projections (hidden -> intermediate and back); ``narrowing_only``: just the
+    ones back (weight [in, out] with in > out), which read the GELU output."""
     inits = {i.name: i for i in model.graph.initializer}
-    return [
-        n.name
-        for n in model.graph.node
-        if n.op_type == "MatMul"
-        and len(n.input) > 1
-        and n.input[1] in inits
-        and len(inits[n.input[1]].dims) == 2
-        and len(set(inits[n.input[1]].dims)) == 2
-    ]
+    out = []
+    for n in model.graph.node:
+        w = inits.get(n.input[1]) if n.op_type == "MatMul" and len(n.input) > 1 else None
+        if w is None or len(w.dims) != 2 or w.dims[0] == w.dims[1]:
+            continue
+        if not narrowing_only or w.dims[0] > w.dims[1]:
+            out.append(n.name)
+    return out
 
 
 def smoothed_model(
@@ -118,12 +130,13 @@ def dynamic_with_recovery(
         alpha = float(name.split("-", 1)[1])
         base = smoothed_model(base, alpha, calibration(), folder)
         detail.append(f"SmoothQuant α {alpha:g}")
-    if PER_TOKEN_FFN not in recovery:
+    token = next((n for n in recovery if n in PER_TOKEN), None)
+    if token is None:
         q = quantize_dynamic_int8(base, per_channel, float_nodes)
         return q.path, "; ".join([q.detail, *detail])
-    ffn = [
-        n for n in ffn_matmuls(load_onnx(base, load_external_data=False)) if n not in float_nodes
-    ]
+    narrowing = token == PER_TOKEN_FFN_DOWN
+    graph = load_onnx(base, load_external_data=False)
+    ffn = [n for n in ffn_matmuls(graph, narrowing) if n not in float_nodes]
     q = quantize_dynamic_int8(base, per_channel, (*float_nodes, *ffn))
     if not ffn:
         return q.path, "; ".join([q.detail, *detail, "no feed-forward MatMul to make per-token"])
@@ -132,5 +145,6 @@ def dynamic_with_recovery(
     if not out.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         dynamic_matmuls(q.path, ffn, out, granularity="per-token")
-    detail.append(f"{len(ffn)} feed-forward MatMuls with per-token activations")
+    which = "narrowing feed-forward" if narrowing else "feed-forward"
+    detail.append(f"{len(ffn)} {which} MatMuls with per-token activations")
     return out, "; ".join([q.detail, *detail])
