@@ -55,33 +55,37 @@ def demo_policy():
     return load_experiment(shipped_experiment("demo")).gate.policy
 
 
-REGISTRY_BUILDS = (  # (name, precision, graph): what a user gets from [[build]] tables
-    ("ort-int8-static", "int8-static", "plain"),  # the demo's gated build today
-    ("ort-int8-static-fused", "int8-static", "fused"),
-    ("ort-int8-dynamic", "int8-dynamic", "plain"),
-    ("ort-int8-dynamic-fused", "int8-dynamic", "fused"),
-    ("ort-fp32-fused", "fp32", "fused"),
+# (name, precision, graph, recovery): what a user gets from [[build]] tables
+REGISTRY_BUILDS = (
+    ("ort-int8-static", "int8-static", "plain", ()),  # the demo's gated build until 2026-12-05
+    ("ort-int8-static-fused", "int8-static", "fused", ()),
+    ("ort-int8-dynamic", "int8-dynamic", "plain", ()),
+    ("ort-int8-dynamic-fused", "int8-dynamic", "fused", ()),
+    ("ort-fp32-fused", "fp32", "fused", ()),
+    # the demo's gated build (shipped demo.toml): the search's choice on the default classifier
+    ("ort-int8-searched", "int8-dynamic", "fused", ("smoothquant-0.8", "per-token-ffn-down")),
 )
 
 
 def registry_builds(
-    model_dir: str, onnx: str, table_file: str, tokenizer_file: str
+    model_dir: str, onnx: str, table_file: str, tokenizer_file: str, calibration=None
 ) -> list[tuple[str, str, str, str]]:
     """(name, model path, precision, detail) of each ``REGISTRY_BUILDS`` entry, built through
-    the backend registry exactly as ``workbench run`` builds it (per-channel weights)."""
+    the backend registry exactly as ``workbench run`` builds it (per-channel weights;
+    ``calibration``: a callable giving the calibration feeds, for SmoothQuant)."""
     from workbench.backends.registry import BuildRequest, get_backend
     from workbench.fileio import cache_root
 
     backend, out = get_backend("onnxruntime"), []
-    for name, precision, graph in REGISTRY_BUILDS:
+    for name, precision, graph, recovery in REGISTRY_BUILDS:
         req = BuildRequest(
             name=name, backend="onnxruntime", device="cpu", precision=precision,
             compile=False, cuda_graphs=False, fp32_onnx=onnx, torch_model=model_dir,
             tokenizer_file=tokenizer_file, max_length=128, table_file=table_file,
             method="max", calibrator="workbench", per_channel=True, exclude=(),
-            cache_dir=str(cache_root() / "builds"), graph=graph,
+            cache_dir=str(cache_root() / "builds"), graph=graph, recovery=recovery,
         )  # fmt: skip
-        art = backend.build(req, None)
+        art = backend.build(req, calibration)
         out.append((name, art.model_path, precision, art.detail))
     return out
 

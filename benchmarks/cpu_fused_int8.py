@@ -188,7 +188,7 @@ def _patterns(nodes) -> list[str]:
 
 def builds(s: Setup, method: str) -> list[Build]:
     """PyTorch and ORT FP32, then every ORT build a user gets from ``[[build]]`` tables (the
-    backend registry: ``ort-int8-static`` is the demo's gated build today; ``-fused`` builds
+    backend registry: ``ort-int8-searched`` is the demo's gated build; ``-fused`` builds
     run on the fused graph), static INT8 from the workbench's own ``method`` table."""
     from workbench.backends.onnxruntime.runner import open_ort_runner
     from workbench.calibration.table import calibrate
@@ -209,7 +209,10 @@ def builds(s: Setup, method: str) -> list[Build]:
         Build("torch-fp32", "pytorch", s.model_dir, "fp32", "PyTorch eager FP32"),
         Build("ort-fp32", "onnxruntime", s.onnx_path, "fp32", "TorchScript export"),
     ]
-    made = registry_builds(s.model_dir, s.onnx_path, str(table_file), s.tokenizer_file)
+    feeds = s.calib_feeds
+    made = registry_builds(
+        s.model_dir, s.onnx_path, str(table_file), s.tokenizer_file, lambda: iter(feeds)
+    )
     return out + [Build(n, "onnxruntime", m, p, d) for n, m, p, d in made]
 
 

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.slow
 
 # On the quick subset (300 test samples) INT8 may lose a few points; more than this is a bug.
 INT8_TOLERANCE = 0.06
+GATED = "ort-int8-searched"  # the shipped demo's gated build (demo.toml)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_terminal_output_is_quiet_and_ends_with_the_verdict(quick_demo):
     assert "INFO root" not in out and "Loading weights" not in out
     assert "load data and model done in" in proc.stderr  # one plain line per stage instead
     lines = proc.stdout.strip().splitlines()
-    gated = [x for x in lines if x.startswith("gate ") and "ort-int8-static" in x]
+    gated = [x for x in lines if x.startswith("gate ") and GATED in x]
     assert gated and gated[0].split()[1].rstrip(":") in ("PASS", "FAIL", "INCONCLUSIVE")
     verdict = lines[-1].split(":")[0].removeprefix("demo ")  # the story's last line
     assert proc.returncode == {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 4}[verdict]
@@ -62,7 +63,7 @@ def test_the_demo_searches_when_the_gated_build_does_not_pass(quick_demo):
     gated = next(x for x in proc.stdout.splitlines() if x.startswith("gate "))
     if gated.startswith("gate PASS"):
         assert not (run_dir / "search").exists()
-        assert proc.stdout.strip().splitlines()[-1].startswith("demo PASS: ort-int8-static")
+        assert proc.stdout.strip().splitlines()[-1].startswith(f"demo PASS: {GATED}")
         return
     assert (run_dir / "search" / "search.json").is_file()
     tail = proc.stdout.split("searching for the fastest INT8 build")[1]
@@ -76,7 +77,7 @@ def test_the_demo_searches_when_the_gated_build_does_not_pass(quick_demo):
 def test_run_record_has_sane_numbers(quick_run):
     run = load_run(quick_run)
     names = [b.name for b in run.builds]
-    assert names == ["torch-fp32", "ort-fp32", "ort-int8-static", "ort-int8-dynamic"]
+    assert names == ["torch-fp32", "ort-fp32", "ort-int8-static", "ort-int8-dynamic", GATED]
     ref = run.build("torch-fp32").accuracy
     assert ref is not None and ref.n == 300 and 0.6 < ref.accuracy < 0.95
     for b in run.builds:
@@ -87,9 +88,11 @@ def test_run_record_has_sane_numbers(quick_run):
         assert all(0 < lat.p50_ms < 10_000 for lat in b.latency)
         assert 50 < b.peak_rss_mb < 8000
     assert run.build("ort-fp32").accuracy.agreement > 0.99  # same model, other runtime
-    for name in ("ort-int8-static", "ort-int8-dynamic"):
+    for name in ("ort-int8-static", "ort-int8-dynamic", GATED):
         cov = run.build(name).int8_coverage
         assert cov is not None and cov.quantized_matmul > 0
+    detail = " ".join(run.build(GATED).notes)  # the build's detail is its first note
+    assert "SmoothQuant α 0.8" in detail and "narrowing feed-forward" in detail
     assert run.calibration is not None and run.calibration.n_samples == 64
     assert (quick_run / run.calibration.table_file).is_file()
 
@@ -104,7 +107,7 @@ def test_predictions_are_saved_per_sample(quick_run):
 
 def test_report_contains_the_table(quick_run):
     html = (quick_run / "report.html").read_text()
-    for name in ("torch-fp32", "ort-int8-static", "ort-int8-dynamic"):
+    for name in ("torch-fp32", "ort-int8-static", "ort-int8-dynamic", GATED):
         assert name in html
     assert "<script src=" not in html and "http://" not in html.replace("http://www.w3.org", "")
 
@@ -127,7 +130,8 @@ def test_second_run_reuses_cached_stages(quick_run, tmp_path):
     assert code in (0, 1, 4)  # the gated build's verdict
     a, b = load_run(quick_run), load_run(tmp_path / "again")
     assert a.model == b.model  # same classifier dir, same ONNX export (cached)
-    assert a.build("ort-int8-static").accuracy == b.build("ort-int8-static").accuracy
-    assert a.build("ort-int8-static").model_sha256 == b.build("ort-int8-static").model_sha256
+    for name in ("ort-int8-static", GATED):
+        assert a.build(name).accuracy == b.build(name).accuracy
+        assert a.build(name).model_sha256 == b.build(name).model_sha256
     # latency was cached by content hash: a re-run reproduces the same records
     assert a.build("ort-fp32").latency == b.build("ort-fp32").latency
