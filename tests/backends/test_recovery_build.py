@@ -73,6 +73,7 @@ def test_per_token_ffn_down_is_the_searchs_candidate(tiny_model, tiny_onnx, feed
     req = _req(tiny_model, tiny_onnx, tmp_path / "b", pair)
     art = get_backend("onnxruntime").build(req, lambda: iter(feeds))
     assert "2 narrowing feed-forward MatMuls with per-token activations" in art.detail
+    assert "kept in float" not in art.detail  # per-token INT8 is not float
     m = onnx.load(art.model_path)
     per_token = [n.name for n in m.graph.node if n.op_type == "MatMulIntegerToFloat"]
     assert len(per_token) == 2 and all("/output/dense/" in n for n in per_token)

@@ -1,9 +1,10 @@
 """``workbench demo``: the shipped experiment (default classifier, Rotten Tomatoes) end to end,
-then -- when the all-INT8 build does not PASS -- the search for the fastest build that does.
+then -- when the gated INT8 build does not PASS -- the search for the fastest build that does.
 
 Exit code: the judge's verdict on the build the demo recommends (the gated build when it
-passes, else the search's choice): 0 PASS, 1 FAIL (or no build passes), 4 INCONCLUSIVE;
-0 with --no-gate. docs/verdicts.md explains the three verdicts.
+passes, else the search's choice; the gated build, INCONCLUSIVE, when it was INCONCLUSIVE and
+the search finds only FAILs): 0 PASS, 1 FAIL (or no build passes and the gated one failed),
+4 INCONCLUSIVE; 0 with --no-gate. docs/verdicts.md explains the three verdicts.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the shipped experiment end to end, then the fastest INT8 build that passes (CPU)",
         description=(
             "Runs workbench/experiment/shipped/demo.toml (calibrate -> quantize -> evaluate -> "
-            "gate -> reports/<run-id>/report.html). When the gated all-INT8 build does not "
+            "gate -> reports/<run-id>/report.html). When the gated INT8 build does not "
             "PASS, runs the search (as `workbench search`) into reports/<run-id>/search/ and "
             "ends on the fastest build that passes on rows the search never saw, with its "
             "speed-up and 95%% CI -- or on why none does and what would help. --quick: small "
             "subsets and a smaller search (a few minutes on 2 cores). Exit code: the verdict "
-            "on the recommended build: 0 PASS, 1 FAIL (or none passes), 4 INCONCLUSIVE."
+            "on the recommended build: 0 PASS, 1 FAIL (or none passes and the gated build "
+            "failed), 4 INCONCLUSIVE (the gated build stays recommended when it was "
+            "INCONCLUSIVE and the search finds only failures)."
         ),
     )
     add_run_args(p)

@@ -196,7 +196,7 @@ class CandidateBuilder:
         path = self.folder / f"{sha256_json(made_by)[:16]}.onnx"
         if path.is_file():
             return path
-        dyn = quantize_dynamic_int8(base, c.per_channel, (*c.float_nodes, *worst)).path
+        dyn = quantize_dynamic_int8(base, c.per_channel, c.float_nodes, tuple(worst)).path
         mod = importlib.import_module(opt.module)
         return Path(mod.dynamic_matmuls(Path(dyn), worst, path, granularity="per-token"))
 

@@ -71,7 +71,7 @@ class Recommendation:
             out.append(f"search: {Path(self.search_dir) / 'search.html'}")
         if self.build:
             out.append(f"recommended build: {self.build}")
-            if self.search_dir:
+            if self.source == "search":
                 out.append(f"  its settings: {Path(self.search_dir) / 'exclude.toml'}")
             if self.speedup is not None:
                 s, (b, q) = self.speedup, self.shape
@@ -109,8 +109,9 @@ def gate_decision(run: RunResult, run_dir: str | Path) -> GateDecision | None:
 
 
 def recommend(run: RunResult, run_dir: str | Path, opts: StoryOptions) -> Recommendation | None:
-    """The gated build if the judge PASSes it, else the search's choice (or none); None when
-    the run had no gate to judge by."""
+    """The gated build if the judge PASSes it, else the search's choice (or none); the gated
+    build stays, INCONCLUSIVE, when it was INCONCLUSIVE and the search finds only FAILs or
+    nothing (too few rows is not a failure). None when the run had no gate to judge by."""
     run_dir = Path(run_dir)
     d = gate_decision(run, run_dir)
     if d is None:
@@ -123,7 +124,21 @@ def recommend(run: RunResult, run_dir: str | Path, opts: StoryOptions) -> Recomm
         return Recommendation("run", cand, "PASS", base, ci, shape, [], [], "")
     exp = replace(run.experiment, gate=replace(run.experiment.gate, policy=policy))
     record, out = _search(exp, run_dir / "search", opts)
-    return _from_search(record, out, run, base, shape, opts)
+    rec = _from_search(record, out, run, base, shape, opts)
+    if rec.verdict != "FAIL" or d.verdict != "INCONCLUSIVE":
+        return rec
+    # the search found nothing better than a FAIL, but the gated build was only INCONCLUSIVE
+    # (too few rows to tell), not shown to fail: the demo's verdict stays the gated build's
+    found = f"its choice {rec.build} FAILs on its gate half" if rec.build else "no build passes"
+    reasons = [
+        f"judged on the whole test split: {d.reasons[0]}" if d.reasons else "",
+        f"the search ({record.n_search} rows to search on) found nothing better: {found}",
+    ]
+    ci = _run_speedup(run, base, cand, shape)
+    return replace(
+        rec, source="run", build=cand, verdict="INCONCLUSIVE", speedup=ci,
+        reasons=[r for r in reasons if r],
+    )  # fmt: skip
 
 
 def _search(exp: Experiment, out: Path, opts: StoryOptions) -> tuple[SearchRecord, Path]:

@@ -99,18 +99,24 @@ def _cached_path(fp32_onnx: str | Path, spec: dict[str, object]) -> Path:
 
 
 def quantize_dynamic_int8(
-    fp32_onnx: str | Path, per_channel: bool = True, float_nodes: tuple[str, ...] = ()
+    fp32_onnx: str | Path,
+    per_channel: bool = True,
+    float_nodes: tuple[str, ...] = (),
+    quantized_later: tuple[str, ...] = (),
 ) -> QuantizedModel:
     """Dynamic INT8 (weights int8, activations quantized at run time) for MatMul/Gemm;
-    ``float_nodes`` (node names) stay float."""
+    ``float_nodes`` (node names) stay float; ``quantized_later`` are left out of ORT's
+    quantizer too, for a later step to quantize (per-token), so not called float."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    kept = len(float_nodes)
+    float_nodes = (*float_nodes, *quantized_later)
     spec: dict[str, object] = {"kind": "dynamic", "per_channel": per_channel}
     if float_nodes:
         spec["float_nodes"] = sorted(float_nodes)
     out = _cached_path(fp32_onnx, spec)
     detail = f"dynamic, weights int8 {'per-channel' if per_channel else 'per-tensor'}, MatMul/Gemm"
-    detail += f", {len(float_nodes)} kept in float" if float_nodes else ""
+    detail += f", {kept} kept in float" if kept else ""
     if not reuse_entry(out.parent, "quantized model"):
         with tempfile.TemporaryDirectory() as tmp:
             pre = _packed(preprocess(fp32_onnx, Path(tmp) / "pre.onnx"), float_nodes)

@@ -137,7 +137,7 @@ def dynamic_with_recovery(
     narrowing = token == PER_TOKEN_FFN_DOWN
     graph = load_onnx(base, load_external_data=False)
     ffn = [n for n in ffn_matmuls(graph, narrowing) if n not in float_nodes]
-    q = quantize_dynamic_int8(base, per_channel, (*float_nodes, *ffn))
+    q = quantize_dynamic_int8(base, per_channel, float_nodes, quantized_later=tuple(ffn))
     if not ffn:
         return q.path, "; ".join([q.detail, *detail, "no feed-forward MatMul to make per-token"])
     made_by = [sha256_file(q.path), sorted(ffn), RECOVERY_VERSION]
