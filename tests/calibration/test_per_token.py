@@ -92,13 +92,12 @@ def test_chosen_matmuls_run_dynamic_the_rest_static(
     assert agreement(got, ref) > 0.9
 
 
-def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, tmp_path):
-    """One dynamic MatMul's output equals NumPy per-row int8 quantization of its input."""
+def _tapped(model_path, node: str, feeds: dict, tmp_path):
+    """(input x, per-token output y, int8 weight, weight scales) of per-token ``node``, read
+    from ORT with the MatMul's float input and rescaled output made graph outputs."""
     from onnx import helper, numpy_helper
 
-    node = ffn_out[0]
-    out = dynamic_matmuls(qdq, [node], tmp_path / "one.onnx", granularity="per-token")
-    m = onnx.load(str(out))
+    m = onnx.load(str(model_path))
     mm = next(n for n in m.graph.node if n.name == node)
     assert mm.op_type == "MatMulIntegerToFloat"  # ORT's integer kernel, float output
     rescale = next(n for n in m.graph.node if n.name == f"{node}_tok_rescale")
@@ -109,8 +108,13 @@ def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, t
     sess = ort.InferenceSession(str(tmp_path / "tapped.onnx"), providers=["CPUExecutionProvider"])
     inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     w_q, w_s = inits[mm.input[1]].astype(np.int64), inits[mm.input[3]]
-    x, y = sess.run([x_name, rescale.output[0]], test_feeds[0])
-    amax = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-12))
+    feeds = {k: v for k, v in feeds.items() if k in {i.name for i in sess.get_inputs()}}
+    x, y = sess.run([x_name, rescale.output[0]], feeds)
+    return x, y, w_q, w_s
+
+
+def _check_per_row_int8(x, y, w_q, w_s, amax) -> None:
+    """``y`` is ``x`` quantized per row with range ``amax`` times the int8 weight."""
     unit = x * (np.float32(1) / amax)  # float32, as the graph's Reciprocal and Mul
     xq = np.clip(np.round(unit / np.float32(1 / 127)), -127, 127).astype(np.int64)
     want = (xq @ w_q).astype(np.float32) * np.float32(1 / 127) * w_s * amax
@@ -118,12 +122,19 @@ def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, t
     assert not np.allclose(y, x @ (w_q * w_s), rtol=1e-4, atol=1e-5)  # it is quantized
 
 
+def test_per_token_matches_a_numpy_oracle(tiny_onnx, qdq, ffn_out, test_feeds, tmp_path):
+    """One dynamic MatMul's output equals NumPy per-row int8 quantization of its input."""
+    node = ffn_out[0]
+    out = dynamic_matmuls(qdq, [node], tmp_path / "one.onnx", granularity="per-token")
+    x, y, w_q, w_s = _tapped(out, node, test_feeds[0], tmp_path)
+    amax = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-12))
+    _check_per_row_int8(x, y, w_q, w_s, amax)
+
+
 def test_after_a_fused_gelu_one_reduction_and_a_floor(tiny_onnx, test_feeds, tmp_path):
     """On the fused graph the FFN-down MatMul reads BiasGelu's output, which is never below
     -0.1700: the row's range is max(row max, 0.171) from one ReduceMax (no ReduceMin), it
     still covers every value, and the output is that per-row int8 arithmetic."""
-    from onnx import helper, numpy_helper
-
     from workbench.backends.onnxruntime.fusion import fuse_bert
     from workbench.backends.onnxruntime.recovery import ffn_matmuls
     from workbench.calibration.per_token import GELU_FLOOR
@@ -132,30 +143,14 @@ def test_after_a_fused_gelu_one_reduction_and_a_floor(tiny_onnx, test_feeds, tmp
     down = ffn_matmuls(onnx.load(str(fused)), narrowing_only=True)
     assert len(down) == 2  # one per layer of the tiny BERT
     out = dynamic_matmuls(fused, down[:1], tmp_path / "one.onnx", granularity="per-token")
-    m = onnx.load(str(out))
-    node = down[0]
+    m, node = onnx.load(str(out)), down[0]
     ops = [n.op_type for n in m.graph.node if n.name.startswith(f"{node}_tok")]
     assert "ReduceMax" in ops and "ReduceMin" not in ops and "Neg" not in ops
     x_name = next(n for n in m.graph.node if n.name == f"{node}_tok_max").input[0]
-    producer = next(n for n in m.graph.node if x_name in n.output)
-    assert producer.op_type == "BiasGelu"
-    mm = next(n for n in m.graph.node if n.name == node)
-    rescale = next(n for n in m.graph.node if n.name == f"{node}_tok_rescale")
-    for t in (x_name, rescale.output[0]):
-        m.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
-    onnx.save(m, str(tmp_path / "tapped.onnx"))
-    sess = ort.InferenceSession(str(tmp_path / "tapped.onnx"), providers=["CPUExecutionProvider"])
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    w_q, w_s = inits[mm.input[1]].astype(np.int64), inits[mm.input[3]]
-    feeds = {k: v for k, v in test_feeds[0].items() if k in {i.name for i in sess.get_inputs()}}
-    x, y = sess.run([x_name, rescale.output[0]], feeds)
+    assert next(n for n in m.graph.node if x_name in n.output).op_type == "BiasGelu"
+    x, y, w_q, w_s = _tapped(out, node, test_feeds[0], tmp_path)
     assert x.min() >= -GELU_FLOOR  # the floored range covers the negative side
-    amax = np.maximum(x.max(axis=-1, keepdims=True), GELU_FLOOR)
-    unit = x * (np.float32(1) / amax)  # float32, as the graph's Reciprocal and Mul
-    xq = np.clip(np.round(unit / np.float32(1 / 127)), -127, 127).astype(np.int64)
-    want = (xq @ w_q).astype(np.float32) * np.float32(1 / 127) * w_s * amax
-    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
-    assert not np.allclose(y, x @ (w_q * w_s), rtol=1e-4, atol=1e-5)  # it is quantized
+    _check_per_row_int8(x, y, w_q, w_s, np.maximum(x.max(axis=-1, keepdims=True), GELU_FLOOR))
 
 
 def test_bad_requests_are_refused(qdq, tmp_path):
