@@ -23,7 +23,14 @@ def test_shipped_demo_loads_with_defaults() -> None:
     exp = load_experiment(shipped_experiment("demo"))
     assert exp.model.default and exp.data.shipped
     assert exp.calibration.n == 512 and exp.calibration.method == "max"
-    assert exp.builds == ()  # auto-selected on the machine
+    # the four CPU builds an experiment without [[build]] tables gets, then the gated one:
+    # the search's choice on this classifier (docs/search.md)
+    names = [b.name for b in exp.builds]
+    assert names == ["torch-fp32", "ort-fp32", "ort-int8-static", "ort-int8-dynamic",
+                     "ort-int8-searched"]  # fmt: skip
+    gated = exp.builds[-1]
+    assert exp.gate.candidates == ("ort-int8-searched",) and gated.graph == "fused"
+    assert gated.recovery == ("smoothquant-0.8", "per-token-ffn-down")
     assert exp.gate.policy is not None and exp.gate.policy.max_accuracy_drop == 0.01
 
 
