@@ -4,9 +4,10 @@ The shipped demo's speed rule (its gated INT8 build vs ONNX Runtime FP32 at the 
 limit from the shipped policy; the static build until 2026-12-05, when
 results/verdict_stability.json was measured) is timed paired and interleaved ``--repeats``
 times on the quiet machine, then as often with 2 and with 4 busy background processes
-(bounded, self-stopping CPU loops this script starts and kills). The claim checked: every loaded repeat's speed-up is within
-±15 % of the quiet median, or the rule says INCONCLUSIVE; never PASS in one repeat and FAIL in
-another. Prints a table and writes JSON (machine, load, per-repeat ratio/CI/verdict).
+(bounded, self-stopping CPU loops this script starts and kills). The claim checked: every
+loaded repeat's speed-up is within ±15 % of the quiet median, or the rule says INCONCLUSIVE;
+never PASS in one repeat and FAIL in another. Prints a table and writes JSON (machine, load,
+per-repeat ratio/CI/verdict).
 
     python benchmarks/verdict_stability.py [--repeats 3] [--loads 0,2,4] [--out PATH]
 """
