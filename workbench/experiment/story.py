@@ -25,7 +25,7 @@ from workbench.results.records import LatencyResult, RunResult
 if TYPE_CHECKING:
     from workbench.report.latency import SpeedupCI
     from workbench.results.gate import GateDecision
-    from workbench.results.search import SearchRecord
+    from workbench.results.search import SearchRecord, TrialRecord
     from workbench.results.spec import Experiment
 
 log = logging.getLogger(__name__)
@@ -124,21 +124,22 @@ def recommend(run: RunResult, run_dir: str | Path, opts: StoryOptions) -> Recomm
         return Recommendation("run", cand, "PASS", base, ci, shape, [], [], "")
     exp = replace(run.experiment, gate=replace(run.experiment.gate, policy=policy))
     record, out = _search(exp, run_dir / "search", opts)
-    rec = _from_search(record, out, run, base, shape, opts)
-    if rec.verdict != "FAIL" or d.verdict != "INCONCLUSIVE":
-        return rec
-    # the search found nothing better than a FAIL, but the gated build was only INCONCLUSIVE
-    # (too few rows to tell), not shown to fail: the demo's verdict stays the gated build's
-    found = f"its choice {rec.build} FAILs on its gate half" if rec.build else "no build passes"
-    reasons = [
-        f"judged on the whole test split: {d.reasons[0]}" if d.reasons else "",
-        f"the search ({record.n_search} rows to search on) found nothing better: {found}",
-    ]
-    ci = _run_speedup(run, base, cand, shape)
-    return replace(
-        rec, source="run", build=cand, verdict="INCONCLUSIVE", speedup=ci,
-        reasons=[r for r in reasons if r],
-    )  # fmt: skip
+    g, b = record.gate_check, record.best
+    if d.verdict == "INCONCLUSIVE" and (b is None or g is None or g.verdict == "FAIL"):
+        # the search found nothing better than a FAIL, but the gated build was only
+        # INCONCLUSIVE (too few rows to tell), not shown to fail: the verdict stays its own
+        # (decided before timing the search's choice, which would not be recommended)
+        found = f"its choice {_choice_name(b)} FAILs on its gate half" if b else "no build passes"
+        reasons = [
+            *([f"judged on the whole test split: {d.reasons[0]}"] if d.reasons else []),
+            f"the search ({record.n_search} rows to search on) found nothing better: {found}",
+        ]
+        ci = _run_speedup(run, base, cand, shape)
+        helps = what_would_help(record, run.experiment)
+        return Recommendation(
+            "run", cand, "INCONCLUSIVE", base, ci, shape, reasons, helps, str(out)
+        )
+    return _from_search(record, out, run, base, shape, opts)
 
 
 def _search(exp: Experiment, out: Path, opts: StoryOptions) -> tuple[SearchRecord, Path]:
@@ -180,12 +181,7 @@ def _from_search(
             f"in float) all fail the gate on the search half ({record.n_search} rows)"
         ]
         return Recommendation("search", "", "FAIL", base, None, shape, why, helps, str(out))
-    gran = "per-channel" if b.per_channel else "per-tensor"
-    floats = f"{len(b.float_modules)} layer(s) kept in float" if b.float_modules else "all INT8"
-    graph = "-fused" if b.graph == "fused" else ""
-    how = ", ".join([*([b.method] if b.kind == "static" else []), f"{gran} weights", floats,
-                     *b.recovery])  # fmt: skip
-    name = f"ort-int8-{b.kind}{graph} ({how})"
+    name = _choice_name(b)
     fp32 = Path(run.build(base).model_path) if _has(run, base) else None
     ci = _paired_speedup(fp32, out, record, shape, run, opts) if fp32 else None
     reasons = [
@@ -195,6 +191,16 @@ def _from_search(
     ]
     keep = helps if g.verdict != "PASS" else []
     return Recommendation("search", name, g.verdict, base, ci, shape, reasons, keep, str(out))
+
+
+def _choice_name(b: TrialRecord) -> str:
+    """The search's choice as the demo names it: kind, graph and how it was built."""
+    gran = "per-channel" if b.per_channel else "per-tensor"
+    floats = f"{len(b.float_modules)} layer(s) kept in float" if b.float_modules else "all INT8"
+    graph = "-fused" if b.graph == "fused" else ""
+    how = ", ".join([*([b.method] if b.kind == "static" else []), f"{gran} weights", floats,
+                     *b.recovery])  # fmt: skip
+    return f"ort-int8-{b.kind}{graph} ({how})"
 
 
 def what_would_help(record: SearchRecord, exp: Experiment) -> list[str]:
