@@ -62,22 +62,31 @@ REGISTRY_BUILDS = (
     ("ort-int8-dynamic", "int8-dynamic", "plain", ()),
     ("ort-int8-dynamic-fused", "int8-dynamic", "fused", ()),
     ("ort-fp32-fused", "fp32", "fused", ()),
-    # the demo's gated build (shipped demo.toml): the search's choice on the default classifier
-    ("ort-int8-searched", "int8-dynamic", "fused", ("smoothquant-0.8", "per-token-ffn-down")),
 )
+
+
+def demo_gated_build() -> tuple[str, str, str, tuple[str, ...]]:
+    """The shipped demo's gated build as a ``REGISTRY_BUILDS`` row, read from demo.toml (the
+    search's choice on the default classifier: ``ort-int8-searched``)."""
+    from workbench.experiment.spec import load_experiment, shipped_experiment
+
+    exp = load_experiment(shipped_experiment("demo"))
+    b = next(b for b in exp.builds if b.name == exp.gate.candidates[0])
+    return b.name, b.precision, b.graph, b.recovery
 
 
 def registry_builds(
     model_dir: str, onnx: str, table_file: str, tokenizer_file: str, calibration=None
 ) -> list[tuple[str, str, str, str]]:
-    """(name, model path, precision, detail) of each ``REGISTRY_BUILDS`` entry, built through
-    the backend registry exactly as ``workbench run`` builds it (per-channel weights;
-    ``calibration``: a callable giving the calibration feeds, for SmoothQuant)."""
+    """(name, model path, precision, detail) of each ``REGISTRY_BUILDS`` entry and the demo's
+    gated build, built through the backend registry exactly as ``workbench run`` builds it
+    (per-channel weights; ``calibration``: a callable giving the calibration feeds, for
+    SmoothQuant)."""
     from workbench.backends.registry import BuildRequest, get_backend
     from workbench.fileio import cache_root
 
     backend, out = get_backend("onnxruntime"), []
-    for name, precision, graph, recovery in REGISTRY_BUILDS:
+    for name, precision, graph, recovery in (*REGISTRY_BUILDS, demo_gated_build()):
         req = BuildRequest(
             name=name, backend="onnxruntime", device="cpu", precision=precision,
             compile=False, cuda_graphs=False, fp32_onnx=onnx, torch_model=model_dir,
