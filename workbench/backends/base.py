@@ -7,7 +7,9 @@ one-line ``InputMismatchError`` rather than an error from deep inside a library.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +19,17 @@ from workbench.closing import Closeable
 from workbench.errors import InputMismatchError
 
 Feed = dict[str, np.ndarray]
+
+
+def feeds_sha256(feeds: Iterable[Feed]) -> str:
+    """sha256 of every feed's names, dtypes, shapes and bytes, in order: part of the cache key
+    of whatever was computed from these feeds (engines, rankings, sensitivity scans)."""
+    h = hashlib.sha256()
+    for feed in feeds:
+        for name in sorted(feed):
+            h.update(f"{name}:{feed[name].dtype}:{feed[name].shape}".encode())
+            h.update(np.ascontiguousarray(feed[name]).tobytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -150,22 +150,17 @@ def score_logits(logits: np.ndarray, fp32_logits: np.ndarray, labels: np.ndarray
 
 
 def _cache_dir(fp32_onnx, table: CalibrationTable, feeds, labels, spec) -> Path:
-    import hashlib
-
     import onnxruntime
 
-    h = hashlib.sha256()
-    for f in feeds:
-        for k in sorted(f):
-            h.update(k.encode())
-            h.update(np.ascontiguousarray(f[k]).tobytes())
-    h.update(np.asarray(labels, dtype=np.int64).tobytes())
+    from workbench.backends.base import feeds_sha256
+
     key = sha256_json(
         {
             "model": sha256_file(fp32_onnx),
             "amax": sha256_json(table.amax),
             "method": table.method,
-            "feeds": h.hexdigest(),
+            "feeds": feeds_sha256(feeds),
+            "labels": sha256_json(np.asarray(labels, dtype=np.int64).tolist()),
             "per_channel": spec.per_channel,
             "proxy_samples": spec.proxy_samples,
             "seq": spec.reference_seq_len,

@@ -10,7 +10,6 @@ refuses an engine that saw fewer batches than the set holds.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -90,12 +89,9 @@ class CalibrationLoader:
 
     def sha256(self) -> str:
         """Hash of every batch (names, dtypes, shapes, bytes): part of the engine's cache key."""
-        h = hashlib.sha256()
-        for feed in self.batches:
-            for name in sorted(feed):
-                h.update(f"{name}:{feed[name].dtype}:{feed[name].shape}".encode())
-                h.update(np.ascontiguousarray(feed[name]).tobytes())
-        return h.hexdigest()
+        from workbench.backends.base import feeds_sha256
+
+        return feeds_sha256(self.batches)
 
     def check_served(self, served: int) -> None:
         """CalibrationError when TensorRT calibrated on fewer batches than the set holds."""
