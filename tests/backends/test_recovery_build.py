@@ -131,6 +131,9 @@ def test_spec_names_and_checks_recovery(tmp_path):
         '"smoothquant-0.5", "smoothquant-0.8"': "at most one smoothquant",
         '"smoothquant-1.5"': "'smoothquant-1.5' unknown",
         '"per-token-ffn", "per-token-ffn-down"': "one of",
+        '"per-token-ffn-down-worst-0"': "'per-token-ffn-down-worst-0' unknown",
+        '"per-token-ffn-down-worst-x"': "'per-token-ffn-down-worst-x' unknown",
+        '"per-token-ffn-down", "per-token-ffn-down-worst-1"': "one of",
     }
     for names, msg in bad.items():
         with pytest.raises(ConfigError, match=msg):

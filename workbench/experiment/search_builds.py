@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 # in every candidate file's key; 2: per-token in fused kernels; 3: fewer passes; 4: one
 # reduction after a fused GELU
 BUILD_VERSION = 4
+# per-token-ffn-down-worst-K options the search tries
+WORST_FFN_DOWN = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,18 @@ RECOVERY_OPTIONS = (
     # only the narrowing FFN MatMuls (they read the GELU output): half the per-token work;
     # with SmoothQuant 0.8, search half 37 -> 13 disagreements vs 11 for all FFN (docs/search.md)
     RecoveryOption("per-token-ffn-down", "workbench.calibration.per_token", ("dynamic",), "qdq"),
+    # only the K narrowing FFN MatMuls per-token helps most, ranked without labels on the
+    # calibration set (backends/onnxruntime/token_ranking.py): per-token costs time per layer
+    # and, with SmoothQuant 0.8 on the default classifier, layer 0 alone gave half the gain
+    *(
+        RecoveryOption(
+            f"per-token-ffn-down-worst-{k}",
+            "workbench.backends.onnxruntime.token_ranking",
+            ("dynamic",),
+            "qdq",
+        )
+        for k in WORST_FFN_DOWN
+    ),
 )
 # pairs of an FP32-stage and a Q/DQ-stage option also tried together, for the kinds named:
 # SmoothQuant and per-token FFN activations act on different MatMul inputs (LayerNorm outputs;
@@ -80,6 +94,7 @@ RECOVERY_OPTIONS = (
 RECOVERY_PAIRS = (
     (("smoothquant-0.8", "per-token-ffn"), ("dynamic",)),
     (("smoothquant-0.8", "per-token-ffn-down"), ("dynamic",)),
+    *((("smoothquant-0.8", f"per-token-ffn-down-worst-{k}"), ("dynamic",)) for k in WORST_FFN_DOWN),
 )
 
 
