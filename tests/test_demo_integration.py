@@ -97,7 +97,7 @@ def test_run_record_has_sane_numbers(quick_run):
         cov = run.build(name).int8_coverage
         assert cov is not None and cov.quantized_matmul > 0
     detail = " ".join(run.build(GATED).notes)  # the build's detail is its first note
-    assert "SmoothQuant α 0.8" in detail and "narrowing feed-forward" in detail
+    assert "SmoothQuant α 0.8" in detail and "narrowing feed-forward (of 6, the 2 most" in detail
     assert run.calibration is not None and run.calibration.n_samples == 64
     assert (quick_run / run.calibration.table_file).is_file()
 

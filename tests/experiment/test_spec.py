@@ -30,7 +30,7 @@ def test_shipped_demo_loads_with_defaults() -> None:
                      "ort-int8-searched"]  # fmt: skip
     gated = exp.builds[-1]
     assert exp.gate.candidates == ("ort-int8-searched",) and gated.graph == "fused"
-    assert gated.recovery == ("smoothquant-0.8", "per-token-ffn-down")
+    assert gated.recovery == ("smoothquant-0.8", "per-token-ffn-down-worst-2")
     assert exp.gate.policy is not None and exp.gate.policy.max_accuracy_drop == 0.01
 
 
