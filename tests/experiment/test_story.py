@@ -85,6 +85,57 @@ def test_a_passing_build_is_recommended_as_is(user_run, tmp_path):
     assert rec.lines()[-1].startswith("demo PASS: ort-int8-static, ×")
 
 
+def test_a_speed_rule_left_open_by_a_busy_machine_is_not_searched(user_run, tmp_path):
+    """Every accuracy rule passed and only the speed-up could not be told because the machine
+    was busy: a re-run on a quiet machine settles it, a search (timed on the same busy
+    machine) would not, so none runs and the gated build stays, INCONCLUSIVE."""
+    from workbench.gate import evaluate_gate, parse_policy
+    from workbench.gate.outputs import write_gate_outputs
+
+    run, run_dir, _ = user_run
+    copy = tmp_path / "r"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("search"))
+    (batch, seq) = next((x.batch_size, x.seq_len) for x in run.build("ort-fp32").latency)
+    lenient = {"max_accuracy_drop": 0.5, "min_samples": 10, "latency_batch": batch,
+               "latency_seq": seq, "min_speedup": 0.01}  # fmt: skip
+    d = evaluate_gate(copy, "ort-fp32", copy, "ort-int8-static", parse_policy(lenient))
+    assert d.verdict == "PASS", d.reasons
+    settle = (
+        "the machine was busy (load 3.4 on 2 cores, 40 of 40 blocks starved): re-run on a quiet one"
+    )
+    open_ = {"contended": True, "settle": settle}
+    busy = [
+        replace(c, status="inconclusive", details={**c.details, **open_})
+        if c.name == "speedup"
+        else c
+        for c in d.checks
+    ]
+    assert busy != d.checks  # the policy has a speed rule to leave open
+    reasons = [c.message for c in busy if not c.passed]
+    write_gate_outputs(
+        replace(d, verdict="INCONCLUSIVE", passed=False, checks=busy, reasons=reasons), copy
+    )
+    rec = recommend(run, copy, StoryOptions(progress=False))
+    assert rec is not None and (rec.source, rec.build, rec.verdict) == (
+        "run",
+        "ort-int8-static",
+        "INCONCLUSIVE",
+    )
+    assert rec.exit_code == 4 and not rec.search_dir and not (copy / "search").exists()
+    assert rec.helps and rec.helps[0].startswith(settle) and "no search ran" in rec.helps[0]
+    assert rec.lines()[-1].startswith("demo INCONCLUSIVE: ort-int8-static")
+
+    # the same decision with an accuracy rule open too: the search runs as before
+    acc = next(i for i, c in enumerate(busy) if c.name != "speedup")
+    both = list(busy)
+    both[acc] = replace(both[acc], status="inconclusive")
+    d2 = replace(d, verdict="INCONCLUSIVE", passed=False, checks=both, reasons=reasons)
+    from workbench.experiment.story import _only_a_busy_machine
+
+    assert _only_a_busy_machine(d2) == ""
+    assert _only_a_busy_machine(replace(d, verdict="INCONCLUSIVE", checks=busy)) == settle
+
+
 def test_no_gate_means_no_recommendation(user_run, tmp_path):
     run, run_dir, _ = user_run
     off = replace(

@@ -60,6 +60,28 @@ def test_ci_straddling_the_limit_is_inconclusive(make_paired):
     )
 
 
+def test_every_block_starved_quotes_no_number(make_paired):
+    from workbench.evaluate.paired import UNBOUNDED
+
+    starved = _paired(
+        0.0, 0.0, UNBOUNDED, contended=True, blocks_used=0, blocks_dropped=40,
+        reason="load 3.4 on 2 cores, 40 of 40 blocks starved",
+    )  # fmt: skip
+    c = _speed(make_paired, starved)
+    assert c.status == INCONCLUSIVE and "×0.00" not in c.message and "1000000" not in c.message
+    assert c.message.startswith("cand speed-up vs base: too few blocks for a CI (paired")
+    assert "0 blocks used, 40 starved dropped" in c.message
+    assert c.message.endswith("re-run on a quiet one → INCONCLUSIVE")
+
+
+def test_two_blocks_on_a_quiet_machine_ask_for_more(make_paired):
+    from workbench.evaluate.paired import UNBOUNDED
+
+    c = _speed(make_paired, _paired(1.2, 0.0, UNBOUNDED, blocks_used=2))
+    assert c.status == INCONCLUSIVE and "1000000" not in c.message
+    assert c.details["settle"] == "too few blocks for a CI: re-run with more blocks"
+
+
 def test_paired_record_of_another_shape_is_not_used(make_paired):
     c = _speed(make_paired, _paired(1.0, 0.95, 1.05, batch=8))
     assert c.status == "pass" and "paired" not in c.details  # falls back to the p50 ratio

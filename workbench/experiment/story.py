@@ -122,6 +122,12 @@ def recommend(run: RunResult, run_dir: str | Path, opts: StoryOptions) -> Recomm
     if d.verdict == "PASS":
         ci = _run_speedup(run, base, cand, shape)
         return Recommendation("run", cand, "PASS", base, ci, shape, [], [], "")
+    busy = _only_a_busy_machine(d)
+    if busy:  # every accuracy rule passed; the search would time on the same busy machine
+        ci = _run_speedup(run, base, cand, shape)
+        helps = [f"{busy}; every other rule passed, so no search ran (it would time its "
+                 "candidates on the same machine)"]  # fmt: skip
+        return Recommendation("run", cand, "INCONCLUSIVE", base, ci, shape, d.reasons, helps, "")
     exp = replace(run.experiment, gate=replace(run.experiment.gate, policy=policy))
     record, out = _search(exp, run_dir / "search", opts)
     g, b = record.gate_check, record.best
@@ -237,6 +243,21 @@ def _has(run: RunResult, name: str) -> bool:
 
 def _at(lats: list[LatencyResult], shape: tuple[int, int]) -> LatencyResult | None:
     return next((x for x in lats if (x.batch_size, x.seq_len) == shape), None)
+
+
+def _only_a_busy_machine(d: GateDecision) -> str:
+    """What would settle ``d`` when the only rules it did not pass are speed rules that the
+    machine's load left INCONCLUSIVE ("the machine was busy (...): re-run on a quiet one");
+    "" otherwise. A search cannot settle those: it times its candidates on the same machine."""
+    open_ = [c for c in d.checks if not c.passed]
+    busy = [
+        c
+        for c in open_
+        if c.name == "speedup" and c.status == "inconclusive" and c.details.get("contended")
+    ]
+    if not open_ or len(busy) != len(open_):
+        return ""
+    return str(busy[0].details.get("settle") or "the machine was busy: re-run on a quiet one")
 
 
 def _run_speedup(run: RunResult, base: str, cand: str, shape: tuple[int, int]):

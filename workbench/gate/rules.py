@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workbench.evaluate.paired import UNBOUNDED
 from workbench.gate.policy import GatePolicy
 from workbench.results.fmt import signed
 from workbench.results.gate import ERROR, FAIL, INCONCLUSIVE, PASS, GateCheck
@@ -222,6 +223,8 @@ def speed_verdict(sp: PairedSpeedup, limit: float) -> tuple[str, str]:
         return FAIL, ""
     if sp.contended:
         return INCONCLUSIVE, f"the machine was busy ({sp.reason}): re-run on a quiet one"
+    if sp.ci_high >= UNBOUNDED:
+        return INCONCLUSIVE, "too few blocks for a CI: re-run with more blocks"
     ci = f"[×{sp.ci_low:.2f}, ×{sp.ci_high:.2f}]"
     return INCONCLUSIVE, f"the CI {ci} straddles the limit ×{limit:.2f}: re-run with more blocks"
 
@@ -231,13 +234,18 @@ def _paired_speedup(base: Side, cand: Side, sp: PairedSpeedup, policy: GatePolic
     machine, INCONCLUSIVE otherwise, with what would settle it."""
     limit = policy.min_speedup
     assert limit is not None
-    ci = f"[×{sp.ci_low:.2f}, ×{sp.ci_high:.2f}]"
-    msg = (
-        f"{cand.build.name} speed-up ×{sp.ratio:.2f} vs {base.build.name}, "
-        f"{sp.confidence * 100:g}% CI {ci} (paired, interleaved: {sp.blocks_used} blocks used, "
-        f"{sp.blocks_dropped} starved dropped, batch {sp.batch} × seq {sp.seq}), "
-        f"limit ×{limit:.2f}"
+    how = (
+        f"(paired, interleaved: {sp.blocks_used} blocks used, {sp.blocks_dropped} starved "
+        f"dropped, batch {sp.batch} × seq {sp.seq}), limit ×{limit:.2f}"
     )
+    if sp.ci_high >= UNBOUNDED:  # too few blocks survived for an interval: no number to quote
+        msg = f"{cand.build.name} speed-up vs {base.build.name}: too few blocks for a CI {how}"
+    else:
+        ci = f"[×{sp.ci_low:.2f}, ×{sp.ci_high:.2f}]"
+        msg = (
+            f"{cand.build.name} speed-up ×{sp.ratio:.2f} vs {base.build.name}, "
+            f"{sp.confidence * 100:g}% CI {ci} {how}"
+        )
     status, settle = speed_verdict(sp, limit)
     return verdict_check(
         "speedup",
