@@ -60,9 +60,9 @@ def test_a_build_that_does_not_pass_leads_to_the_search(user_run):
         assert lines[-1].startswith("demo FAIL: no INT8 build passes") and rec.exit_code == 1
 
 
-def test_a_passing_build_is_recommended_as_is(user_run, tmp_path):
+def _passing_copy(user_run, tmp_path: Path):
+    """A copy of the run (no search) and the judge's PASS on it under a lenient policy."""
     from workbench.gate import evaluate_gate, parse_policy
-    from workbench.gate.outputs import write_gate_outputs
 
     run, run_dir, _ = user_run
     copy = tmp_path / "r"
@@ -72,6 +72,14 @@ def test_a_passing_build_is_recommended_as_is(user_run, tmp_path):
                "latency_seq": seq, "min_speedup": 0.01}  # fmt: skip
     d = evaluate_gate(copy, "ort-fp32", copy, "ort-int8-static", parse_policy(lenient))
     assert d.verdict == "PASS", d.reasons
+    return copy, d
+
+
+def test_a_passing_build_is_recommended_as_is(user_run, tmp_path):
+    from workbench.gate.outputs import write_gate_outputs
+
+    run, _, _ = user_run
+    copy, d = _passing_copy(user_run, tmp_path)
     write_gate_outputs(d, copy)
     rec = recommend(run, copy, StoryOptions(progress=False))
     assert rec is not None and (rec.source, rec.build, rec.verdict) == (
@@ -89,17 +97,10 @@ def test_a_speed_rule_left_open_by_a_busy_machine_is_not_searched(user_run, tmp_
     """Every accuracy rule passed and only the speed-up could not be told because the machine
     was busy: a re-run on a quiet machine settles it, a search (timed on the same busy
     machine) would not, so none runs and the gated build stays, INCONCLUSIVE."""
-    from workbench.gate import evaluate_gate, parse_policy
     from workbench.gate.outputs import write_gate_outputs
 
-    run, run_dir, _ = user_run
-    copy = tmp_path / "r"
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("search"))
-    (batch, seq) = next((x.batch_size, x.seq_len) for x in run.build("ort-fp32").latency)
-    lenient = {"max_accuracy_drop": 0.5, "min_samples": 10, "latency_batch": batch,
-               "latency_seq": seq, "min_speedup": 0.01}  # fmt: skip
-    d = evaluate_gate(copy, "ort-fp32", copy, "ort-int8-static", parse_policy(lenient))
-    assert d.verdict == "PASS", d.reasons
+    run, _, _ = user_run
+    copy, d = _passing_copy(user_run, tmp_path)
     settle = (
         "the machine was busy (load 3.4 on 2 cores, 40 of 40 blocks starved): re-run on a quiet one"
     )
