@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from workbench.experiment.story import EXIT, StoryOptions, gate_decision, recommend
+from workbench.experiment.story import (
+    EXIT,
+    StoryOptions,
+    _only_a_busy_machine,
+    gate_decision,
+    recommend,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -131,8 +137,6 @@ def test_a_speed_rule_left_open_by_a_busy_machine_is_not_searched(user_run, tmp_
     both = list(busy)
     both[acc] = replace(both[acc], status="inconclusive")
     d2 = replace(d, verdict="INCONCLUSIVE", passed=False, checks=both, reasons=reasons)
-    from workbench.experiment.story import _only_a_busy_machine
-
     assert _only_a_busy_machine(d2) == ""
     assert _only_a_busy_machine(replace(d, verdict="INCONCLUSIVE", checks=busy)) == settle
 

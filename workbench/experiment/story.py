@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from workbench.results.gate import load_decision
+from workbench.results.gate import INCONCLUSIVE, load_decision
 from workbench.results.records import LatencyResult, RunResult
 
 if TYPE_CHECKING:
@@ -250,14 +250,12 @@ def _only_a_busy_machine(d: GateDecision) -> str:
     machine's load left INCONCLUSIVE ("the machine was busy (...): re-run on a quiet one");
     "" otherwise. A search cannot settle those: it times its candidates on the same machine."""
     open_ = [c for c in d.checks if not c.passed]
-    busy = [
-        c
+    if not open_ or not all(
+        c.name == "speedup" and c.status == INCONCLUSIVE and c.details.get("contended")
         for c in open_
-        if c.name == "speedup" and c.status == "inconclusive" and c.details.get("contended")
-    ]
-    if not open_ or len(busy) != len(open_):
+    ):
         return ""
-    return str(busy[0].details.get("settle") or "the machine was busy: re-run on a quiet one")
+    return str(open_[0].details.get("settle") or "the machine was busy: re-run on a quiet one")
 
 
 def _run_speedup(run: RunResult, base: str, cand: str, shape: tuple[int, int]):
